@@ -1,0 +1,332 @@
+"""One call: answer → bridge + ExternalMedia → Realtime session → audio both ways → cleanup.
+
+Every Asterisk resource the call creates (ExternalMedia channel, bridge) is deleted when it
+ends, whoever ends it; ``CallEnded`` is emitted only after that (reference/asterisk-ari.md §8).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Awaitable
+
+from core import events as ev
+from core.ari import AriError, AriNotFound, new_id
+from core.ari_events import AriEvent, Channel
+from core.metrics import CallMetrics
+from core.playout import Pacer, Playout
+from core.rtp import PAYLOAD_TYPES, SILENCE_BYTE, RtpEndpoint, RtpSender
+from core.session import RealtimeSession
+
+if TYPE_CHECKING:
+    from core.app import App
+
+log = logging.getLogger("aribot.call")
+PLAYBACK_LIMIT_S = 120.0
+
+
+class CallFailure(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+class ActivationGate:
+    """Whether caller audio flows to the AI. Activation-mode plugins open it."""
+
+    def __init__(self, call: "Call") -> None:
+        self.call = call
+        self.is_open = False
+        self.opened = asyncio.Event()
+
+    def open(self, reason: str = "") -> None:
+        if not self.is_open:
+            self.is_open = True
+            self.opened.set()
+            self.call.emit(ev.ActivationOpened(call_id=self.call.id, mode=self.call.mode_name, reason=reason))
+
+
+class Call:
+    """Wires one caller channel to one Realtime session; all its ARI events arrive in order."""
+
+    def __init__(self, app: "App", channel: Channel, args: list[str]) -> None:
+        self.app = app
+        self.settings = app.settings
+        self.ari = app.ari
+        self.id = channel.id
+        self.channel = channel
+        self.args = args
+        self.caller_number = channel.caller_number
+        self.caller_name = channel.caller_name
+        self.extension = args[0] if args else channel.exten
+        self.leg_id = new_id("aribot-em")
+        self.bridge_id = new_id("aribot-br")
+        self.started_at = time.time()
+        self.state = "ringing"
+        self.mode_name = app.activation_mode
+        self.metrics = CallMetrics()
+        self.gate = ActivationGate(self)
+        fmt = self.settings.rtp.format
+        self.playout = Playout(SILENCE_BYTE[fmt])
+        self.endpoint = RtpEndpoint(self.id, PAYLOAD_TYPES[fmt], self._on_caller_audio)
+        self.pacer: Pacer | None = None
+        self.session = RealtimeSession(self)
+        self.end_reason = ""
+        self.failed = False
+        self.ending = False
+        self.caller_left = asyncio.Event()
+        self.done = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._events: asyncio.Queue[AriEvent] = asyncio.Queue()
+        self._leg_started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._playbacks: dict[str, asyncio.Future[bool]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._consumer: asyncio.Future[None] | None = None
+        self._end_action = ""
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def emit(self, event: ev.Event) -> None:
+        self.app.bus.emit(self, event)
+
+    def deliver(self, event: AriEvent) -> None:
+        """Queue an ARI event for this call (called by the app's router, in arrival order)."""
+        self._events.put_nowait(event)
+
+    def fail(self, reason: str, detail: str = "") -> None:
+        """End the call with the fallback prompt, then hang up or continue per settings."""
+        if not self._stop.is_set():
+            log.error("call %s: %s (%s); playing the fallback prompt, then %s", self.id, reason, detail,
+                      "continuing in the dialplan" if self.settings.call.on_failure == "continue" else "hanging up")
+            self.failed = True
+            self.end_reason = reason
+            self._stop.set()
+
+    def finish(self, reason: str, action: str = "hangup") -> None:
+        """End the call normally; ``action`` (hangup/continue) applies if the caller is still here."""
+        if not self._stop.is_set():
+            self.end_reason = reason
+            self._end_action = action
+            self._stop.set()
+
+    async def end_after_playout(self, reason: str, action: str = "hangup") -> None:
+        """End once the AI audio already queued has been sent to the caller."""
+        while self.playout.buffered_bytes and not self._stop.is_set():
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
+        self.finish(reason, action)
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --- audio ----------------------------------------------------------------------------------
+    def _on_caller_audio(self, payload: bytes, received_at: float) -> None:
+        if self.gate.is_open:
+            self.session.feed(payload, received_at)
+
+    def play_ai_audio(self, item_id: str, audio: bytes, received_at: float) -> None:
+        self.playout.push(item_id, audio)
+        if self.pacer is not None:
+            self.pacer.kick(received_at)
+
+    def flush_playout(self) -> int:
+        return self.pacer.flush() if self.pacer is not None else self.playout.clear()
+
+    def _on_first_frame(self, item_id: str, _now: float) -> None:
+        stopped = self.session.speech_stopped_at
+        latency = (time.perf_counter() - stopped) * 1000 if stopped is not None else None
+        self.session.speech_stopped_at = None
+        self.emit(ev.BotAudioStarted(call_id=self.id, response_id=self.session.item_response.get(item_id, ""),
+                                     item_id=item_id, latency_ms=latency))
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        self.emit(ev.CallStarted(call_id=self.id, channel_id=self.id, caller_number=self.caller_number,
+                                 caller_name=self.caller_name, extension=self.extension, args=tuple(self.args)))
+        log.info("call %s: started (caller %r, extension %r)", self.id, self.caller_number, self.extension)
+        self._consumer = asyncio.ensure_future(self._consume())
+        try:
+            self._spawn(self.session.run())
+            await self._answer_and_bridge()
+            self._spawn(self._activate())
+            greeting = self.settings.call.greeting
+            if greeting and not self._stop.is_set():
+                await self._play([greeting], "greeting", until=self._stop)
+            self.state = "talking"
+            await self._stop.wait()
+        except CallFailure as exc:
+            self.fail(exc.reason, exc.detail)
+        except Exception as exc:
+            log.exception("call %s: unexpected error", self.id)
+            self.fail("internal_error", repr(exc))
+        finally:
+            await self._teardown()
+            if self._consumer is not None:
+                self._consumer.cancel()
+
+    async def _answer_and_bridge(self) -> None:
+        try:
+            await self.ari.call("answer", channelId=self.id)
+        except AriNotFound:
+            self.caller_left.set()
+            raise CallFailure("caller_hangup", "caller left before answer")
+        except AriError as exc:
+            raise CallFailure("answer_failed", str(exc))
+        self.state = "answered"
+        self.emit(ev.CallAnswered(call_id=self.id))
+        rtp = self.settings.rtp
+        try:
+            await self.ari.call("create_bridge", bridgeId=self.bridge_id, type="mixing", name=f"aribot-{self.id}")
+            await self.app.ports.open(self.endpoint)
+            host = rtp.advertise_host or rtp.host
+            self.app.register_leg(self)
+            reply = await self.ari.call(
+                "external_media", app=self.settings.ari.app, channelId=self.leg_id,
+                external_host=f"{host}:{self.endpoint.local[1]}", encapsulation="rtp", transport="udp",
+                format=rtp.format, direction="both", data=self.id)
+            variables = (reply or {}).get("channelvars") or {}
+            self.endpoint.remote = (variables["UNICASTRTP_LOCAL_ADDRESS"], int(variables["UNICASTRTP_LOCAL_PORT"]))
+            await asyncio.wait_for(asyncio.shield(self._leg_started), self.settings.ari.leg_start_timeout)
+            await self.ari.call("add_channel", bridgeId=self.bridge_id, channel=f"{self.id},{self.leg_id}")
+        except (AriError, OSError, KeyError, ValueError, asyncio.TimeoutError) as exc:
+            if self.caller_left.is_set():
+                raise CallFailure("caller_hangup", "caller left during set-up")
+            what = "ExternalMedia leg did not enter Stasis" if isinstance(exc, asyncio.TimeoutError) else repr(exc)
+            raise CallFailure("media_setup_failed", what)
+        self.pacer = Pacer(self.playout, RtpSender(self.endpoint.payload_type), self.endpoint, self.metrics,
+                           idle_silence=rtp.idle_silence, on_first_frame=self._on_first_frame)
+        self.pacer.start()
+        self.state = "connected"
+        local = f"{self.endpoint.local[0]}:{self.endpoint.local[1]}"
+        self.emit(ev.MediaConnected(call_id=self.id, local=local, remote="%s:%s" % self.endpoint.remote))
+
+    async def _activate(self) -> None:
+        mode = self.app.activation_factory(self)
+        try:
+            await mode.run(self.gate)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("call %s: activation mode %s failed; opening the gate so the caller is heard",
+                          self.id, self.mode_name)
+            self.gate.open(f"mode failed: {exc!r}")
+
+    async def _play(self, media: list[str], what: str, until: asyncio.Event | None = None) -> bool:
+        """Play media to the caller and wait until it finished (False if it failed, the caller
+        left, or ``until`` was set first)."""
+        playback_id = new_id("aribot-pb")
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._playbacks[playback_id] = done
+        try:
+            await self.ari.call("play", channelId=self.id, playbackId=playback_id, media=media)
+            stops = [asyncio.ensure_future(self.caller_left.wait())]
+            if until is not None:
+                stops.append(asyncio.ensure_future(until.wait()))
+            finished, _ = await asyncio.wait({done, *stops}, timeout=PLAYBACK_LIMIT_S,
+                                             return_when=asyncio.FIRST_COMPLETED)
+            for stop in stops:
+                stop.cancel()
+            if not done.done() and not self.caller_left.is_set():
+                await self._delete("stop_playback", playbackId=playback_id)
+            ok = done in finished and done.result()
+            if not ok and not self.caller_left.is_set():
+                log.warning("call %s: %s %s did not play to the end; going on", self.id, what, media)
+            return ok
+        except AriError as exc:
+            if not self.caller_left.is_set():
+                log.warning("call %s: could not play %s %s (%s); going on without it", self.id, what, media, exc)
+            return False
+        finally:
+            self._playbacks.pop(playback_id, None)
+
+    async def _consume(self) -> None:
+        while True:
+            event = await self._events.get()
+            try:
+                self._on_ari_event(event)
+            except Exception:
+                log.exception("call %s: failed to handle ARI %s; ignored", self.id, event.type)
+
+    def _on_ari_event(self, event: AriEvent) -> None:
+        kind, channel_id = event.type, event.channel_id
+        if kind == "StasisStart" and channel_id == self.leg_id:
+            if not self._leg_started.done():
+                self._leg_started.set_result(None)
+        elif kind == "StasisEnd" and channel_id == self.id:
+            self.caller_left.set()
+            self.finish("caller_hangup")
+        elif kind == "StasisEnd" and channel_id == self.leg_id and not self.ending:
+            self.fail("media_leg_lost", "the ExternalMedia channel left Stasis")
+        elif kind in ("PlaybackFinished", "PlaybackFailed"):
+            future = self._playbacks.get(event.playback_id or "")
+            if future is not None and not future.done():
+                future.set_result(kind == "PlaybackFinished" and event.data["playback"].get("state") != "failed")
+        elif kind == "ChannelDtmfReceived" and channel_id == self.id:
+            self.emit(ev.DtmfReceived(call_id=self.id, digit=event.digit,
+                                      duration_ms=int(event.data.get("duration_ms", 0) or 0)))
+
+    async def _teardown(self) -> None:
+        self.ending = True
+        self.state = "ending"
+        if self.pacer is not None:
+            self.pacer.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await self.session.close()
+        await self._delete("hangup", channelId=self.leg_id)
+        await self._delete("destroy_bridge", bridgeId=self.bridge_id)
+        self.app.ports.release(self.endpoint)
+        if not self.caller_left.is_set():
+            if self.failed:
+                await self._play(list(self.settings.call.fallback_prompt), "fallback prompt")
+            action = self.settings.call.on_failure if self.failed else (self._end_action or "hangup")
+            await self._leave(action)
+        self.state = "ended"
+        duration = time.time() - self.started_at
+        stats = {"rtp_in": self.endpoint.rx_packets, "rtp_out": self.endpoint.tx_packets,
+                 "rtp_dropped": dict(self.endpoint.dropped), **self.session.stats}
+        log.info("call %s: ended (%s) after %.1f s; rtp in/out %d/%d, dropped %s", self.id, self.end_reason,
+                 duration, self.endpoint.rx_packets, self.endpoint.tx_packets, dict(self.endpoint.dropped) or "none")
+        self.app.forget(self)
+        self.emit(ev.CallEnded(call_id=self.id, reason=self.end_reason, duration_s=duration, stats=stats))
+        self.done.set()
+
+    async def _delete(self, op: str, **ids: str) -> None:
+        try:
+            await self.ari.call(op, **ids)
+        except AriNotFound:
+            pass
+        except AriError as exc:
+            log.warning("call %s: cleanup %s %s failed (%s); it may be left in Asterisk", self.id, op, ids, exc)
+
+    async def _leave(self, action: str) -> None:
+        """Hang up the caller or send it on in the dialplan, then wait for its StasisEnd."""
+        cfg = self.settings.call
+        try:
+            if action == "continue":
+                params: dict[str, Any] = {}
+                if cfg.continue_context or cfg.continue_extension:
+                    params = {"context": cfg.continue_context or None, "extension": cfg.continue_extension or None,
+                              "priority": cfg.continue_priority or 1}
+                await self.ari.call("continue_in_dialplan", channelId=self.id, **params)
+            else:
+                await self.ari.call("hangup", channelId=self.id, reason="normal")
+        except AriNotFound:
+            self.caller_left.set()
+            return
+        except AriError as exc:
+            log.warning("call %s: %s of the caller failed (%s)", self.id, action, exc)
+        try:
+            await asyncio.wait_for(self.caller_left.wait(), self.settings.call.cleanup_timeout)
+        except asyncio.TimeoutError:
+            log.warning("call %s: no StasisEnd from Asterisk %.1f s after %s; cleaned up anyway",
+                        self.id, self.settings.call.cleanup_timeout, action)
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-friendly view of the call for the HTTP API and the dashboard."""
+        return {"id": self.id, "caller_number": self.caller_number, "caller_name": self.caller_name,
+                "extension": self.extension, "state": self.state, "mode": self.mode_name,
+                "started_at": self.started_at, "gate_open": self.gate.is_open}

@@ -1,0 +1,302 @@
+"""Call lifecycle events (frozen dataclasses) and the blinker-based EventBus that carries them.
+
+Each event class has one named blinker signal. The sender is the ``Call`` object, so per-call
+waits connect with ``sender=call``. Receivers may be sync or async; a failing receiver is logged
+and counted and never stops the others or the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+from blinker import ANY, Namespace, NamedSignal
+
+log = logging.getLogger("aribot.events")
+signals = Namespace()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """Base of every event: which call, and when (time.time())."""
+
+    name: ClassVar[str] = "event"
+    call_id: str
+    ts: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["type"] = self.name
+        return data
+
+
+_EVENT_TYPES: dict[str, type[Event]] = {}
+
+
+def event(name: str) -> Callable[[type[Event]], type[Event]]:
+    """Class decorator: give an Event subclass its wire name and signal."""
+    def wrap(cls: type[Event]) -> type[Event]:
+        cls.name = name
+        _EVENT_TYPES[name] = cls
+        signals.signal(name, doc=(cls.__doc__ or "").strip())
+        return cls
+    return wrap
+
+
+def signal_for(event_type: type[Event]) -> NamedSignal:
+    return signals.signal(event_type.name)
+
+
+def event_types() -> dict[str, type[Event]]:
+    """Wire name → class of every declared event."""
+    return dict(_EVENT_TYPES)
+
+
+@event("call.started")
+@dataclass(frozen=True, kw_only=True)
+class CallStarted(Event):
+    """A caller channel entered Stasis and a Call was created."""
+
+    channel_id: str
+    caller_number: str = ""
+    caller_name: str = ""
+    extension: str = ""
+    args: tuple[str, ...] = ()
+
+
+@event("call.answered")
+@dataclass(frozen=True, kw_only=True)
+class CallAnswered(Event):
+    """The caller channel was answered."""
+
+
+@event("call.media_connected")
+@dataclass(frozen=True, kw_only=True)
+class MediaConnected(Event):
+    """The ExternalMedia leg is bridged: RTP can flow both ways."""
+
+    local: str
+    remote: str
+
+
+@event("call.realtime_ready")
+@dataclass(frozen=True, kw_only=True)
+class RealtimeReady(Event):
+    """The Realtime session accepted aribot's session.update."""
+
+    session_id: str
+    connect_ms: float
+
+
+@event("call.activation_opened")
+@dataclass(frozen=True, kw_only=True)
+class ActivationOpened(Event):
+    """Caller audio now flows to the AI."""
+
+    mode: str
+    reason: str = ""
+
+
+@event("call.speech_started")
+@dataclass(frozen=True, kw_only=True)
+class SpeechStarted(Event):
+    """The AI's turn detection heard the caller start speaking."""
+
+    item_id: str = ""
+
+
+@event("call.speech_stopped")
+@dataclass(frozen=True, kw_only=True)
+class SpeechStopped(Event):
+    """The AI's turn detection heard the caller stop speaking."""
+
+    item_id: str = ""
+
+
+@event("call.transcript_delta")
+@dataclass(frozen=True, kw_only=True)
+class TranscriptDelta(Event):
+    """A piece of a transcript: role is 'caller' or 'assistant'."""
+
+    role: str
+    item_id: str
+    text: str
+
+
+@event("call.transcript")
+@dataclass(frozen=True, kw_only=True)
+class Transcript(Event):
+    """A finished transcript of one caller or assistant turn."""
+
+    role: str
+    item_id: str
+    text: str
+
+
+@event("call.response_started")
+@dataclass(frozen=True, kw_only=True)
+class ResponseStarted(Event):
+    """The AI started a response."""
+
+    response_id: str
+
+
+@event("call.bot_audio_started")
+@dataclass(frozen=True, kw_only=True)
+class BotAudioStarted(Event):
+    """The first RTP frame of an AI answer went to Asterisk; latency is from the caller's stop."""
+
+    response_id: str
+    item_id: str
+    latency_ms: float | None = None
+
+
+@event("call.response_done")
+@dataclass(frozen=True, kw_only=True)
+class ResponseDone(Event):
+    """The AI finished a response (completed, cancelled, failed or incomplete)."""
+
+    response_id: str
+    status: str
+    reason: str = ""
+
+
+@event("call.barge_in")
+@dataclass(frozen=True, kw_only=True)
+class BargeIn(Event):
+    """The caller interrupted the AI: playout was flushed and the item truncated."""
+
+    item_id: str
+    played_ms: int
+    dropped_ms: int
+
+
+@event("call.tool_called")
+@dataclass(frozen=True, kw_only=True)
+class ToolCalled(Event):
+    """The AI asked to run a function tool."""
+
+    tool: str
+    tool_call_id: str
+    arguments: str
+
+
+@event("call.tool_finished")
+@dataclass(frozen=True, kw_only=True)
+class ToolFinished(Event):
+    """A function tool finished; error is empty on success."""
+
+    tool: str
+    tool_call_id: str
+    result: str
+    error: str = ""
+    duration_ms: float = 0.0
+
+
+@event("call.dtmf")
+@dataclass(frozen=True, kw_only=True)
+class DtmfReceived(Event):
+    """The caller pressed a key."""
+
+    digit: str
+    duration_ms: int = 0
+
+
+@event("call.realtime_error")
+@dataclass(frozen=True, kw_only=True)
+class RealtimeError(Event):
+    """The Realtime server reported an error event, or its connection failed."""
+
+    code: str
+    message: str
+    fatal: bool = False
+
+
+@event("call.ended")
+@dataclass(frozen=True, kw_only=True)
+class CallEnded(Event):
+    """The call is over and every Asterisk resource aribot created for it is gone."""
+
+    reason: str
+    duration_s: float
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+Receiver = Callable[..., Any]
+
+
+class EventBus:
+    """Thin wrapper over blinker: strong refs, isolated receivers, per-owner bookkeeping."""
+
+    def __init__(self) -> None:
+        self._owned: dict[str, list[tuple[NamedSignal, Receiver]]] = defaultdict(list)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.receiver_errors = 0
+
+    def subscribe(
+        self,
+        event_type: type[Event] | None,
+        receiver: Receiver,
+        *,
+        sender: Any = ANY,
+        owner: str = "core",
+    ) -> Receiver:
+        """Call ``receiver(event)`` for each event of the type (None = every type)."""
+        shim = self._isolate(receiver, owner)
+        targets = list(_EVENT_TYPES.values()) if event_type is None else [event_type]
+        for cls in targets:
+            sig = signal_for(cls)
+            sig.connect(shim, sender=sender, weak=False)
+            self._owned[owner].append((sig, shim))
+        return shim
+
+    def unsubscribe(self, shim: Receiver) -> None:
+        for owner, pairs in self._owned.items():
+            for sig, fn in [p for p in pairs if p[1] is shim]:
+                sig.disconnect(fn)
+                pairs.remove((sig, fn))
+
+    def disconnect_owner(self, owner: str) -> int:
+        """Unplug every receiver a plugin connected; returns how many."""
+        pairs = self._owned.pop(owner, [])
+        for sig, shim in pairs:
+            sig.disconnect(shim)
+        return len(pairs)
+
+    def emit(self, sender: Any, ev: Event) -> None:
+        """Deliver ``ev`` synchronously to sync receivers; async receivers run as tasks."""
+        signal_for(type(ev)).send(sender, event=ev)
+
+    def _isolate(self, receiver: Receiver, owner: str) -> Receiver:
+        is_async = inspect.iscoroutinefunction(receiver)
+
+        def shim(sender: Any, *, event: Event) -> None:
+            try:
+                result = receiver(event)
+                if is_async or inspect.isawaitable(result):
+                    task = asyncio.ensure_future(result)
+                    self._tasks.add(task)
+                    task.add_done_callback(lambda t: self._finish(t, owner, event))
+            except Exception:
+                self.receiver_errors += 1
+                log.exception("event receiver of %s failed on %s for call %s; other receivers "
+                              "and the call go on", owner, event.name, event.call_id)
+        return shim
+
+    def _finish(self, task: asyncio.Task[Any], owner: str, ev: Event) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.receiver_errors += 1
+            log.error("async event receiver of %s failed on %s for call %s: %r; other receivers "
+                      "and the call go on", owner, ev.name, ev.call_id, task.exception())
+
+    async def drain(self) -> None:
+        """Wait for async receivers still running (used at shutdown and in tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

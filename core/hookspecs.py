@@ -1,0 +1,45 @@
+"""The plugin contract: every hook aribot calls. Registration hooks are sync; async work lives
+on the registered objects. Documented in docs/plugins.md (a test keeps the two in step)."""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("aribot")
+hookimpl = pluggy.HookimplMarker("aribot")
+
+
+@hookspec
+def register_activation_modes(register):
+    """Register activation modes: call ``register(name, factory)``; ``factory(call)`` returns an
+    object whose async ``run(gate)`` opens the caller-audio gate when the mode decides."""
+
+
+@hookspec
+def register_tools(register):
+    """Register function tools the AI may call: call ``register(function)`` for each."""
+
+
+@hookspec
+def register_event_handlers(subscribe):
+    """Subscribe to call events: call ``subscribe(EventClass, receiver)``; receivers may be async."""
+
+
+@hookspec
+def register_settings_rules(register):
+    """Register validation rules for the plugin's own settings: call ``register(Rule)``."""
+
+
+@hookspec
+def register_routes(app):
+    """Add routes to the aiohttp ``web.Application`` of aribot's HTTP API before it starts."""
+
+
+@hookspec
+def startup(app):
+    """Called once when aribot has started (ARI connecting, HTTP up); may be async."""
+
+
+@hookspec
+def shutdown(app):
+    """Called once when aribot stops, after live calls ended; may be async."""

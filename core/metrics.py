@@ -1,0 +1,64 @@
+"""Cheap in-process measurements for the audio path (benchmarks and /healthz read them)."""
+
+from __future__ import annotations
+
+from array import array
+
+
+class Samples:
+    """A bounded ring of float samples (e.g. milliseconds) with percentiles."""
+
+    __slots__ = ("_data", "_cap", "_next", "count")
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._data = array("d")
+        self._cap = capacity
+        self._next = 0
+        self.count = 0
+
+    def add(self, value: float) -> None:
+        if len(self._data) < self._cap:
+            self._data.append(value)
+        else:
+            self._data[self._next] = value
+            self._next = (self._next + 1) % self._cap
+        self.count += 1
+
+    def values(self) -> list[float]:
+        return list(self._data)
+
+    def percentile(self, q: float) -> float | None:
+        return percentile(self._data, q)
+
+    def summary(self) -> dict[str, float | int | None]:
+        return {"n": self.count, "p50": self.percentile(50), "p99": self.percentile(99),
+                "max": max(self._data) if self._data else None}
+
+
+def percentile(values, q: float) -> float | None:
+    """Nearest-rank percentile of a sequence (None when empty)."""
+    data = sorted(values)
+    if not data:
+        return None
+    rank = max(0, min(len(data) - 1, round(q / 100 * len(data) + 0.5) - 1))
+    return data[rank]
+
+
+class CallMetrics:
+    """Per-call audio-path figures, all in milliseconds."""
+
+    def __init__(self) -> None:
+        self.pacing_lateness = Samples()     # RTP frame sent − its absolute deadline
+        self.send_intervals = Samples()      # interval between consecutive frames of a talk-spurt
+        self.first_frame_latency = Samples() # AI delta received while idle → its first RTP frame sent
+        self.inbound_latency = Samples()     # caller RTP received → input_audio_buffer.append sent
+        self.pacing_slips = 0                # times the pacer fell > 3 frames behind and re-anchored
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "pacing_lateness_ms": self.pacing_lateness.summary(),
+            "send_interval_ms": self.send_intervals.summary(),
+            "first_frame_latency_ms": self.first_frame_latency.summary(),
+            "inbound_latency_ms": self.inbound_latency.summary(),
+            "pacing_slips": self.pacing_slips,
+        }

@@ -1,0 +1,190 @@
+"""AI audio towards the caller: re-framing (sans-IO ``Playout``) and the RTP ``Pacer``.
+
+Realtime deltas come in any size and faster than real time. ``Playout`` cuts them into exact
+160-byte frames per item (the last partial frame of an item is padded with silence) and keeps
+per-item byte counts for barge-in truncation. ``Pacer`` sends one frame per 20 ms on absolute
+monotonic deadlines (t0 + n·20 ms), never a relative sleep, so error does not accumulate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from core.metrics import CallMetrics
+from core.rtp import FRAME_BYTES, FRAME_SECONDS, RtpEndpoint, RtpSender
+
+COMPACT_AT = 1 << 16
+
+
+@dataclass(slots=True)
+class _Segment:
+    item_id: str
+    buf: bytearray = field(default_factory=bytearray)
+    pos: int = 0
+    ended: bool = False
+
+    @property
+    def available(self) -> int:
+        return len(self.buf) - self.pos
+
+
+class Playout:
+    """FIFO of AI audio, item by item. ``played`` counts real audio bytes sent (not padding)."""
+
+    def __init__(self, silence: int = 0xFF) -> None:
+        self.silence = silence
+        self._segments: deque[_Segment] = deque()
+        self.received: dict[str, int] = {}
+        self.played: dict[str, int] = {}
+        self.current_item = ""
+
+    def push(self, item_id: str, data: bytes) -> None:
+        """Queue audio of ``item_id``; a new item ends (and pads) the previous one."""
+        self.received[item_id] = self.received.get(item_id, 0) + len(data)
+        tail = self._segments[-1] if self._segments else None
+        if tail is None or tail.item_id != item_id or tail.ended:
+            if tail is not None:
+                tail.ended = True
+            tail = _Segment(item_id)
+            self._segments.append(tail)
+        tail.buf += data
+
+    def end_item(self, item_id: str) -> None:
+        """No more audio will come for ``item_id``: its partial last frame may be sent padded."""
+        for seg in self._segments:
+            if seg.item_id == item_id:
+                seg.ended = True
+
+    def pop(self) -> bytes | None:
+        """The next 160-byte frame, or None when nothing is ready."""
+        while self._segments:
+            seg = self._segments[0]
+            avail = seg.available
+            if avail >= FRAME_BYTES or (seg.ended and avail > 0):
+                take = min(FRAME_BYTES, avail)
+                frame = bytes(seg.buf[seg.pos:seg.pos + take])
+                seg.pos += take
+                if seg.pos >= COMPACT_AT:
+                    del seg.buf[:seg.pos]
+                    seg.pos = 0
+                self.played[seg.item_id] = self.played.get(seg.item_id, 0) + take
+                self.current_item = seg.item_id
+                if take < FRAME_BYTES:
+                    frame += bytes([self.silence]) * (FRAME_BYTES - take)
+                return frame
+            if seg.ended or len(self._segments) > 1:
+                self._segments.popleft()
+                continue
+            return None
+        return None
+
+    def clear(self) -> int:
+        """Drop everything queued (barge-in); returns the number of bytes dropped."""
+        dropped = sum(seg.available for seg in self._segments)
+        self._segments.clear()
+        return dropped
+
+    @property
+    def buffered_bytes(self) -> int:
+        return sum(seg.available for seg in self._segments)
+
+    def played_ms(self, item_id: str) -> int:
+        return self.played.get(item_id, 0) // 8
+
+    def received_ms(self, item_id: str) -> int:
+        return self.received.get(item_id, 0) // 8
+
+
+class Pacer:
+    """Sends Playout frames over RTP, one per 20 ms, on absolute deadlines of loop.time()."""
+
+    def __init__(
+        self,
+        playout: Playout,
+        sender: RtpSender,
+        endpoint: RtpEndpoint,
+        metrics: CallMetrics,
+        *,
+        idle_silence: bool = False,
+        on_first_frame: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self.playout = playout
+        self.sender = sender
+        self.endpoint = endpoint
+        self.metrics = metrics
+        self.idle_frame = bytes([playout.silence]) * FRAME_BYTES if idle_silence else None
+        self.on_first_frame = on_first_frame
+        self._loop = asyncio.get_running_loop()
+        self._handle: asyncio.TimerHandle | None = None
+        self._t0 = 0.0
+        self._n = 0
+        self._talking = False
+        self._last_send = 0.0
+        self._stopped = False
+        self.frames_sent = 0
+
+    @property
+    def running(self) -> bool:
+        return self._handle is not None
+
+    def start(self) -> None:
+        """With idle silence the pacer runs for the whole call; otherwise it starts on kick()."""
+        if self.idle_frame is not None and not self.running:
+            self._anchor(self._loop.time())
+            self._tick()
+
+    def kick(self, received_at: float | None = None) -> None:
+        """New audio was queued: start a talk-spurt now if the pacer is idle."""
+        if self._stopped:
+            return
+        if not self.running:
+            self._anchor(self._loop.time())
+            self._tick()
+            if received_at is not None and self._talking:
+                self.metrics.first_frame_latency.add((time.perf_counter() - received_at) * 1000)
+
+    def flush(self) -> int:
+        """Barge-in: drop queued audio; the next deadline finds nothing and the spurt ends."""
+        return self.playout.clear()
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _anchor(self, now: float) -> None:
+        self._t0 = now
+        self._n = 0
+
+    def _tick(self) -> None:
+        self._handle = None
+        now = self._loop.time()
+        frame = self.playout.pop()
+        if frame is None:
+            self._talking = False
+            if self.idle_frame is None:
+                return
+            self.endpoint.send(self.sender.packet(self.idle_frame, marker=False, now=now))
+        else:
+            marker = not self._talking
+            if marker and self.on_first_frame is not None:
+                self.on_first_frame(self.playout.current_item, now)
+            self.endpoint.send(self.sender.packet(frame, marker=marker, now=now))
+            if self._talking:
+                self.metrics.send_intervals.add((now - self._last_send) * 1000)
+            self._talking = True
+            self.frames_sent += 1
+        self.metrics.pacing_lateness.add((now - (self._t0 + self._n * FRAME_SECONDS)) * 1000)
+        self._last_send = now
+        self._n += 1
+        deadline = self._t0 + self._n * FRAME_SECONDS
+        if deadline < now - 3 * FRAME_SECONDS:
+            self.metrics.pacing_slips += 1
+            self._anchor(now + FRAME_SECONDS)
+            deadline = self._t0
+        self._handle = self._loop.call_at(deadline, self._tick)

@@ -1,0 +1,163 @@
+"""Plugin manager: pluggy with entry-point group ``aribot``; built-ins come through aribot's own
+entry points, blocked names (settings ``[plugins] disabled``) are never imported."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import inspect
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import pluggy
+
+from core import hookspecs
+from core.events import Event, EventBus
+
+log = logging.getLogger("aribot.plugins")
+GROUP = "aribot"
+OWN_DIST = "aribot"
+
+
+class PluginError(RuntimeError):
+    """A plugin could not be loaded or registered something invalid."""
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """What ``aribot plugins`` and the dashboard show about one plugin."""
+
+    name: str
+    module: str
+    source: str  # "built-in" or "entry point (<dist>)"
+    version: str
+    enabled: bool
+    hooks: tuple[str, ...]
+    path: str = ""
+
+
+class Plugins:
+    """The loaded plugin manager plus the registries built from it."""
+
+    def __init__(self, disabled: Iterable[str] = ()) -> None:
+        self.pm = pluggy.PluginManager(GROUP)
+        self.pm.add_hookspecs(hookspecs)
+        self._infos: dict[str, PluginInfo] = {}
+        self._disabled = {name.strip() for name in disabled if name.strip()}
+        for name in self._disabled:
+            self.pm.set_blocked(name)
+
+    # --- loading ---------------------------------------------------------------------------------
+    def load_entry_points(self) -> None:
+        """Import and register every non-blocked entry point of the group."""
+        known: set[str] = set()
+        for ep in sorted(importlib.metadata.entry_points(group=GROUP), key=_builtin_first):
+            dist = ep.dist.name if ep.dist else "?"
+            version = ep.dist.version if ep.dist else ""
+            source = "built-in" if dist == OWN_DIST else f"entry point ({dist})"
+            known.add(ep.name)
+            if self.pm.is_blocked(ep.name) or self.pm.has_plugin(ep.name):
+                self._infos.setdefault(ep.name, PluginInfo(ep.name, ep.value, source, version, False, ()))
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {ep.name} ({ep.value}, from {dist}) failed to import: {exc!r}; "
+                    f"fix it or add it to [plugins] disabled"
+                ) from exc
+            self.register(module, ep.name, source=source, version=version)
+        for name in sorted(self._disabled - known):
+            log.warning("[plugins] disabled names %r, but no installed plugin has that name; ignored", name)
+
+    def register(self, plugin: Any, name: str, *, source: str = "registered", version: str = "") -> None:
+        """Register a plugin object (module or instance) unless its name is blocked."""
+        if self.pm.register(plugin, name=name) is None:
+            return
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self.pm.unregister(name=name)
+            raise PluginError(f"plugin {name} implements an unknown hook: {exc}") from exc
+        hooks = tuple(sorted(h.name for h in self.pm.get_hookcallers(plugin) or ()))
+        path = getattr(plugin, "__file__", "") or ""
+        module = getattr(plugin, "__name__", type(plugin).__name__)
+        self._infos[name] = PluginInfo(name, module, source, version, True, hooks, path)
+
+    def unregister(self, name: str) -> None:
+        if self.pm.has_plugin(name):
+            self.pm.unregister(name=name)
+        self._infos.pop(name, None)
+
+    def infos(self) -> list[PluginInfo]:
+        return sorted(self._infos.values(), key=lambda info: (not info.enabled, info.name))
+
+    # --- registries --------------------------------------------------------------------------------
+    def _per_plugin(self, hook_name: str) -> Iterable[tuple[str, Callable[..., Any]]]:
+        """(plugin name, impl function) for each implementation of a hook (llm's trick)."""
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            yield self.pm.get_name(impl.plugin) or "?", impl.function
+
+    def activation_modes(self) -> dict[str, tuple[str, Callable[..., Any]]]:
+        """Mode name → (owning plugin, factory)."""
+        modes: dict[str, tuple[str, Callable[..., Any]]] = {}
+        for owner, fn in self._per_plugin("register_activation_modes"):
+            def register(name: str, factory: Callable[..., Any], _owner: str = owner) -> None:
+                key = name.strip().lower()
+                if key in modes:
+                    raise PluginError(f"activation mode {key!r} is registered by both "
+                                      f"{modes[key][0]} and {_owner}")
+                modes[key] = (_owner, factory)
+            fn(register=register)
+        return modes
+
+    def tools(self) -> list[tuple[str, Callable[..., Any]]]:
+        """(owning plugin, function) for every registered tool."""
+        found: list[tuple[str, Callable[..., Any]]] = []
+        for owner, fn in self._per_plugin("register_tools"):
+            fn(register=lambda function, _owner=owner: found.append((_owner, function)))
+        return found
+
+    def subscribe_handlers(self, bus: EventBus) -> None:
+        """Connect every plugin's event receivers, owned by the plugin's name."""
+        for owner, fn in self._per_plugin("register_event_handlers"):
+            def subscribe(event_type: type[Event] | None, receiver: Callable[..., Any],
+                          _owner: str = owner) -> None:
+                bus.subscribe(event_type, receiver, owner=_owner)
+            fn(subscribe=subscribe)
+
+    def settings_rules(self) -> list[Any]:
+        rules: list[Any] = []
+        for _owner, fn in self._per_plugin("register_settings_rules"):
+            fn(register=rules.append)
+        return rules
+
+    async def acall(self, hook_name: str, **kwargs: Any) -> list[Any]:
+        """Call a notification hook; await async impls; a failing impl is logged, not raised."""
+        results: list[Any] = []
+        for owner, fn in self._per_plugin(hook_name):
+            try:
+                value = fn(**kwargs)
+                if inspect.isawaitable(value):
+                    value = await value
+                results.append(value)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("plugin %s failed in %s; aribot goes on", owner, hook_name)
+        return results
+
+
+def _builtin_first(ep: importlib.metadata.EntryPoint) -> tuple[int, str]:
+    return (0 if ep.dist and ep.dist.name == OWN_DIST else 1, ep.name)
+
+
+def load_plugins(settings: Any) -> Plugins:
+    """Build the plugin manager from settings: block disabled names, then load entry points."""
+    disabled = list(settings.plugins.disabled)
+    if not settings.ui.enabled:
+        disabled.append("ui_nicegui")
+    plugins = Plugins(disabled)
+    plugins.load_entry_points()
+    return plugins

@@ -1,0 +1,165 @@
+"""OpenAI Realtime (GA) over a WebSocket: URL/headers for OpenAI and Azure, the session.update
+built from settings, and a thin connection wrapper on ``websockets``.
+
+GA only: ``session.type = "realtime"``, ``audio/pcmu`` (or ``audio/pcma``) in and out, no
+transcoding, no OpenAI-Beta header (reference/openai-realtime.md §1-§2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from typing import Any, AsyncIterator
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+log = logging.getLogger("aribot.realtime")
+
+AUDIO_FORMATS = {"ulaw": {"type": "audio/pcmu"}, "alaw": {"type": "audio/pcma"}}
+
+
+class RealtimeUnavailable(ConnectionError):
+    """The Realtime endpoint could not be reached or refused the connection."""
+
+
+class RealtimeClosed(ConnectionError):
+    """The Realtime WebSocket closed; ``code``/``reason`` as the server sent them."""
+
+    def __init__(self, code: int | None, reason: str) -> None:
+        super().__init__(f"closed with code {code}: {reason or 'no reason'}")
+        self.code = code
+        self.reason = reason
+
+
+def realtime_url(openai: Any) -> str:
+    """The settings URL with ``?model=`` set (kept if the URL already has one)."""
+    parts = urlsplit(openai.url)
+    query = dict(parse_qsl(parts.query))
+    query.setdefault("model", openai.model)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def auth_headers(openai: Any) -> dict[str, str]:
+    """OpenAI: Bearer token. Azure: api-key header. Never an OpenAI-Beta header (GA)."""
+    if not openai.api_key:
+        return {}
+    if openai.provider == "azure":
+        return {"api-key": openai.api_key}
+    return {"Authorization": f"Bearer {openai.api_key}"}
+
+
+def build_session_update(openai: Any, audio_format: str, tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """The GA ``session.update`` for one call, from the ``[openai]`` settings."""
+    fmt = AUDIO_FORMATS[audio_format]
+    audio_in: dict[str, Any] = {"format": fmt}
+    if openai.noise_reduction:
+        audio_in["noise_reduction"] = {"type": openai.noise_reduction}
+    if openai.transcription_model:
+        transcription = {"model": openai.transcription_model}
+        if openai.transcription_language:
+            transcription["language"] = openai.transcription_language
+        audio_in["transcription"] = transcription
+    audio_in["turn_detection"] = turn_detection(openai)
+    session: dict[str, Any] = {
+        "type": "realtime",
+        "output_modalities": ["audio"],
+        "instructions": openai.instructions,
+        "audio": {
+            "input": audio_in,
+            "output": {"format": fmt, "voice": openai.voice, "speed": float(openai.speed)},
+        },
+        "tools": tools,
+        "tool_choice": "auto",
+        "max_output_tokens": openai.max_output_tokens,
+    }
+    return {"type": "session.update", "session": session}
+
+
+def turn_detection(openai: Any) -> dict[str, Any] | None:
+    if openai.turn_detection == "none":
+        return None
+    if openai.turn_detection == "semantic_vad":
+        return {"type": "semantic_vad", "eagerness": openai.vad_eagerness,
+                "create_response": True, "interrupt_response": bool(openai.interrupt_response)}
+    return {
+        "type": "server_vad",
+        "threshold": float(openai.vad_threshold),
+        "prefix_padding_ms": int(openai.vad_prefix_padding_ms),
+        "silence_duration_ms": int(openai.vad_silence_duration_ms),
+        "create_response": True,
+        "interrupt_response": bool(openai.interrupt_response),
+    }
+
+
+def append_message(audio: bytes) -> str:
+    """``input_audio_buffer.append`` as JSON text, built without a dict round trip (hot path)."""
+    return '{"type":"input_audio_buffer.append","audio":"' + base64.b64encode(audio).decode("ascii") + '"}'
+
+
+class RealtimeConnection:
+    """One WebSocket to the Realtime API. ``events()`` yields decoded server events."""
+
+    def __init__(self, url: str, headers: dict[str, str], *, open_timeout: float | None) -> None:
+        self.url = url
+        self.headers = headers
+        self.open_timeout = open_timeout
+        self.ws: ClientConnection | None = None
+
+    async def open(self) -> None:
+        try:
+            self.ws = await connect(
+                self.url,
+                additional_headers=self.headers,
+                open_timeout=self.open_timeout,
+                max_size=2 ** 24,
+                compression=None,
+                ping_interval=20,
+                ping_timeout=20,
+                close_timeout=2,
+            )
+        except InvalidStatus as exc:
+            raise RealtimeUnavailable(f"HTTP {exc.response.status_code} on the upgrade") from exc
+        except (OSError, asyncio.TimeoutError, websockets.exceptions.InvalidHandshake) as exc:
+            raise RealtimeUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+    async def send(self, event: dict[str, Any] | str) -> None:
+        assert self.ws is not None
+        message = event if isinstance(event, str) else json.dumps(event, separators=(",", ":"))
+        try:
+            await self.ws.send(message)
+        except ConnectionClosed as exc:
+            raise _closed(exc) from exc
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Decoded events until the socket closes (then RealtimeClosed is raised)."""
+        assert self.ws is not None
+        while True:
+            try:
+                message = await self.ws.recv()
+            except ConnectionClosed as exc:
+                raise _closed(exc) from exc
+            try:
+                event = json.loads(message)
+                if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+                    raise ValueError("no type")
+            except ValueError:
+                log.warning("Realtime server sent a frame that is not a JSON event (%.80r); ignored", message)
+                continue
+            yield event
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            try:
+                await self.ws.close()
+            except Exception:  # closing a broken socket must never fail cleanup
+                pass
+
+
+def _closed(exc: ConnectionClosed) -> RealtimeClosed:
+    frame = exc.rcvd or exc.sent
+    return RealtimeClosed(frame.code if frame else None, frame.reason if frame else "connection lost")

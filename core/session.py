@@ -1,0 +1,296 @@
+"""One call's Realtime session: connect and configure, stream caller audio in, turn server events
+into playout, transcripts, barge-in and tool calls (reference/openai-realtime.md §5)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from core import events as ev
+from core.realtime import (RealtimeClosed, RealtimeConnection, RealtimeUnavailable, append_message,
+                           auth_headers, build_session_update, realtime_url)
+from core.tools import ToolContext
+
+if TYPE_CHECKING:
+    from core.call import Call
+
+log = logging.getLogger("aribot.session")
+
+
+class SessionRefused(RuntimeError):
+    """The Realtime server answered our session.update with an error."""
+
+
+class RealtimeSession:
+    """Owns the WebSocket of one call and the response bookkeeping around it."""
+
+    def __init__(self, call: "Call") -> None:
+        self.call = call
+        self.cfg = call.settings.openai
+        self.conn: RealtimeConnection | None = None
+        self.ready = False
+        self.session_id = ""
+        self._frames_per_append = int(self.cfg.append_frames)
+        self._pending: deque[tuple[bytes, float]] = deque(maxlen=max(1, int(self.cfg.input_buffer_ms) // 20))
+        self._outq: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # response bookkeeping
+        self.active_response: str | None = None
+        self.cancelled: set[str] = set()
+        self.item_response: dict[str, str] = {}
+        self.tool_calls: dict[str, dict[str, bool]] = {}  # response id → {call_id: output sent}
+        self.done_responses: set[str] = set()
+        self.need_response = False
+        self.speech_stopped_at: float | None = None
+        self.stats = {"late_deltas_dropped": 0, "appended_frames": 0, "input_dropped_frames": 0,
+                      "barge_ins": 0, "truncates": 0, "errors": 0, "responses": 0}
+
+    # --- caller audio ---------------------------------------------------------------------------
+    def feed(self, payload: bytes, received_at: float) -> None:
+        """Caller audio that passed the activation gate; buffered until the session is ready."""
+        if self.ready:
+            self._outq.put_nowait((payload, received_at))
+            return
+        if len(self._pending) == self._pending.maxlen:
+            self.stats["input_dropped_frames"] += 1
+            if self.stats["input_dropped_frames"] == 1:
+                log.warning("call %s: Realtime session not ready after %d ms of caller audio; dropping "
+                            "the oldest audio", self.call.id, self.cfg.input_buffer_ms)
+        self._pending.append((payload, received_at))
+
+    async def _send_audio(self) -> None:
+        assert self.conn is not None
+        inbound = self.call.metrics.inbound_latency
+        batch = self._frames_per_append
+        while True:
+            payload, received_at = await self._outq.get()
+            if batch > 1:
+                chunks = [payload]
+                while len(chunks) < batch and not self._outq.empty():
+                    chunks.append(self._outq.get_nowait()[0])
+                payload = b"".join(chunks)
+            await self.conn.send(append_message(payload))
+            self.stats["appended_frames"] += 1
+            inbound.add((time.perf_counter() - received_at) * 1000)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Connect, configure, then handle events until the socket or the call ends."""
+        started = time.perf_counter()
+        try:
+            timeout = float(self.cfg.connect_timeout) or None
+            async with asyncio.timeout(timeout):
+                await self._connect()
+        except (RealtimeUnavailable, RealtimeClosed, SessionRefused, TimeoutError) as exc:
+            detail = f"not ready within {self.cfg.connect_timeout:g} s" if isinstance(exc, TimeoutError) else str(exc)
+            self.call.emit(ev.RealtimeError(call_id=self.call.id, code="unavailable", message=detail, fatal=True))
+            self.call.fail("realtime_unavailable", f"Realtime session at {self.conn.url if self.conn else '?'}: {detail}")
+            return
+        connect_ms = (time.perf_counter() - started) * 1000
+        self.call.emit(ev.RealtimeReady(call_id=self.call.id, session_id=self.session_id, connect_ms=connect_ms))
+        for item in self._pending:
+            self._outq.put_nowait(item)
+        self._pending.clear()
+        self.ready = True
+        self._spawn(self._send_audio())
+        try:
+            assert self.conn is not None
+            async for event in self.conn.events():
+                await self.handle(event)
+        except RealtimeClosed as exc:
+            if not self.call.ending:
+                self.call.emit(ev.RealtimeError(call_id=self.call.id, code=f"closed_{exc.code}",
+                                                message=exc.reason, fatal=True))
+                self.call.fail("realtime_closed", f"Realtime WebSocket {exc}")
+
+    async def _connect(self) -> None:
+        self.conn = RealtimeConnection(realtime_url(self.cfg), auth_headers(self.cfg),
+                                       open_timeout=float(self.cfg.connect_timeout) or None)
+        await self.conn.open()
+        events = self.conn.events()
+        first = await anext(events)
+        if first["type"] != "session.created":
+            raise SessionRefused(f"first event was {first['type']}: {_error_text(first)}")
+        update = build_session_update(self.cfg, self.call.settings.rtp.format, self.call.app.tools.definitions())
+        update["event_id"] = "aribot_session_update"
+        await self.conn.send(update)
+        async for event in events:
+            if event["type"] == "session.updated":
+                self.session_id = str(event.get("session", {}).get("id", ""))
+                return
+            if event["type"] == "error":
+                raise SessionRefused(f"session.update refused: {_error_text(event)}")
+
+    async def close(self) -> None:
+        self.ready = False
+        for task in list(self._tasks):
+            task.cancel()
+        if self.conn is not None:
+            await self.conn.close()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, RealtimeClosed):
+            return  # the event loop in run() reports the close
+        if exc is not None:
+            log.error("call %s: Realtime task failed: %r", self.call.id, exc)
+            self.call.fail("internal_error", repr(exc))
+
+    async def send(self, event: dict[str, Any]) -> None:
+        if self.conn is not None and self.ready:
+            try:
+                await self.conn.send(event)
+            except RealtimeClosed:
+                pass  # reported by the receive loop
+
+    # --- server events -----------------------------------------------------------------------
+    async def handle(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        handler = getattr(self, "on_" + kind.replace(".", "_"), None)
+        if handler is not None:
+            await handler(event)
+
+    async def on_response_output_audio_delta(self, event: dict[str, Any]) -> None:
+        received_at = time.perf_counter()
+        response_id = event.get("response_id", "")
+        if response_id in self.cancelled:
+            self.stats["late_deltas_dropped"] += 1
+            return
+        try:
+            audio = base64.b64decode(event.get("delta", ""), validate=True)
+        except ValueError:
+            log.warning("call %s: Realtime audio delta is not valid base64; dropped", self.call.id)
+            return
+        item_id = event.get("item_id", "")
+        self.item_response.setdefault(item_id, response_id)
+        self.call.play_ai_audio(item_id, audio, received_at)
+
+    async def on_response_output_audio_done(self, event: dict[str, Any]) -> None:
+        self.call.playout.end_item(event.get("item_id", ""))
+
+    async def on_input_audio_buffer_speech_started(self, event: dict[str, Any]) -> None:
+        self.call.emit(ev.SpeechStarted(call_id=self.call.id, item_id=event.get("item_id", "")))
+        if self.cfg.interrupt_response:
+            await self.barge_in()
+
+    async def barge_in(self) -> None:
+        """Stop bot audio now, truncate what the caller did not hear, drop late deltas."""
+        playout = self.call.playout
+        item = playout.current_item
+        dropped = self.call.flush_playout()
+        if self.active_response:
+            self.cancelled.add(self.active_response)
+        if not item or (dropped == 0 and self.item_response.get(item) in self.done_responses):
+            return  # the caller heard everything: nothing to truncate
+        played_ms = playout.played_ms(item)
+        audio_end_ms = min(played_ms, playout.received_ms(item))
+        self.stats["barge_ins"] += 1
+        self.call.emit(ev.BargeIn(call_id=self.call.id, item_id=item, played_ms=audio_end_ms,
+                                  dropped_ms=dropped // 8))
+        if audio_end_ms > 0:
+            self.stats["truncates"] += 1
+            await self.send({"type": "conversation.item.truncate", "item_id": item,
+                             "content_index": 0, "audio_end_ms": audio_end_ms})
+        playout.current_item = ""
+
+    async def on_input_audio_buffer_speech_stopped(self, event: dict[str, Any]) -> None:
+        self.speech_stopped_at = time.perf_counter()
+        self.call.emit(ev.SpeechStopped(call_id=self.call.id, item_id=event.get("item_id", "")))
+
+    async def on_conversation_item_input_audio_transcription_delta(self, event: dict[str, Any]) -> None:
+        self.call.emit(ev.TranscriptDelta(call_id=self.call.id, role="caller",
+                                          item_id=event.get("item_id", ""), text=event.get("delta", "")))
+
+    async def on_conversation_item_input_audio_transcription_completed(self, event: dict[str, Any]) -> None:
+        self.call.emit(ev.Transcript(call_id=self.call.id, role="caller",
+                                     item_id=event.get("item_id", ""), text=event.get("transcript", "")))
+
+    async def on_response_output_audio_transcript_delta(self, event: dict[str, Any]) -> None:
+        if event.get("response_id") not in self.cancelled:
+            self.call.emit(ev.TranscriptDelta(call_id=self.call.id, role="assistant",
+                                              item_id=event.get("item_id", ""), text=event.get("delta", "")))
+
+    async def on_response_output_audio_transcript_done(self, event: dict[str, Any]) -> None:
+        self.call.emit(ev.Transcript(call_id=self.call.id, role="assistant",
+                                     item_id=event.get("item_id", ""), text=event.get("transcript", "")))
+
+    async def on_response_created(self, event: dict[str, Any]) -> None:
+        response_id = event.get("response", {}).get("id", "")
+        self.active_response = response_id
+        self.stats["responses"] += 1
+        if self.need_response and self._outputs_complete():
+            self.need_response = False  # this response already sees every tool output
+        self.call.emit(ev.ResponseStarted(call_id=self.call.id, response_id=response_id))
+
+    async def on_response_function_call_arguments_done(self, event: dict[str, Any]) -> None:
+        response_id = event.get("response_id", "")
+        call_id = event.get("call_id", "")
+        self.tool_calls.setdefault(response_id, {})[call_id] = False
+        self._spawn(self._run_tool(response_id, call_id, event.get("name", ""), event.get("arguments", "")))
+
+    async def _run_tool(self, response_id: str, call_id: str, name: str, arguments: str) -> None:
+        self.call.emit(ev.ToolCalled(call_id=self.call.id, tool=name, tool_call_id=call_id, arguments=arguments))
+        started = time.perf_counter()
+        output, error = await self.call.app.tools.run(name, arguments, ToolContext(self.call))
+        self.call.emit(ev.ToolFinished(call_id=self.call.id, tool=name, tool_call_id=call_id, result=output,
+                                       error=error, duration_ms=(time.perf_counter() - started) * 1000))
+        await self.send({"type": "conversation.item.create",
+                         "item": {"type": "function_call_output", "call_id": call_id, "output": output}})
+        self.tool_calls[response_id][call_id] = True
+        self.need_response = True
+        await self._maybe_create_response()
+
+    def _outputs_complete(self) -> bool:
+        return all(all(sent.values()) for sent in self.tool_calls.values())
+
+    async def _maybe_create_response(self) -> None:
+        """response.create only when every tool response is done and its outputs are sent."""
+        if (self.need_response and self.active_response is None and self._outputs_complete()
+                and all(rid in self.done_responses for rid in self.tool_calls)):
+            self.need_response = False
+            self.tool_calls.clear()
+            await self.send({"type": "response.create", "event_id": "aribot_tool_followup"})
+
+    async def on_response_done(self, event: dict[str, Any]) -> None:
+        response = event.get("response", {})
+        response_id = response.get("id", "")
+        if response_id == self.active_response:
+            self.active_response = None
+        self.done_responses.add(response_id)
+        details = response.get("status_details") or {}
+        reason = str(details.get("reason") or (details.get("error") or {}).get("code") or "")
+        status = str(response.get("status", ""))
+        if status == "failed":
+            log.warning("call %s: Realtime response %s failed (%s); the call goes on", self.call.id,
+                        response_id, reason or "no reason given")
+        self.call.emit(ev.ResponseDone(call_id=self.call.id, response_id=response_id, status=status, reason=reason))
+        await self._maybe_create_response()
+
+    async def on_error(self, event: dict[str, Any]) -> None:
+        error = event.get("error") or {}
+        code = str(error.get("code") or error.get("type") or "unknown")
+        self.stats["errors"] += 1
+        action = "the call goes on"
+        if code == "conversation_already_has_active_response" and error.get("event_id") == "aribot_tool_followup":
+            self.need_response = True
+            action = "response.create will be retried after the active response is done"
+        log.warning("call %s: Realtime error %s: %s; %s", self.call.id, code, error.get("message", ""), action)
+        self.call.emit(ev.RealtimeError(call_id=self.call.id, code=code, message=str(error.get("message", ""))))
+
+
+def _error_text(event: dict[str, Any]) -> str:
+    error = event.get("error") or {}
+    return f"{error.get('code') or error.get('type') or 'error'}: {error.get('message', '')}"

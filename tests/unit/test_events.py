@@ -1,0 +1,54 @@
+"""The event bus: isolation of failing receivers, async receivers, per-sender and per-owner."""
+
+from __future__ import annotations
+
+import asyncio
+
+from core.events import CallEnded, CallStarted, EventBus, SpeechStarted, event_types
+
+
+class Sender:
+    pass
+
+
+async def test_failing_receiver_does_not_stop_others() -> None:
+    bus = EventBus()
+    seen: list[str] = []
+
+    def bad(event):
+        raise RuntimeError("boom")
+
+    async def good_async(event):
+        await asyncio.sleep(0)
+        seen.append("async:" + event.call_id)
+
+    bus.subscribe(CallStarted, bad, owner="p1")
+    bus.subscribe(CallStarted, lambda e: seen.append("sync:" + e.call_id), owner="p2")
+    bus.subscribe(CallStarted, good_async, owner="p3")
+    bus.emit(Sender(), CallStarted(call_id="c1", channel_id="c1"))
+    await bus.drain()
+    assert sorted(seen) == ["async:c1", "sync:c1"]
+    assert bus.receiver_errors == 1
+
+
+async def test_per_sender_and_owner_disconnect() -> None:
+    bus = EventBus()
+    a, b = Sender(), Sender()
+    seen: list[str] = []
+    bus.subscribe(SpeechStarted, lambda e: seen.append(e.call_id), sender=a, owner="plugin")
+    bus.subscribe(None, lambda e: seen.append("any:" + e.name), owner="ui")
+    bus.emit(a, SpeechStarted(call_id="a"))
+    bus.emit(b, SpeechStarted(call_id="b"))
+    assert seen == ["a", "any:call.speech_started", "any:call.speech_started"] or sorted(seen) == sorted(
+        ["a", "any:call.speech_started", "any:call.speech_started"])
+    assert bus.disconnect_owner("plugin") == 1
+    seen.clear()
+    bus.emit(a, SpeechStarted(call_id="a"))
+    assert seen == ["any:call.speech_started"]
+    bus.disconnect_owner("ui")
+
+
+def test_events_serialise_with_type_and_call_id() -> None:
+    data = CallEnded(call_id="c9", reason="caller_hangup", duration_s=1.5).to_json()
+    assert data["type"] == "call.ended" and data["call_id"] == "c9" and "ts" in data
+    assert "call.started" in event_types() and "call.tool_finished" in event_types()

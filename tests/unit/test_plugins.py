@@ -1,0 +1,192 @@
+"""Plugin manager: built-ins via entry points, blocking by name, hook docs and tests, hooks."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from core import hookimpl, hookspecs
+from core.events import CallStarted, EventBus
+from core.plugins import PluginError, Plugins, load_plugins
+from core.settings import Rule, number
+
+REPO = Path(__file__).resolve().parents[2]
+HOOKS = sorted(name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+               if hasattr(fn, "aribot_spec"))
+
+
+def settings(disabled=(), ui=True):
+    return SimpleNamespace(plugins=SimpleNamespace(disabled=list(disabled)), ui=SimpleNamespace(enabled=ui))
+
+
+def test_every_hook_is_documented_with_its_signature() -> None:
+    doc = (REPO / "docs" / "plugins.md").read_text()
+    for name in HOOKS:
+        args = ", ".join(inspect.signature(getattr(hookspecs, name)).parameters)
+        assert f"## {name}({args})" in doc, f"docs/plugins.md lacks '## {name}({args})'"
+
+
+def test_every_hook_has_a_test() -> None:
+    text = "\n".join(p.read_text() for p in (REPO / "tests").rglob("test_*.py"))
+    for name in HOOKS:
+        assert re.search(rf"def test_hook_{name}\b", text), f"no test_hook_{name}"
+
+
+def test_builtins_come_through_entry_points() -> None:
+    plugins = load_plugins(settings())
+    info = {p.name: p for p in plugins.infos()}
+    assert info["activation_immediate"].source == "built-in"
+    assert info["activation_immediate"].enabled
+    assert "immediate" in plugins.activation_modes()
+
+
+def test_blocked_plugin_is_not_registered(caplog) -> None:
+    plugins = load_plugins(settings(disabled=["activation_immediate", "no_such_plugin"]))
+    info = {p.name: p for p in plugins.infos()}
+    assert not info["activation_immediate"].enabled
+    assert plugins.activation_modes() == {}
+    assert "no_such_plugin" in caplog.text
+
+
+class ThirdPartyMode:
+    def __init__(self, call):
+        self.call = call
+
+    async def run(self, gate):
+        gate.open("third party")
+
+
+def test_hook_register_activation_modes() -> None:
+    plugins = load_plugins(settings())
+
+    class Plugin:
+        @hookimpl
+        def register_activation_modes(self, register):
+            register("After_Beep", ThirdPartyMode)
+
+    plugins.register(Plugin(), "third_party_mode")
+    modes = plugins.activation_modes()
+    assert modes["after_beep"] == ("third_party_mode", ThirdPartyMode)
+
+    class Clash:
+        @hookimpl
+        def register_activation_modes(self, register):
+            register("immediate", ThirdPartyMode)
+
+    plugins.register(Clash(), "clash")
+    with pytest.raises(PluginError, match="registered by both"):
+        plugins.activation_modes()
+
+
+def test_hook_register_tools() -> None:
+    plugins = Plugins()
+
+    def lookup(order_id: str) -> dict:
+        """Look up an order."""
+        return {"order": order_id}
+
+    class Plugin:
+        @hookimpl
+        def register_tools(self, register):
+            register(lookup)
+
+    plugins.register(Plugin(), "tools_test")
+    assert plugins.tools() == [("tools_test", lookup)]
+
+
+async def test_hook_register_event_handlers() -> None:
+    plugins = Plugins()
+    seen = []
+
+    class Plugin:
+        @hookimpl
+        def register_event_handlers(self, subscribe):
+            subscribe(CallStarted, lambda e: seen.append(e.call_id))
+
+    plugins.register(Plugin(), "listener")
+    bus = EventBus()
+    plugins.subscribe_handlers(bus)
+    bus.emit(object(), CallStarted(call_id="c1", channel_id="c1"))
+    assert seen == ["c1"]
+    assert bus.disconnect_owner("listener") == 1
+
+
+def test_hook_register_settings_rules() -> None:
+    plugins = Plugins()
+    rule = Rule("myplugin.limit", number(int, 1, 5), "1..5")
+
+    class Plugin:
+        @hookimpl
+        def register_settings_rules(self, register):
+            register(rule)
+
+    plugins.register(Plugin(), "ruled")
+    assert plugins.settings_rules() == [rule]
+
+
+def test_hook_register_routes() -> None:
+    from aiohttp import web
+    plugins = Plugins()
+
+    async def hello(request):
+        return web.Response(text="hi")
+
+    class Plugin:
+        @hookimpl
+        def register_routes(self, app):
+            app.router.add_get("/hello", hello)
+
+    plugins.register(Plugin(), "routes")
+    webapp = web.Application()
+    plugins.pm.hook.register_routes(app=webapp)
+    assert any(r.resource.canonical == "/hello" for r in webapp.router.routes())
+
+
+async def test_hook_startup() -> None:
+    plugins = Plugins()
+    seen = []
+
+    class Plugin:
+        @hookimpl
+        async def startup(self, app):
+            seen.append(("async", app))
+
+    class Broken:
+        @hookimpl
+        def startup(self, app):
+            raise RuntimeError("broken plugin")
+
+    plugins.register(Plugin(), "p1")
+    plugins.register(Broken(), "p2")
+    await plugins.acall("startup", app="APP")
+    assert seen == [("async", "APP")]
+
+
+async def test_hook_shutdown() -> None:
+    plugins = Plugins()
+    seen = []
+
+    class Plugin:
+        @hookimpl
+        def shutdown(self, app):
+            seen.append(app)
+
+    plugins.register(Plugin(), "p1")
+    await plugins.acall("shutdown", app="APP")
+    assert seen == ["APP"]
+
+
+def test_unknown_hook_is_refused() -> None:
+    plugins = Plugins()
+
+    class Typo:
+        @hookimpl
+        def register_tool(self, register):
+            pass
+
+    with pytest.raises(PluginError, match="unknown hook"):
+        plugins.register(Typo(), "typo")

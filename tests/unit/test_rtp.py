@@ -1,0 +1,101 @@
+"""RTP codec, sender header state and the UDP endpoint's drop rules (real sockets on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+import pytest
+
+from core.rtp import FRAME_BYTES, PortPool, RtpEndpoint, RtpError, RtpPacket, RtpSender
+
+
+def test_round_trip() -> None:
+    packet = RtpPacket(0, 65535, 0xFFFFFFFF, 0x12345678, b"\x01" * 160, marker=True)
+    parsed = RtpPacket.parse(packet.build())
+    assert parsed == packet
+
+
+def test_csrc_extension_and_padding_are_skipped() -> None:
+    header = struct.pack("!BBHII", 0x80 | 0x20 | 0x10 | 2, 0, 7, 160, 1)
+    csrcs = b"\x00" * 8
+    extension = struct.pack("!HH", 0xBEDE, 1) + b"\xAA" * 4
+    payload = b"\x55" * 160
+    padding = b"\x00\x00\x03"
+    parsed = RtpPacket.parse(header + csrcs + extension + payload + padding)
+    assert parsed.payload == payload and parsed.sequence == 7
+
+
+@pytest.mark.parametrize("data,reason", [
+    (b"\x80\x00", "too_short"),
+    (struct.pack("!BBHII", 0x40, 0, 1, 1, 1) + b"x", "bad_version"),
+    (struct.pack("!BBHII", 0x80 | 0x20, 0, 1, 1, 1) + b"ab\x00", "bad_padding"),
+    (struct.pack("!BBHII", 0x80 | 0x20, 0, 1, 1, 1) + b"ab\x09", "bad_padding"),
+    (struct.pack("!BBHII", 0x80 | 0x10, 0, 1, 1, 1) + b"\x00", "bad_extension"),
+    (struct.pack("!BBHII", 0x80 | 0x0F, 0, 1, 1, 1) + b"\x00" * 8, "too_short"),
+])
+def test_malformed_packets_raise(data: bytes, reason: str) -> None:
+    with pytest.raises(RtpError) as info:
+        RtpPacket.parse(data)
+    assert info.value.reason == reason
+
+
+def test_sender_sequence_timestamp_marker() -> None:
+    sender = RtpSender(0, ssrc=99)
+    first = RtpPacket.parse(sender.packet(b"a" * FRAME_BYTES, marker=True, now=10.0))
+    second = RtpPacket.parse(sender.packet(b"b" * FRAME_BYTES, marker=False, now=10.02))
+    # a new talk-spurt 1 s later: the timestamp advances by the real elapsed samples
+    third = RtpPacket.parse(sender.packet(b"c" * FRAME_BYTES, marker=True, now=11.02))
+    assert first.marker and not second.marker and third.marker
+    assert {first.ssrc, second.ssrc, third.ssrc} == {99}
+    assert (second.sequence - first.sequence) % 65536 == 1
+    assert (third.sequence - second.sequence) % 65536 == 1
+    assert (second.timestamp - first.timestamp) % 2**32 == 160
+    assert (third.timestamp - second.timestamp) % 2**32 == 8000
+
+
+async def test_endpoint_accepts_only_asterisk_and_valid_audio() -> None:
+    got: list[bytes] = []
+    endpoint = RtpEndpoint("c1", 0, lambda payload, t: got.append(payload))
+    pool = PortPool("127.0.0.1", 40000, 40999)
+    await pool.open(endpoint)
+    asterisk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    asterisk.bind(("127.0.0.1", 0))
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stranger.bind(("127.0.0.1", 0))
+    endpoint.remote = asterisk.getsockname()
+    good = RtpPacket(0, 1, 160, 5, b"\x10" * 160).build()
+    target = endpoint.local
+    asterisk.sendto(good, target)
+    stranger.sendto(good, target)                                   # foreign source
+    asterisk.sendto(b"\x00" * 5, target)                            # malformed
+    asterisk.sendto(RtpPacket(8, 2, 320, 5, b"\x10" * 160).build(), target)  # wrong PT
+    asterisk.sendto(RtpPacket(0, 3, 480, 5, b"").build(), target)   # no audio
+    asterisk.sendto(RtpPacket(0, 4, 640, 5, b"\x20" * 160).build(), target)
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        if sum(endpoint.dropped.values()) == 4 and len(got) == 2:
+            break
+    assert got == [b"\x10" * 160, b"\x20" * 160]
+    assert endpoint.dropped == {"foreign_source": 1, "too_short": 1, "payload_type": 1, "empty_payload": 1}
+    endpoint.send(RtpPacket(0, 9, 9, 9, b"x").build())
+    data, addr = asterisk.recvfrom(2048)
+    assert addr == target and RtpPacket.parse(data).payload == b"x"   # sent from the receiving socket
+    pool.release(endpoint)
+    asterisk.close()
+    stranger.close()
+
+
+async def test_port_pool_skips_busy_ports_and_exhausts() -> None:
+    busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    busy.bind(("127.0.0.1", 0))
+    port = busy.getsockname()[1]
+    pool = PortPool("127.0.0.1", port, port + 1)
+    pool._next = port
+    first = await pool.open(RtpEndpoint("a", 0, lambda *a: None))
+    assert first.local[1] == port + 1
+    with pytest.raises(OSError):
+        await pool.open(RtpEndpoint("b", 0, lambda *a: None))
+    pool.release(first)
+    busy.close()

@@ -1,0 +1,193 @@
+"""The lab Asterisk's configuration files (asterisk-ari.md §5), rendered from a few parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# asterisk-ari.md §5.2, plus what the lab's dialplan and tests use (Echo, Playback, snoop,
+# TALK_DETECT) and res_pjsip_authenticator_digest only to silence "No SIP authenticator".
+MODULES = (
+    # core
+    "res_sorcery_config", "res_sorcery_memory", "res_sorcery_astdb", "res_timing_timerfd",
+    "pbx_config",
+    # codecs / formats
+    "codec_ulaw", "codec_alaw", "codec_gsm", "format_wav", "format_pcm", "format_gsm",
+    "format_sln",
+    # SIP / RTP
+    "res_rtp_asterisk", "res_rtp_multicast", "res_pjproject", "res_pjsip", "res_pjsip_session",
+    "res_pjsip_pubsub", "res_pjsip_sdp_rtp", "res_pjsip_endpoint_identifier_ip",
+    "res_pjsip_endpoint_identifier_user", "res_pjsip_dtmf_info", "res_pjsip_logger",
+    "res_pjsip_nat", "res_pjsip_authenticator_digest", "chan_pjsip",
+    # media channels, HTTP / websockets
+    "chan_rtp", "res_http_websocket", "res_websocket_client",
+    # bridges
+    "bridge_simple", "bridge_softmix", "bridge_native_rtp", "bridge_holding",
+    # Stasis / ARI
+    "res_stasis", "res_stasis_answer", "res_stasis_playback", "res_stasis_recording",
+    "res_stasis_snoop", "res_stasis_device_state", "res_ari", "res_ari_model",
+    "res_ari_channels", "res_ari_bridges", "res_ari_events", "res_ari_applications",
+    "res_ari_asterisk", "res_ari_playbacks", "res_ari_recordings", "res_ari_sounds",
+    "res_ari_endpoints", "res_ari_device_states", "app_stasis",
+    # dialplan applications and functions
+    "app_echo", "app_playback", "func_talkdetect", "func_jitterbuffer",
+)  # fmt: skip
+
+# Configs whose absence only makes Asterisk log errors at start-up.
+EMPTY_CONFIGS = (
+    "acl.conf", "ccss.conf", "cdr.conf", "cel.conf", "features.conf", "pjproject.conf",
+    "udptl.conf", "websocket_client.conf",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """Everything that varies between lab instances. Paths are as seen inside the chroot."""
+
+    etc_dir: str
+    var_dir: str
+    mod_dir: str
+    app: str
+    http_port: int
+    sip_port: int
+    rtp_start: int
+    rtp_end: int
+    ari_username: str
+    ari_password: str
+
+    def files(self) -> dict[str, str]:
+        """File name -> content for every file in ``etc_dir``."""
+        rendered = {
+            "asterisk.conf": self.asterisk_conf(),
+            "modules.conf": self.modules_conf(),
+            "logger.conf": LOGGER_CONF,
+            "manager.conf": "[general]\nenabled = no\n",
+            "indications.conf": INDICATIONS_CONF,
+            "http.conf": self.http_conf(),
+            "ari.conf": self.ari_conf(),
+            "pjsip.conf": self.pjsip_conf(),
+            "rtp.conf": self.rtp_conf(),
+            "extensions.conf": self.extensions_conf(),
+        }
+        return {name: "" for name in EMPTY_CONFIGS} | rendered
+
+    def asterisk_conf(self) -> str:
+        v = self.var_dir
+        return f"""[directories]
+astetcdir => {self.etc_dir}
+astmoddir => {self.mod_dir}
+astvarlibdir => {v}/lib
+astdbdir => {v}/lib
+astkeydir => {v}/lib
+astdatadir => /usr/share/asterisk
+astagidir => /usr/share/asterisk/agi-bin
+astspooldir => {v}/spool
+astrundir => {v}/run
+astlogdir => {v}/log
+astcachedir => {v}/cache
+astsbindir => /usr/sbin
+
+[options]
+verbose = 3
+nocolor = yes
+"""
+
+    def modules_conf(self) -> str:
+        loads = "\n".join(f"load => {name}.so" for name in MODULES)
+        return f"[modules]\nautoload = no\n{loads}\n"
+
+    def http_conf(self) -> str:
+        return f"[general]\nenabled = yes\nbindaddr = 127.0.0.1\nbindport = {self.http_port}\n"
+
+    def ari_conf(self) -> str:
+        return f"""[general]
+enabled = yes
+pretty = no
+
+[{self.ari_username}]
+type = user
+password = {self.ari_password}
+password_format = plain
+read_only = no
+"""
+
+    def pjsip_conf(self) -> str:
+        return f"""[global]
+type = global
+user_agent = aribot-lab
+
+[transport-udp]
+type = transport
+protocol = udp
+bind = 127.0.0.1:{self.sip_port}
+
+[sipp]
+type = endpoint
+transport = transport-udp
+context = from-sipp
+disallow = all
+allow = ulaw
+direct_media = no
+dtmf_mode = rfc4733
+rtp_symmetric = yes
+force_rport = yes
+rewrite_contact = yes
+
+[sipp-identify]
+type = identify
+endpoint = sipp
+match = 127.0.0.1
+"""
+
+    def rtp_conf(self) -> str:
+        return f"""[general]
+rtpstart = {self.rtp_start}
+rtpend = {self.rtp_end}
+strictrtp = yes
+probation = 4
+icesupport = no
+"""
+
+    def extensions_conf(self) -> str:
+        return f"""[general]
+static = yes
+writeprotect = yes
+
+[from-sipp]
+exten => echo,1,Answer()
+ same => n,Echo()
+ same => n,Hangup()
+exten => _X.,1,NoOp(aribot-lab inbound ${{EXTEN}})
+ same => n,Stasis({self.app},${{EXTEN}})
+ same => n,NoOp(aribot-lab after-stasis ${{EXTEN}} STASISSTATUS=${{STASISSTATUS}})
+ same => n,Hangup()
+
+[aribot-continue]
+exten => _X.,1,NoOp(aribot-lab continued ${{EXTEN}})
+ same => n,Hangup()
+"""
+
+
+LOGGER_CONF = """[general]
+dateformat = %F %T.%3q
+
+[logfiles]
+messages.log => notice,warning,error,verbose
+"""
+
+# Only the US zone, so that named tones (``tone:ring`` ...) work without Debian's big file.
+INDICATIONS_CONF = """[general]
+country = us
+
+[us]
+description = United States / North America
+ringcadence = 2000,4000
+dial = 350+440
+busy = 480+620/500,0/500
+ring = 440+480/2000,0/4000
+congestion = 480+620/250,0/250
+callwaiting = 440/300,0/10000
+dialrecall = !350+440/100,!0/100,!350+440/100,!0/100,!350+440/100,!0/100,350+440
+record = 1400/500,0/15000
+info = !950/330,!1400/330,!1800/330,0
+stutter = !350+440/100,!0/100,!350+440/100,!0/100,!350+440/100,!0/100,350+440
+"""

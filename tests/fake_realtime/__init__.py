@@ -1,0 +1,30 @@
+"""A strict fake of the OpenAI Realtime API (GA protocol) for aribot's tests.
+
+Start it with ``async with FakeRealtimeServer(script=Script(turns=[...])) as server:`` and point
+the client at ``server.url`` (+ ``?model=...``). Every connection is a ``FakeConnection`` in
+``server.connections`` that records what the client sent and what the fake answered.
+"""
+
+from .connection import FakeConnection
+from .errors import ProtocolError
+from .records import ResponseRecord, TruncationRecord
+from .script import AudioOutput, Failure, FunctionCallOutput, Script, Turn, default_audio, default_turn
+from .server import FakeBugError, FakeRealtimeServer
+from .validation import check_server_event
+
+__all__ = [
+    "AudioOutput",
+    "Failure",
+    "FakeBugError",
+    "FakeConnection",
+    "FakeRealtimeServer",
+    "FunctionCallOutput",
+    "ProtocolError",
+    "ResponseRecord",
+    "Script",
+    "TruncationRecord",
+    "Turn",
+    "check_server_event",
+    "default_audio",
+    "default_turn",
+]

@@ -1,0 +1,55 @@
+"""Run the fake standalone: ``python -m tests.fake_realtime --host 127.0.0.1 --port 8765``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+
+from .script import Script
+from .server import FakeRealtimeServer
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(prog="python -m tests.fake_realtime", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--api-key", default="test-key", help="expected key; 'none' accepts any")
+    parser.add_argument("--speed", type=float, default=4.0, help="audio pacing x real time ('inf': unpaced)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-session-s", type=float, default=None)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser.parse_args(argv)
+
+
+async def serve_forever(args: argparse.Namespace) -> None:
+    """Serve until interrupted."""
+    script = Script(speed=math.inf if math.isinf(args.speed) else args.speed, seed=args.seed,
+                    max_session_s=args.max_session_s)
+    api_key = None if args.api_key.lower() == "none" else args.api_key
+    server = FakeRealtimeServer(api_key=api_key, script=script)
+    await server.start(args.host, args.port)
+    print(f"fake Realtime server on {server.url}  (Azure style: {server.azure_url})", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m tests.fake_realtime``."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    if not args.verbose:
+        logging.getLogger("websockets").setLevel(logging.WARNING)
+    try:
+        asyncio.run(serve_forever(args))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -4,6 +4,7 @@ docs by the contract tests), typed errors, and the events WebSocket with reconne
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import string
@@ -77,13 +78,13 @@ class AriClient:
 
     def __init__(self, url: str, username: str, password: str, *, request_timeout: float = 5.0) -> None:
         self.base = url.rstrip("/") + "/ari"
-        self.auth = aiohttp.BasicAuth(username, password)
+        self.headers = {"Authorization": aiohttp.encode_basic_auth(username, password)}
         self.timeout = aiohttp.ClientTimeout(total=request_timeout)
         self.session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         if self.session is None:
-            self.session = aiohttp.ClientSession(auth=self.auth, timeout=self.timeout)
+            self.session = aiohttp.ClientSession(headers=self.headers, timeout=self.timeout)
 
     async def close(self) -> None:
         if self.session is not None:
@@ -122,7 +123,6 @@ class AriClient:
 
 
 def _message(text: str) -> str:
-    import json
     try:
         data = json.loads(text)
         return str(data.get("message", text)) if isinstance(data, dict) else text
@@ -202,7 +202,7 @@ class AriEventStream:
                     self.on_message(msg.data)
                 elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
                     break
-            self.last_error = f"closed by Asterisk (code {ws.close_code})"
+            self.last_error = f"the WebSocket closed (code {ws.close_code})"
         self._ws = None
 
     async def stop(self) -> None:

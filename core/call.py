@@ -109,11 +109,17 @@ class Call:
             self._end_action = action
             self._stop.set()
 
+    async def wait_playout(self, limit: float = 30.0) -> None:
+        """Return once the AI audio already queued has been sent to the caller (or after ``limit``)."""
+        deadline = time.monotonic() + limit
+        while self.playout.buffered_bytes and self.pacer is not None and time.monotonic() < deadline:
+            if self._stop.is_set() and not self.ending:
+                return
+            await asyncio.sleep(0.02)
+
     async def end_after_playout(self, reason: str, action: str = "hangup") -> None:
         """End once the AI audio already queued has been sent to the caller."""
-        while self.playout.buffered_bytes and not self._stop.is_set():
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.1)
+        await self.wait_playout()
         self.finish(reason, action)
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:

@@ -40,12 +40,14 @@ class PluginInfo:
 class Plugins:
     """The loaded plugin manager plus the registries built from it."""
 
-    def __init__(self, disabled: Iterable[str] = ()) -> None:
+    def __init__(self, disabled: Iterable[str] = (), also_blocked: Iterable[str] = ()) -> None:
+        """``disabled``: names from settings (unknown ones are reported); ``also_blocked``:
+        names blocked by other settings (e.g. ``[ui] enabled = false``)."""
         self.pm = pluggy.PluginManager(GROUP)
         self.pm.add_hookspecs(hookspecs)
         self._infos: dict[str, PluginInfo] = {}
         self._disabled = {name.strip() for name in disabled if name.strip()}
-        for name in self._disabled:
+        for name in self._disabled | set(also_blocked):
             self.pm.set_blocked(name)
 
     # --- loading ---------------------------------------------------------------------------------
@@ -155,9 +157,6 @@ def _builtin_first(ep: importlib.metadata.EntryPoint) -> tuple[int, str]:
 
 def load_plugins(settings: Any) -> Plugins:
     """Build the plugin manager from settings: block disabled names, then load entry points."""
-    disabled = list(settings.plugins.disabled)
-    if not settings.ui.enabled:
-        disabled.append("ui_nicegui")
-    plugins = Plugins(disabled)
+    plugins = Plugins(settings.plugins.disabled, [] if settings.ui.enabled else ["ui_nicegui"])
     plugins.load_entry_points()
     return plugins

@@ -103,8 +103,10 @@ class RealtimeSession:
                 await self.handle(event)
         except RealtimeClosed as exc:
             if not self.call.ending:
+                self.ready = False
                 self.call.emit(ev.RealtimeError(call_id=self.call.id, code=f"closed_{exc.code}",
                                                 message=exc.reason, fatal=True))
+                await self.call.wait_playout(limit=10.0)  # let the caller hear the sentence in flight
                 self.call.fail("realtime_closed", f"Realtime WebSocket {exc}")
 
     async def _connect(self) -> None:

@@ -1,0 +1,117 @@
+"""Integration fixtures: the lab Asterisk (one per session), the RTP sniffer, a strict fake
+Realtime server per test, and aribot itself in-process with settings pointing at both."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.app import App
+from core.ari import AriClient
+from core.plugins import load_plugins
+from core.settings import load_settings
+from tests.contract.ari_docs import validate_request
+from tests.fake_realtime.server import FakeRealtimeServer
+from tests.lab.asterisk import AsteriskLab
+from tests.lab.fixtures import asterisk_lab, lab_chroot, rtp_sniffer  # noqa: F401
+from tests.lab.ports import free_udp_port_range
+
+API_KEY = "test-key"
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_settings(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
+    lines = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def lab_settings(lab: AsteriskLab, realtime_url: str, **overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Settings sections for an aribot that serves the lab's Stasis app and talks to the fake."""
+    low, high = free_udp_port_range(200)
+    sections: dict[str, dict[str, Any]] = {
+        "ari": {"url": lab.ari_url, "username": lab.ari_username, "password": lab.ari_password,
+                "app": lab.app, "reconnect_min_delay": 0.1, "reconnect_max_delay": 1.0},
+        "rtp": {"host": "127.0.0.1", "port_min": low, "port_max": high},
+        "openai": {"url": realtime_url, "api_key": API_KEY, "model": "gpt-realtime",
+                   "vad_silence_duration_ms": 500, "connect_timeout": 5.0},
+        "call": {"greeting": "", "cleanup_timeout": 2.0},
+        "http": {"host": "127.0.0.1", "port": 0},
+        "ui": {"enabled": False},
+        "log": {"level": "DEBUG"},
+    }
+    for section, values in overrides.items():
+        sections.setdefault(section, {}).update(values)
+    return sections
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeRealtimeServer]:
+    """A strict fake Realtime GA server; every frame it sends is checked against the SDK types."""
+    server = FakeRealtimeServer(api_key=API_KEY)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+    server.assert_no_fake_bugs()
+
+
+@pytest.fixture
+def ari_requests(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
+    """Every ARI request aribot makes, recorded; each is validated against Asterisk's api-docs."""
+    made: list[tuple[str, dict[str, Any]]] = []
+    original = AriClient.call
+
+    async def recording_call(self: AriClient, op: str, **params: Any) -> Any:
+        made.append((op, dict(params)))
+        return await original(self, op, **params)
+
+    monkeypatch.setattr(AriClient, "call", recording_call)
+    return made
+
+
+MakeAribot = Callable[..., Awaitable[App]]
+
+
+@pytest.fixture
+async def make_aribot(
+    asterisk_lab: AsteriskLab, tmp_path: Path, ari_requests: list[tuple[str, dict[str, Any]]]  # noqa: F811
+) -> AsyncIterator[MakeAribot]:
+    """Start aribot in-process (``await make_aribot(url, section={...})``); at teardown it is
+    stopped, Asterisk must be clean within 2 s and every ARI request must match the api-docs."""
+    apps: list[App] = []
+
+    async def make(realtime_url: str, **overrides: dict[str, Any]) -> App:
+        path = write_settings(tmp_path / f"settings-{len(apps)}.toml",
+                              lab_settings(asterisk_lab, realtime_url, **overrides))
+        settings = load_settings(path)
+        app = App(settings, load_plugins(settings))
+        await app.start()
+        apps.append(app)
+        await asyncio.wait_for(app.stream.connected.wait(), 5)
+        return app
+
+    yield make
+    for app in apps:
+        await app.stop()
+    channels, bridges = await asterisk_lab.wait_clean(2.0)
+    assert (channels, bridges) == ([], []), f"left in Asterisk: {channels} {bridges}"
+    problems = [p for op, params in ari_requests for p in validate_request(op, params)]
+    assert problems == [], problems

@@ -1,0 +1,56 @@
+"""Barge-in through the real Asterisk: the caller talks over the AI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.events import CallEnded
+from tests.fake_realtime.script import Script, Turn
+from tests.fake_realtime.server import FakeRealtimeServer
+from tests.integration.test_call_audio import FRAME, heard, padded
+from tests.lab.asterisk import AsteriskLab
+from tests.lab.audio import silence, speech
+from tests.lab.sipp import SippCaller
+from tests.lab.sniffer import RtpSniffer
+
+
+async def test_caller_interrupts_the_ai(
+    asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path
+) -> None:
+    long_answer, short_answer = speech(4000, seed=21), speech(600, seed=22)
+    # speed 1.25: the server is still streaming the long answer when the caller interrupts,
+    # and sends 3 more deltas after speech_started, which aribot must drop.
+    fake.script = Script(turns=[Turn.audio(long_answer, "a long answer"), Turn.audio(short_answer, "ok")],
+                         speed=1.25, late_deltas_after_interrupt=3)
+    app = await make_aribot(fake.url)
+    ended: list[CallEnded] = []
+    app.bus.subscribe(CallEnded, ended.append)
+    caller_audio = (silence(400) + speech(800, seed=1) + silence(1200) + speech(800, seed=2) + silence(2500))
+    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=500, hold_ms_after_audio=300)
+    rtp_sniffer.watch(caller.media_port)
+    result = await caller.run()
+    assert result.ok, result.error
+
+    conn = fake.connections[0]
+    interrupted_at = conn.speech_started_times[1]
+    first, second = conn.responses[0], conn.responses[1]
+    assert first.status == "cancelled" and second.status == "completed"
+    packets = heard(rtp_sniffer, caller.media_port)
+    payload = b"".join(p.payload for p in packets)
+    played = len(payload) - len(padded(short_answer))
+    assert played > 10 * FRAME, "the caller heard too little of the first answer to test a barge-in"
+    # what the caller heard: a prefix of the long answer, then the whole short answer
+    assert payload[:played] == long_answer[:played]
+    assert payload[played:] == padded(short_answer)
+    first_item = packets[: played // FRAME]
+    late = [p for p in first_item if p.ts > interrupted_at]
+    assert len(late) <= 2, f"{len(late)} frames of the interrupted answer arrived after speech_started"
+    assert all(p.ts <= interrupted_at + 0.020 for p in first_item), "bot audio went on for more than a frame"
+    # the truncate names the audio the caller actually got (± one frame) and the fake accepted it
+    assert len(conn.truncations) == 1
+    truncation = conn.truncations[0]
+    assert truncation.accepted
+    assert abs(truncation.audio_end_ms - played // 8) <= 20
+    assert conn.errors_sent == []
+    # deltas the server sent after speech_started never reached the caller
+    assert ended[0].stats["late_deltas_dropped"] == 3

@@ -1,0 +1,216 @@
+"""Bad input and failures during real calls: each gives one clear log line and loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+from pathlib import Path
+
+import pytest
+
+from core.events import CallEnded, MediaConnected
+from core.rtp import RtpPacket
+from tests.fake_realtime.script import Script, Turn
+from tests.fake_realtime.server import FakeRealtimeServer
+from tests.integration.test_call_audio import caller_turns, heard, padded
+from tests.lab.asterisk import AsteriskLab
+from tests.lab.audio import speech
+from tests.lab.ports import free_tcp_port
+from tests.lab.sipp import SippCaller
+from tests.lab.sniffer import RtpSniffer
+from tests.lab.tcpproxy import TcpProxy
+
+
+def subscribe(app, event_type) -> list:
+    seen: list = []
+    app.bus.subscribe(event_type, seen.append)
+    return seen
+
+
+def log_lines(caplog: pytest.LogCaptureFixture, needle: str, level: int = logging.WARNING) -> list[str]:
+    """Messages at ``level`` or above that contain ``needle``."""
+    return [r.getMessage() for r in caplog.records if r.levelno >= level and needle in r.getMessage()]
+
+
+def prompt_frames(sniffer: RtpSniffer, port: int) -> int:
+    """Frames of audible (not all-silence) audio Asterisk sent to the caller."""
+    return sum(1 for p in heard(sniffer, port) if len(set(p.payload)) > 4)
+
+
+@pytest.mark.parametrize("action", ["hangup", "continue"])
+async def test_realtime_unreachable_plays_fallback_then_acts(
+    asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, make_aribot, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture, action: str,
+) -> None:
+    caplog.set_level(logging.INFO)
+    dead_url = f"ws://127.0.0.1:{free_tcp_port()}/v1/realtime"
+    call_cfg = {"on_failure": action}
+    if action == "continue":
+        call_cfg |= {"continue_context": "aribot-continue", "continue_extension": "777"}
+    app = await make_aribot(dead_url, call=call_cfg)
+    ended = subscribe(app, CallEnded)
+    mark = len(asterisk_lab.log_text())
+    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(800), audio_delay_ms=300, hangup="server")
+    rtp_sniffer.watch(caller.media_port)
+    result = await caller.run()
+    assert result.ok and result.bye_received, result.error      # Asterisk or aribot hung up, not the caller
+    assert ended[0].reason == "realtime_unavailable"
+    assert prompt_frames(rtp_sniffer, caller.media_port) > 50      # the fallback prompt was heard (>1 s)
+    lines = log_lines(caplog, "realtime_unavailable")
+    assert len(lines) == 1 and "fallback prompt" in lines[0]
+    if action == "continue":
+        await asterisk_lab.wait_for_log(r"aribot-lab continued 777", since=mark)
+
+
+async def test_realtime_refusing_the_upgrade_is_a_failure_too(
+    asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, make_aribot, tmp_path: Path
+) -> None:
+    fake.refuse_status = 500
+    app = await make_aribot(fake.url)
+    ended = subscribe(app, CallEnded)
+    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(500), audio_delay_ms=300, hangup="server")
+    result = await caller.run()
+    assert result.ok and result.bye_received, result.error
+    assert ended[0].reason == "realtime_unavailable"
+
+
+async def test_realtime_closing_mid_call(
+    asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    answer = speech(600, seed=3)
+    fake.script = Script(turns=[Turn.audio(answer, "first")])
+    app = await make_aribot(fake.url)
+    ended = subscribe(app, CallEnded)
+    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(700, 700), audio_delay_ms=300,
+                        hangup="server")
+    rtp_sniffer.watch(caller.media_port)
+    run = asyncio.create_task(caller.run())
+    conn = await fake.wait_for_connection()
+    await conn.wait_for_response(0, timeout=10)
+    await conn.wait_for(lambda: conn.responses[0].done or None, timeout=10)
+    await asyncio.sleep(0.3)
+    await conn.close(1011, "server error")
+    result = await run
+    assert result.ok and result.bye_received, result.error
+    assert ended[0].reason == "realtime_closed"
+    assert b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port)).startswith(padded(answer))
+    assert len(log_lines(caplog, "realtime_closed")) == 1
+
+
+async def test_realtime_error_events_do_not_end_the_call(
+    asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first, second = speech(500, seed=8), speech(500, seed=9)
+    fake.script = Script(turns=[Turn.audio(first, "one"), Turn.audio(second, "two")])
+    app = await make_aribot(fake.url)
+    ended = subscribe(app, CallEnded)
+    caller_audio = caller_turns(600, 600)
+    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=300, hold_ms_after_audio=300)
+    rtp_sniffer.watch(caller.media_port)
+    run = asyncio.create_task(caller.run())
+    conn = await fake.wait_for_connection()
+    await conn.wait_for_event_type("session.updated")
+    await conn.send_event({"type": "error", "event_id": "event_test1", "error": {
+        "type": "server_error", "code": "server_error", "message": "The server had an error", "param": None,
+        "event_id": None}})
+    result = await run
+    assert result.ok and result.bye_sent, result.error
+    assert ended[0].reason == "caller_hangup"
+    assert bytes(conn.input_audio) == caller_audio
+    payload = b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port))
+    assert payload == padded(first) + padded(second)
+    lines = log_lines(caplog, "Realtime error server_error")
+    assert len(lines) == 1 and "the call goes on" in lines[0]
+
+
+def forged_udp(src: tuple[str, int], dst: tuple[str, int], payload: bytes) -> bytes:
+    """An IPv4+UDP datagram with a chosen source port (raw socket; root only)."""
+    udp = struct.pack("!HHHH", src[1], dst[1], 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, socket.IPPROTO_UDP, 0,
+                     socket.inet_aton(src[0]), socket.inet_aton(dst[0]))
+    return ip + udp
+
+
+async def test_malformed_and_foreign_rtp_are_dropped_and_counted(
+    asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, make_aribot, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake.script = Script(turns=[Turn.audio(speech(400, seed=4), "ok")])
+    app = await make_aribot(fake.url)
+    connected = subscribe(app, MediaConnected)
+    ended = subscribe(app, CallEnded)
+    caller_audio = caller_turns(800)
+    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=500, hold_ms_after_audio=300)
+    run = asyncio.create_task(caller.run())
+    while not connected:
+        await asyncio.sleep(0.01)
+    local_host, local_port = connected[0].local.rsplit(":", 1)
+    remote_host, remote_port = connected[0].remote.rsplit(":", 1)
+    target = (local_host, int(local_port))
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    good_looking = RtpPacket(0, 1, 160, 7, b"\x11" * 160).build()
+    for _ in range(20):                                            # a flood from a foreign address
+        stranger.sendto(good_looking, target)
+    for bad in (b"\x00" * 5, b"\x40" + b"\x00" * 30, RtpPacket(8, 2, 1, 1, b"\x22" * 160).build()):
+        raw.sendto(forged_udp((remote_host, int(remote_port)), target, bad), (local_host, 0))
+    result = await run
+    stranger.close()
+    raw.close()
+    assert result.ok, result.error
+    assert bytes(fake.connections[0].input_audio) == caller_audio   # nothing lost, nothing injected
+    dropped = ended[0].stats["rtp_dropped"]
+    assert dropped == {"foreign_source": 20, "too_short": 1, "bad_version": 1, "payload_type": 1}
+    for reason in dropped:
+        assert len(log_lines(caplog, f"({reason}:")) == 1          # one line per kind, not per packet
+
+
+async def test_ari_websocket_dropped_and_restored(
+    asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    proxy = TcpProxy("127.0.0.1", asterisk_lab.http_port)
+    port = await proxy.start()
+    fake.script = Script(turns=[Turn.audio(speech(500, seed=n), f"answer {n}") for n in range(3)])
+    app = await make_aribot(fake.url, ari={"url": f"http://127.0.0.1:{port}"})
+    try:
+        # a live call keeps its audio while the events WebSocket is cut and comes back
+        caller_audio = caller_turns(800)
+        caller = SippCaller(asterisk_lab, tmp_path / "a", caller_audio, audio_delay_ms=500, hold_ms_after_audio=300)
+        rtp_sniffer.watch(caller.media_port)
+        run = asyncio.create_task(caller.run())
+        conn = await fake.wait_for_connection()
+        await conn.wait_for_input_audio(4000)
+        assert await proxy.drop_all() >= 1
+        result = await run
+        assert result.ok, result.error
+        assert bytes(conn.input_audio) == caller_audio
+        assert b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port)) == padded(conn.responses[0].audio)
+        # while ARI is unreachable, a new call is not ours: Asterisk continues it in the dialplan
+        await asyncio.wait_for(app.stream.connected.wait(), 5)
+        proxy.refuse = True
+        await proxy.drop_all()
+        while app.ari_connected:
+            await asyncio.sleep(0.01)
+        mark = len(asterisk_lab.log_text())
+        refused = await SippCaller(asterisk_lab, tmp_path / "b", caller_turns(300), hangup="either",
+                                   wait_bye_timeout_ms=3000).run()
+        assert "STASISSTATUS=FAILED" in asterisk_lab.log_text()[mark:]
+        assert refused.returncode is not None
+        # restored: new calls work again
+        proxy.refuse = False
+        await asyncio.wait_for(app.stream.connected.wait(), 5)
+        caller = SippCaller(asterisk_lab, tmp_path / "c", caller_turns(800), audio_delay_ms=500,
+                            hold_ms_after_audio=300)
+        result = await caller.run()
+        assert result.ok, result.error
+        assert bytes(fake.connections[-1].input_audio) == caller.audio
+        assert log_lines(caplog, "reconnecting in") and log_lines(caplog, "(reconnected)", logging.INFO)
+    finally:
+        await app.stop()
+        await proxy.close()

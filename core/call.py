@@ -293,7 +293,8 @@ class Call:
         self.state = "ended"
         duration = time.time() - self.started_at
         stats = {"rtp_in": self.endpoint.rx_packets, "rtp_out": self.endpoint.tx_packets,
-                 "rtp_dropped": dict(self.endpoint.dropped), **self.session.stats}
+                 "rtp_dropped": dict(self.endpoint.dropped), **self.session.stats,
+                 "metrics": self.metrics.summary(histograms=True)}
         log.info("call %s: ended (%s) after %.1f s; rtp in/out %d/%d, dropped %s", self.id, self.end_reason,
                  duration, self.endpoint.rx_packets, self.endpoint.tx_packets, dict(self.endpoint.dropped) or "none")
         self.app.forget(self)

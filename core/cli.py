@@ -57,7 +57,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             for p in plugins.infos()]
     if args.json:
         keys = ("name", "state", "source", "version", "module", "hooks")
-        print(json.dumps([dict(zip(keys, row)) for row in rows], indent=2))
+        print(json.dumps([dict(zip(keys, row)) | {"path": p.path} for row, p in zip(rows, plugins.infos())],
+                         indent=2))
         return 0
     widths = [max(len(str(r[i])) for r in rows + [("name", "state", "source", "version", "module", "hooks")])
               for i in range(6)]

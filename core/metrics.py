@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from array import array
+
+
+HIST_BIN_MS = 0.01
 
 
 class Samples:
@@ -34,13 +38,21 @@ class Samples:
         return {"n": self.count, "p50": self.percentile(50), "p99": self.percentile(99),
                 "max": max(self._data) if self._data else None}
 
+    def histogram(self, bin_ms: float = HIST_BIN_MS) -> dict[int, int]:
+        """Sparse histogram {bin index: count} of the kept samples; mergeable across calls."""
+        bins: dict[int, int] = {}
+        for value in self._data:
+            index = int(value / bin_ms + 1e-9)  # upper bin edge = (index + 1) * bin_ms
+            bins[index] = bins.get(index, 0) + 1
+        return bins
+
 
 def percentile(values, q: float) -> float | None:
     """Nearest-rank percentile of a sequence (None when empty)."""
     data = sorted(values)
     if not data:
         return None
-    rank = max(0, min(len(data) - 1, round(q / 100 * len(data) + 0.5) - 1))
+    rank = max(0, min(len(data) - 1, math.ceil(q / 100 * len(data)) - 1))
     return data[rank]
 
 
@@ -54,11 +66,14 @@ class CallMetrics:
         self.inbound_latency = Samples()     # caller RTP received → input_audio_buffer.append sent
         self.pacing_slips = 0                # times the pacer fell > 3 frames behind and re-anchored
 
-    def summary(self) -> dict[str, object]:
-        return {
-            "pacing_lateness_ms": self.pacing_lateness.summary(),
-            "send_interval_ms": self.send_intervals.summary(),
-            "first_frame_latency_ms": self.first_frame_latency.summary(),
-            "inbound_latency_ms": self.inbound_latency.summary(),
-            "pacing_slips": self.pacing_slips,
-        }
+    def series(self) -> dict[str, Samples]:
+        return {"pacing_lateness_ms": self.pacing_lateness, "send_interval_ms": self.send_intervals,
+                "first_frame_latency_ms": self.first_frame_latency, "inbound_latency_ms": self.inbound_latency}
+
+    def summary(self, histograms: bool = False) -> dict[str, object]:
+        """p50/p99/max per series; with ``histograms`` also mergeable 0.01 ms histograms."""
+        out: dict[str, object] = {name: s.summary() for name, s in self.series().items()}
+        out["pacing_slips"] = self.pacing_slips
+        if histograms:
+            out["histograms"] = {name: s.histogram() for name, s in self.series().items()}
+        return out

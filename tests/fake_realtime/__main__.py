@@ -20,6 +20,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--speed", type=float, default=4.0, help="audio pacing x real time ('inf': unpaced)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-session-s", type=float, default=None)
+    parser.add_argument("--no-validate", action="store_true",
+                        help="skip the SDK-type check of each sent frame (benchmarks: saves CPU)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
 
@@ -29,7 +31,7 @@ async def serve_forever(args: argparse.Namespace) -> None:
     script = Script(speed=math.inf if math.isinf(args.speed) else args.speed, seed=args.seed,
                     max_session_s=args.max_session_s)
     api_key = None if args.api_key.lower() == "none" else args.api_key
-    server = FakeRealtimeServer(api_key=api_key, script=script)
+    server = FakeRealtimeServer(api_key=api_key, script=script, validate_outgoing=not args.no_validate)
     await server.start(args.host, args.port)
     print(f"fake Realtime server on {server.url}  (Azure style: {server.azure_url})", flush=True)
     try:

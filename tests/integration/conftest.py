@@ -44,7 +44,7 @@ def write_settings(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
 
 def lab_settings(lab: AsteriskLab, realtime_url: str, **overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Settings sections for an aribot that serves the lab's Stasis app and talks to the fake."""
-    low, high = free_udp_port_range(200)
+    low, high = free_udp_port_range(64)
     sections: dict[str, dict[str, Any]] = {
         "ari": {"url": lab.ari_url, "username": lab.ari_username, "password": lab.ari_password,
                 "app": lab.app, "reconnect_min_delay": 0.1, "reconnect_max_delay": 1.0},
@@ -109,9 +109,10 @@ async def make_aribot(
         return app
 
     yield make
+    # checked while aribot still runs: each call must have cleaned up after itself
+    channels, bridges = await asterisk_lab.wait_clean(2.0)
     for app in apps:
         await app.stop()
-    channels, bridges = await asterisk_lab.wait_clean(2.0)
     assert (channels, bridges) == ([], []), f"left in Asterisk: {channels} {bridges}"
     problems = [p for op, params in ari_requests for p in validate_request(op, params)]
     assert problems == [], problems

@@ -130,3 +130,19 @@ async def test_ten_concurrent_calls_are_independent(
         assert conn is not None, "a caller's audio did not reach any Realtime session byte-exact"
         payload = b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port))
         assert payload == padded(answers[conn])
+
+
+async def test_azure_provider_uses_its_url_and_api_key_header(
+    asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path
+) -> None:
+    answer = speech(500, seed=91)
+    fake.script = Script(turns=[Turn.audio(answer, "hello from azure")])
+    await make_aribot(fake.azure_url, openai={"provider": "azure", "model": "my-deployment"})
+    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(700), audio_delay_ms=300, hold_ms_after_audio=300)
+    rtp_sniffer.watch(caller.media_port)
+    result = await caller.run()
+    assert result.ok, result.error
+    conn = fake.connections[0]
+    assert conn.azure and conn.model == "my-deployment"
+    assert "api-key" in conn.headers and "authorization" not in conn.headers
+    assert b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port)) == padded(answer)

@@ -14,6 +14,9 @@ from pathlib import Path
 
 LOW, HIGH = 20000, 60000
 _ATTEMPTS = 200
+# Ports already handed out by this process: a port checked free but not bound yet (sipp binds
+# its media ports when it starts, aribot its RTP range on each call) must not be given twice.
+_handed_out: set[int] = set()
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -49,7 +52,8 @@ def _random_port(kind: socket.SocketKind) -> int:
     low, high = _window()
     for _ in range(_ATTEMPTS):
         port = random.randrange(low, high)
-        if _bindable(port, kind):
+        if port not in _handed_out and _bindable(port, kind):
+            _handed_out.add(port)
             return port
     raise RuntimeError(f"no free {kind.name} port found in {low}-{high} after {_ATTEMPTS} tries")
 
@@ -71,6 +75,8 @@ def free_udp_port_range(count: int) -> tuple[int, int]:
     low, high = _window()
     for _ in range(_ATTEMPTS):
         start = random.randrange(low, high - count) & ~1
-        if all(_bindable(p, socket.SOCK_DGRAM) for p in range(start, start + count)):
+        block = range(start, start + count)
+        if _handed_out.isdisjoint(block) and all(_bindable(p, socket.SOCK_DGRAM) for p in block):
+            _handed_out.update(block)
             return start, start + count - 1
     raise RuntimeError(f"no block of {count} free UDP ports found in {low}-{high}")

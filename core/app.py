@@ -7,7 +7,7 @@ import asyncio
 import logging
 from typing import Any, Callable
 
-from core.ari import AriClient, AriError, AriEventStream, AriNotFound
+from core.ari import UNUSED_EVENTS, AriClient, AriError, AriEventStream, AriNotFound
 from core.ari_events import AriEvent, AriEventError, parse_event
 from core.call import Call
 from core.events import EventBus
@@ -135,7 +135,13 @@ class App:
             log.warning("could not continue refused call %s in the dialplan (%s)", channel_id, exc)
 
     async def _on_connect(self, reconnect: bool) -> None:
-        """After a reconnect, end calls whose caller vanished while events were not flowing."""
+        """Filter out events aribot never uses; after a reconnect, end calls whose caller
+        vanished while events were not flowing."""
+        try:
+            await self.ari.call("set_event_filter", applicationName=self.settings.ari.app,
+                                body={"disallowed": [{"type": name} for name in UNUSED_EVENTS]})
+        except AriError as exc:
+            log.warning("could not set the ARI event filter (%s); all events will be delivered", exc)
         if not reconnect:
             return
         for call in list(self.calls.values()):

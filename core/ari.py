@@ -34,7 +34,11 @@ OPERATIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "add_channel": ("POST", "/bridges/{bridgeId}/addChannel", ("channel",)),
     "destroy_bridge": ("DELETE", "/bridges/{bridgeId}", ()),
     "events": ("GET", "/events", ("app", "subscribeAll")),  # the WebSocket upgrade
+    "set_event_filter": ("PUT", "/applications/{applicationName}/eventFilter", ()),  # JSON body: the filter
 }
+# Events aribot never uses; filtering them in Asterisk saves half the traffic of a call
+# (20 of 41 events of a captured call were ChannelVarset).
+UNUSED_EVENTS = ("ChannelVarset", "Dial", "ChannelDialplan", "ChannelCallerId", "ChannelConnectedLine")
 
 
 class AriError(Exception):

@@ -7,8 +7,10 @@ ends, whoever ends it; ``CallEnded`` is emitted only after that (reference/aster
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable
 
 from core import events as ev
@@ -23,7 +25,15 @@ if TYPE_CHECKING:
     from core.app import App
 
 log = logging.getLogger("aribot.call")
-PLAYBACK_LIMIT_S = 120.0
+PLAYBACK_LIMIT_S = 120.0  # longest prompt aribot waits for
+PLAYBACK_START_S = 3.0    # a playback Asterisk accepted but never started is given up after this
+
+
+@dataclass
+class _Playback:
+    id: str
+    started: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    done: asyncio.Future[bool] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class CallFailure(Exception):
@@ -80,7 +90,9 @@ class Call:
         self._stop = asyncio.Event()
         self._events: asyncio.Queue[AriEvent] = asyncio.Queue()
         self._leg_started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._playbacks: dict[str, asyncio.Future[bool]] = {}
+        self._playbacks: dict[str, _Playback] = {}
+        self._unbridged = asyncio.Event()  # set while the caller is in no bridge
+        self._unbridged.set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._consumer: asyncio.Future[None] | None = None
         self._end_action = ""
@@ -164,7 +176,10 @@ class Call:
             self.state = "talking"
             await self._stop.wait()
         except CallFailure as exc:
-            self.fail(exc.reason, exc.detail)
+            if self.caller_left.is_set():
+                self.finish(exc.reason)
+            else:
+                self.fail(exc.reason, exc.detail)
         except Exception as exc:
             log.exception("call %s: unexpected error", self.id)
             self.fail("internal_error", repr(exc))
@@ -205,6 +220,7 @@ class Call:
         self.pacer = Pacer(self.playout, RtpSender(self.endpoint.payload_type), self.endpoint, self.metrics,
                            idle_silence=rtp.idle_silence, on_first_frame=self._on_first_frame)
         self.pacer.start()
+        self.pacer.kick()  # AI audio may have arrived before the media path existed
         self.state = "connected"
         local = f"{self.endpoint.local[0]}:{self.endpoint.local[1]}"
         self.emit(ev.MediaConnected(call_id=self.id, local=local, remote="%s:%s" % self.endpoint.remote))
@@ -221,36 +237,41 @@ class Call:
             self.gate.open(f"mode failed: {exc!r}")
 
     async def _play(self, media: list[str], what: str, until: asyncio.Event | None = None) -> bool:
-        """Play media to the caller and wait until it finished (False if it failed, the caller
-        left, or ``until`` was set first)."""
-        playback_id = new_id("aribot-pb")
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._playbacks[playback_id] = done
+        """Play media to the caller and wait until it finished (False if it failed, did not start,
+        the caller left, or ``until`` was set first)."""
+        playback = _Playback(new_id("aribot-pb"))
+        self._playbacks[playback.id] = playback
+        stops = [asyncio.ensure_future(self.caller_left.wait())]
+        if until is not None:
+            stops.append(asyncio.ensure_future(until.wait()))
         try:
-            await self.ari.call("play", channelId=self.id, playbackId=playback_id, media=media)
-            stops = [asyncio.ensure_future(self.caller_left.wait())]
-            if until is not None:
-                stops.append(asyncio.ensure_future(until.wait()))
-            finished, _ = await asyncio.wait({done, *stops}, timeout=PLAYBACK_LIMIT_S,
-                                             return_when=asyncio.FIRST_COMPLETED)
-            for stop in stops:
-                stop.cancel()
-            if not done.done() and not self.caller_left.is_set():
-                await self._delete("stop_playback", playbackId=playback_id)
-            ok = done in finished and done.result()
-            if not ok and not self.caller_left.is_set():
-                log.warning("call %s: %s %s did not play to the end; going on", self.id, what, media)
+            await self.ari.call("play", channelId=self.id, playbackId=playback.id, media=media)
+            await asyncio.wait({playback.started, playback.done, *stops}, timeout=PLAYBACK_START_S,
+                               return_when=asyncio.FIRST_COMPLETED)
+            if playback.started.done() and not playback.done.done():
+                await asyncio.wait({playback.done, *stops}, timeout=PLAYBACK_LIMIT_S,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            ok = playback.done.done() and playback.done.result()
+            if not playback.done.done() and not self.caller_left.is_set():
+                await self._delete("stop_playback", playbackId=playback.id)
+            if not ok and not self.caller_left.is_set() and not (until and until.is_set()):
+                how = "did not play to the end" if playback.started.done() else \
+                    f"did not start within {PLAYBACK_START_S:g} s"
+                log.warning("call %s: %s %s %s; going on", self.id, what, media, how)
             return ok
         except AriError as exc:
             if not self.caller_left.is_set():
                 log.warning("call %s: could not play %s %s (%s); going on without it", self.id, what, media, exc)
             return False
         finally:
-            self._playbacks.pop(playback_id, None)
+            for stop in stops:
+                stop.cancel()
+            self._playbacks.pop(playback.id, None)
 
     async def _consume(self) -> None:
         while True:
             event = await self._events.get()
+            log.debug("call %s: ARI %s %s", self.id, event.type, event.channel_id or event.playback_id or "")
             try:
                 self._on_ari_event(event)
             except Exception:
@@ -266,10 +287,16 @@ class Call:
             self.finish("caller_hangup")
         elif kind == "StasisEnd" and channel_id == self.leg_id and not self.ending:
             self.fail("media_leg_lost", "the ExternalMedia channel left Stasis")
-        elif kind in ("PlaybackFinished", "PlaybackFailed"):
-            future = self._playbacks.get(event.playback_id or "")
-            if future is not None and not future.done():
-                future.set_result(kind == "PlaybackFinished" and event.data["playback"].get("state") != "failed")
+        elif kind in ("PlaybackStarted", "PlaybackFinished", "PlaybackFailed"):
+            playback = self._playbacks.get(event.playback_id or "")
+            if playback is not None and not playback.started.done():
+                playback.started.set_result(None)
+            if playback is not None and kind != "PlaybackStarted" and not playback.done.done():
+                playback.done.set_result(kind == "PlaybackFinished" and event.data["playback"].get("state") != "failed")
+        elif kind == "ChannelEnteredBridge" and channel_id == self.id:
+            self._unbridged.clear()
+        elif kind == "ChannelLeftBridge" and channel_id == self.id:
+            self._unbridged.set()
         elif kind == "ChannelDtmfReceived" and channel_id == self.id:
             self.emit(ev.DtmfReceived(call_id=self.id, digit=event.digit,
                                       duration_ms=int(event.data.get("duration_ms", 0) or 0)))
@@ -286,6 +313,9 @@ class Call:
         await self._delete("destroy_bridge", bridgeId=self.bridge_id)
         self.app.ports.release(self.endpoint)
         if not self.caller_left.is_set():
+            # a play issued while the caller is still leaving the bridge can be lost in Asterisk
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._unbridged.wait(), 1.0)
             if self.failed:
                 await self._play(list(self.settings.call.fallback_prompt), "fallback prompt")
             action = self.settings.call.on_failure if self.failed else (self._end_action or "hangup")

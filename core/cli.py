@@ -43,6 +43,9 @@ async def serve(settings: Any, plugins: Any) -> int:
         loop.add_signal_handler(sig, stop.set)
     log.info("aribot %s serving Stasis app %r via %s (activation %s)", __version__, settings.ari.app,
              settings.ari.url, settings.activation.mode)
+    if not settings.openai.api_key:
+        log.warning("openai.api_key is empty (ARIBOT_OPENAI__API_KEY / OPENAI_API_KEY): the Realtime API will "
+                    "refuse calls and callers will hear the fallback prompt")
     await app.start()
     await stop.wait()
     log.info("signal received: stopping")

@@ -19,6 +19,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 log = logging.getLogger("aribot.realtime")
+# websockets logs the handshake, Authorization / api-key headers included, at DEBUG: its logger
+# for our connections is held at INFO so that no log level ever prints the key.
+WS_LOG = logging.getLogger("aribot.realtime.websocket")
+WS_LOG.setLevel(logging.INFO)
 
 AUDIO_FORMATS = {"ulaw": {"type": "audio/pcmu"}, "alaw": {"type": "audio/pcma"}}
 
@@ -42,6 +46,14 @@ def realtime_url(openai: Any) -> str:
     query = dict(parse_qsl(parts.query))
     query.setdefault("model", openai.model)
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def redact_url(url: str) -> str:
+    """The URL with secret-looking query values (api-key, key, token, …) replaced by ***."""
+    parts = urlsplit(url)
+    query = [(k, "***" if any(w in k.lower() for w in ("key", "token", "secret", "sig")) else v)
+             for k, v in parse_qsl(parts.query)]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
 
 
 def auth_headers(openai: Any) -> dict[str, str]:
@@ -121,6 +133,7 @@ class RealtimeConnection:
                 ping_interval=20,
                 ping_timeout=20,
                 close_timeout=2,
+                logger=WS_LOG,
             )
         except InvalidStatus as exc:
             raise RealtimeUnavailable(f"HTTP {exc.response.status_code} on the upgrade") from exc

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from core import events as ev
 from core.realtime import (RealtimeClosed, RealtimeConnection, RealtimeUnavailable, append_message,
-                           auth_headers, build_session_update, realtime_url)
+                           auth_headers, build_session_update, realtime_url, redact_url)
 from core.tools import ToolContext
 
 if TYPE_CHECKING:
@@ -68,10 +68,10 @@ class RealtimeSession:
         batch = self._frames_per_append
         while True:
             payload, received_at = await self._outq.get()
-            if batch > 1:
+            if batch > 1:  # one append per `batch` frames: fewer messages, (batch-1)*20 ms later
                 chunks = [payload]
-                while len(chunks) < batch and not self._outq.empty():
-                    chunks.append(self._outq.get_nowait()[0])
+                while len(chunks) < batch:
+                    chunks.append((await self._outq.get())[0])
                 payload = b"".join(chunks)
             await self.conn.send(append_message(payload))
             self.stats["appended_frames"] += 1
@@ -88,7 +88,8 @@ class RealtimeSession:
         except (RealtimeUnavailable, RealtimeClosed, SessionRefused, TimeoutError) as exc:
             detail = f"not ready within {self.cfg.connect_timeout:g} s" if isinstance(exc, TimeoutError) else str(exc)
             self.call.emit(ev.RealtimeError(call_id=self.call.id, code="unavailable", message=detail, fatal=True))
-            self.call.fail("realtime_unavailable", f"Realtime session at {self.conn.url if self.conn else '?'}: {detail}")
+            where = redact_url(self.conn.url) if self.conn else "?"
+            self.call.fail("realtime_unavailable", f"Realtime session at {where}: {detail}")
             return
         connect_ms = (time.perf_counter() - started) * 1000
         self.call.emit(ev.RealtimeReady(call_id=self.call.id, session_id=self.session_id, connect_ms=connect_ms))
@@ -125,7 +126,10 @@ class RealtimeSession:
                 self.session_id = str(event.get("session", {}).get("id", ""))
                 return
             if event["type"] == "error":
-                raise SessionRefused(f"session.update refused: {_error_text(event)}")
+                if (event.get("error") or {}).get("event_id") == update["event_id"]:
+                    raise SessionRefused(f"session.update refused: {_error_text(event)}")
+                log.warning("call %s: Realtime error while configuring the session: %s; still waiting "
+                            "for session.updated", self.call.id, _error_text(event))
 
     async def close(self) -> None:
         self.ready = False

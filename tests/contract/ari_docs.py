@@ -50,6 +50,10 @@ def validate_request(name: str, params: dict[str, Any]) -> list[str]:
     for key, value in params.items():
         if "{" + key + "}" in path or value is None:
             continue
+        if key == "body":
+            if not any(spec["paramType"] == "body" for spec in doc.values()):
+                problems.append(f"{name}: sends a JSON body but the operation takes none")
+            continue
         spec = doc.get(key)
         if spec is None:
             problems.append(f"{name}: unknown parameter {key}")

@@ -92,7 +92,10 @@ async def test_two_turns_in_one_call(
 ) -> None:
     first, second = speech(800, seed=11), speech(1000, seed=12)
     fake.script = Script(turns=[Turn.audio(first, "first answer"), Turn.audio(second, "second answer")])
-    await make_aribot(fake.url)
+    app = await make_aribot(fake.url)
+    received: list[str] = []
+    original = app.route
+    app.route = lambda event: (received.append(event.type), original(event))[1]  # type: ignore[method-assign]
     caller_audio = caller_turns(700, 900)
     caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=500, hold_ms_after_audio=300)
     rtp_sniffer.watch(caller.media_port)
@@ -103,6 +106,8 @@ async def test_two_turns_in_one_call(
     assert [r.status for r in conn.responses] == ["completed", "completed"]
     payload = b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port))
     assert payload == padded(first) + padded(second)
+    assert "StasisStart" in received and "StasisEnd" in received
+    assert "ChannelVarset" not in received and "Dial" not in received      # the event filter works
 
 
 async def test_ten_concurrent_calls_are_independent(

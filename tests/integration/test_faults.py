@@ -64,16 +64,26 @@ async def test_realtime_unreachable_plays_fallback_then_acts(
         await asterisk_lab.wait_for_log(r"aribot-lab continued 777", since=mark)
 
 
-async def test_realtime_refusing_the_upgrade_is_a_failure_too(
-    asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, make_aribot, tmp_path: Path
+@pytest.mark.parametrize("fault", ["http_500", "bad_api_key"])
+async def test_realtime_refusing_the_session_is_a_failure_too(
+    asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, make_aribot, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture, fault: str,
 ) -> None:
-    fake.refuse_status = 500
+    if fault == "http_500":
+        fake.refuse_status = 500
+    else:
+        fake.api_key = "another-key"
     app = await make_aribot(fake.url)
     ended = subscribe(app, CallEnded)
     caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(500), audio_delay_ms=300, hangup="server")
     result = await caller.run()
     assert result.ok and result.bye_received, result.error
     assert ended[0].reason == "realtime_unavailable"
+    lines = log_lines(caplog, "realtime_unavailable")
+    assert len(lines) == 1
+    assert ("HTTP 500" in lines[0]) if fault == "http_500" else ("invalid_api_key" in lines[0])
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("aribot"))
+    assert "test-key" not in ours and "another-key" not in ours
 
 
 async def test_realtime_closing_mid_call(

@@ -33,6 +33,8 @@ def test_validate_request_catches_bad_values() -> None:
     assert validate_request("hangup", {"channelId": "x", "reason": "bogus"})
     assert validate_request("external_media", {"direction": "in"})
     assert validate_request("play", {"channelId": "c", "playbackId": "p", "media": ["sound:a", "sound:b"]}) == []
+    assert validate_request("set_event_filter", {"applicationName": "a", "body": {"disallowed": []}}) == []
+    assert validate_request("answer", {"channelId": "x", "body": {}})
 
 
 def captured_events() -> list[str]:

@@ -64,3 +64,9 @@ def test_append_message_is_exact_json() -> None:
     event = json.loads(append_message(audio))
     CLIENT_EVENT.validate_python(event)
     assert base64.b64decode(event["audio"]) == audio
+
+
+def test_redact_url_hides_keys() -> None:
+    from core.realtime import redact_url
+    url = "wss://res.openai.azure.com/openai/v1/realtime?model=dep&api-key=SECRET"
+    assert "SECRET" not in redact_url(url) and "model=dep" in redact_url(url)

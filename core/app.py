@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any, Callable
 
 from core.ari import UNUSED_EVENTS, AriClient, AriError, AriEventStream, AriNotFound
@@ -13,10 +14,19 @@ from core.call import Call
 from core.events import EventBus
 from core.plugins import Plugins
 from core.rtp import PortPool
-from core.settings import SettingsError
+from core.plugins import load_plugins
+from core.settings import SettingsError, load_settings, validate
 from core.tools import ToolRegistry
 
 log = logging.getLogger("aribot.app")
+
+
+def configure(settings_file: str | Path | None = None) -> tuple[Any, Plugins]:
+    """Settings and plugins together: core rules, then the rules the loaded plugins register."""
+    settings = load_settings(settings_file)
+    plugins = load_plugins(settings)
+    validate(settings, plugins.settings_rules(), core=False)
+    return settings, plugins
 
 
 class App:
@@ -33,13 +43,18 @@ class App:
         rtp = settings.rtp
         self.ports = PortPool(rtp.host, rtp.port_min, rtp.port_max)
         self.tools = ToolRegistry.from_plugins(plugins, settings.openai.tool_timeout)
-        modes = plugins.activation_modes()
+        self.activation_modes: dict[str, Callable[[Call], Any]] = {
+            name: factory for name, (_owner, factory) in plugins.activation_modes().items()}
         self.activation_mode = settings.activation.mode
-        if self.activation_mode not in modes:
-            allowed = ", ".join(sorted(modes)) or "none (every activation-mode plugin is disabled)"
+        if self.activation_mode not in self.activation_modes:
+            allowed = ", ".join(sorted(self.activation_modes)) or "none (every activation-mode plugin is disabled)"
             raise SettingsError(f"setting activation.mode = {self.activation_mode!r} is not valid: expected "
                                 f"one of the registered modes: {allowed}")
-        self.activation_factory: Callable[[Call], Any] = modes[self.activation_mode][1]
+        self.call_features = plugins.call_features()
+        self.dtmf_handlers = plugins.dtmf_handlers()
+        if "dtmf" in self.call_features and settings.dtmf.handler not in self.dtmf_handlers:
+            raise SettingsError(f"setting dtmf.handler = {settings.dtmf.handler!r} is not valid: expected one of "
+                                f"the registered DTMF handlers: {', '.join(sorted(self.dtmf_handlers)) or 'none'}")
         self.calls: dict[str, Call] = {}
         self._legs: dict[str, Call] = {}
         self._call_tasks: set[asyncio.Task[Any]] = set()

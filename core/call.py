@@ -10,12 +10,15 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable
 
 from core import events as ev
 from core.ari import AriError, AriNotFound, new_id
 from core.ari_events import AriEvent, Channel
+from core.choices import CHANNEL_VARIABLES, CallChoices, parse_stasis_args, resolve
+from core.controls import CallControls
 from core.metrics import CallMetrics
 from core.playout import Pacer, Playout
 from core.rtp import PAYLOAD_TYPES, SILENCE_BYTE, RtpEndpoint, RtpSender
@@ -51,13 +54,18 @@ class ActivationGate:
         self.opened = asyncio.Event()
 
     def open(self, reason: str = "") -> None:
+        """Start streaming: the pre-roll (the last caller audio before this moment) goes first."""
         if not self.is_open:
+            pre_roll = self.call.take_pre_roll()
+            for payload, received_at in pre_roll:
+                self.call.session.feed(payload, received_at)
             self.is_open = True
             self.opened.set()
-            self.call.emit(ev.ActivationOpened(call_id=self.call.id, mode=self.call.mode_name, reason=reason))
+            self.call.emit(ev.ActivationOpened(call_id=self.call.id, mode=self.call.mode_name,
+                                               reason=reason, pre_roll_ms=20 * len(pre_roll)))
 
 
-class Call:
+class Call(CallControls):
     """Wires one caller channel to one Realtime session; all its ARI events arrive in order."""
 
     def __init__(self, app: "App", channel: Channel, args: list[str]) -> None:
@@ -69,14 +77,23 @@ class Call:
         self.args = args
         self.caller_number = channel.caller_number
         self.caller_name = channel.caller_name
-        self.extension = args[0] if args else channel.exten
+        self.extension = parse_stasis_args(args)[0] or channel.exten
+        self.owner = f"call:{self.id}"  # owner of this call's bus subscriptions
         self.leg_id = new_id("aribot-em")
         self.bridge_id = new_id("aribot-br")
         self.started_at = time.time()
         self.state = "ringing"
+        self.choices = CallChoices(self.extension, app.activation_mode, self.settings.call.greeting,
+                                   self.settings.openai.instructions, self.settings.openai.voice)
         self.mode_name = app.activation_mode
         self.metrics = CallMetrics()
         self.gate = ActivationGate(self)
+        self._pre_roll: deque[tuple[bytes, float]] = deque(maxlen=max(1, self.settings.activation.pre_roll_ms // 20))
+        self.input_held = False
+        self.talking = False
+        self.greeting_active = False
+        self.greeting_done = asyncio.Event()
+        self._greeting_stop = asyncio.Event()
         fmt = self.settings.rtp.format
         self.playout = Playout(SILENCE_BYTE[fmt])
         self.endpoint = RtpEndpoint(self.id, PAYLOAD_TYPES[fmt], self._on_caller_audio)
@@ -96,6 +113,7 @@ class Call:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._consumer: asyncio.Future[None] | None = None
         self._end_action = ""
+        self._continue_target: dict[str, Any] | None = None
 
     # --- helpers ---------------------------------------------------------------------------------
     def emit(self, event: ev.Event) -> None:
@@ -114,12 +132,19 @@ class Call:
             self.end_reason = reason
             self._stop.set()
 
-    def finish(self, reason: str, action: str = "hangup") -> None:
-        """End the call normally; ``action`` (hangup/continue) applies if the caller is still here."""
+    def finish(self, reason: str, action: str = "hangup", target: dict[str, Any] | None = None) -> None:
+        """End the call normally; ``action`` (hangup/continue) applies if the caller is still here;
+        ``target`` ({context, extension, priority}) overrides where "continue" goes."""
         if not self._stop.is_set():
             self.end_reason = reason
             self._end_action = action
+            self._continue_target = target
             self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """The call is ending (or has ended)."""
+        return self._stop.is_set()
 
     async def wait_playout(self, limit: float = 30.0) -> None:
         """Return once the AI audio already queued has been sent to the caller (or after ``limit``)."""
@@ -129,11 +154,6 @@ class Call:
                 return
             await asyncio.sleep(0.02)
 
-    async def end_after_playout(self, reason: str, action: str = "hangup") -> None:
-        """End once the AI audio already queued has been sent to the caller."""
-        await self.wait_playout()
-        self.finish(reason, action)
-
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -142,8 +162,17 @@ class Call:
 
     # --- audio ----------------------------------------------------------------------------------
     def _on_caller_audio(self, payload: bytes, received_at: float) -> None:
-        if self.gate.is_open:
+        if self.input_held:
+            self.session.stats["input_held_frames"] += 1
+        elif self.gate.is_open:
             self.session.feed(payload, received_at)
+        else:
+            self._pre_roll.append((payload, received_at))
+
+    def take_pre_roll(self) -> list[tuple[bytes, float]]:
+        frames = list(self._pre_roll)
+        self._pre_roll.clear()
+        return frames
 
     def play_ai_audio(self, item_id: str, audio: bytes, received_at: float) -> None:
         self.playout.push(item_id, audio)
@@ -152,6 +181,9 @@ class Call:
 
     def flush_playout(self) -> int:
         return self.pacer.flush() if self.pacer is not None else self.playout.clear()
+
+    def _on_spurt_end(self, item_id: str) -> None:
+        self.emit(ev.BotAudioStopped(call_id=self.id, item_id=item_id))
 
     def _on_first_frame(self, item_id: str, _now: float) -> None:
         stopped = self.session.speech_stopped_at
@@ -167,12 +199,13 @@ class Call:
         log.info("call %s: started (caller %r, extension %r)", self.id, self.caller_number, self.extension)
         self._consumer = asyncio.ensure_future(self._consume())
         try:
+            await self._choose()
             self._spawn(self.session.run())
             await self._answer_and_bridge()
+            for name, factory in self.app.call_features.items():
+                self._spawn(self._run_feature(name, factory))
             self._spawn(self._activate())
-            greeting = self.settings.call.greeting
-            if greeting and not self._stop.is_set():
-                await self._play([greeting], "greeting", until=self._stop)
+            await self._greet()
             self.state = "talking"
             await self._stop.wait()
         except CallFailure as exc:
@@ -187,6 +220,29 @@ class Call:
             await self._teardown()
             if self._consumer is not None:
                 self._consumer.cancel()
+
+    async def _choose(self) -> None:
+        """Per-call choices: Stasis key=value arguments and ARIBOT_* channel variables."""
+        variables: dict[str, str] = {}
+        try:
+            reply = await self.ari.call("get_variables", channelId=self.id, variables=list(CHANNEL_VARIABLES))
+            variables = {str(k): str(v) for k, v in ((reply or {}).get("variables") or {}).items()}
+        except AriError as exc:
+            log.debug("call %s: ARIBOT_* channel variables not read (%s)", self.id, exc)
+        self.choices = resolve(self.settings, self.args, variables, default_extension=self.extension,
+                               modes=self.app.activation_modes, tools=self.app.tools.tools, call_id=self.id)
+        self.mode_name = self.choices.mode
+        if self.choices.sources:
+            log.info("call %s: per-call choices %s", self.id,
+                     {k: f"{getattr(self.choices, k)!r} ({src})" for k, src in self.choices.sources.items()})
+
+    async def _run_feature(self, name: str, factory: Any) -> None:
+        try:
+            await factory(self).run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("call %s: call feature %s failed; the call goes on without it", self.id, name)
 
     async def _answer_and_bridge(self) -> None:
         try:
@@ -218,7 +274,8 @@ class Call:
             what = "ExternalMedia leg did not enter Stasis" if isinstance(exc, asyncio.TimeoutError) else repr(exc)
             raise CallFailure("media_setup_failed", what)
         self.pacer = Pacer(self.playout, RtpSender(self.endpoint.payload_type), self.endpoint, self.metrics,
-                           idle_silence=rtp.idle_silence, on_first_frame=self._on_first_frame)
+                           idle_silence=rtp.idle_silence, on_first_frame=self._on_first_frame,
+                           on_spurt_end=self._on_spurt_end)
         self.pacer.start()
         self.pacer.kick()  # AI audio may have arrived before the media path existed
         self.state = "connected"
@@ -226,7 +283,7 @@ class Call:
         self.emit(ev.MediaConnected(call_id=self.id, local=local, remote="%s:%s" % self.endpoint.remote))
 
     async def _activate(self) -> None:
-        mode = self.app.activation_factory(self)
+        mode = self.app.activation_modes[self.mode_name](self)
         try:
             await mode.run(self.gate)
         except asyncio.CancelledError:
@@ -236,14 +293,12 @@ class Call:
                           self.id, self.mode_name)
             self.gate.open(f"mode failed: {exc!r}")
 
-    async def _play(self, media: list[str], what: str, until: asyncio.Event | None = None) -> bool:
+    async def _play(self, media: list[str], what: str, until: tuple[asyncio.Event, ...] = ()) -> bool:
         """Play media to the caller and wait until it finished (False if it failed, did not start,
-        the caller left, or ``until`` was set first)."""
+        the caller left, or one of ``until`` was set first)."""
         playback = _Playback(new_id("aribot-pb"))
         self._playbacks[playback.id] = playback
-        stops = [asyncio.ensure_future(self.caller_left.wait())]
-        if until is not None:
-            stops.append(asyncio.ensure_future(until.wait()))
+        stops = [asyncio.ensure_future(e.wait()) for e in (self.caller_left, *until)]
         try:
             await self.ari.call("play", channelId=self.id, playbackId=playback.id, media=media)
             await asyncio.wait({playback.started, playback.done, *stops}, timeout=PLAYBACK_START_S,
@@ -254,7 +309,7 @@ class Call:
             ok = playback.done.done() and playback.done.result()
             if not playback.done.done() and not self.caller_left.is_set():
                 await self._delete("stop_playback", playbackId=playback.id)
-            if not ok and not self.caller_left.is_set() and not (until and until.is_set()):
+            if not ok and not self.caller_left.is_set() and not any(e.is_set() for e in until):
                 how = "did not play to the end" if playback.started.done() else \
                     f"did not start within {PLAYBACK_START_S:g} s"
                 log.warning("call %s: %s %s %s; going on", self.id, what, media, how)
@@ -297,6 +352,12 @@ class Call:
             self._unbridged.clear()
         elif kind == "ChannelLeftBridge" and channel_id == self.id:
             self._unbridged.set()
+        elif kind == "ChannelTalkingStarted" and channel_id == self.id:
+            self.talking = True
+            self.emit(ev.TalkingStarted(call_id=self.id))
+        elif kind == "ChannelTalkingFinished" and channel_id == self.id:
+            self.talking = False
+            self.emit(ev.TalkingFinished(call_id=self.id, duration_ms=int(event.data.get("duration", 0) or 0)))
         elif kind == "ChannelDtmfReceived" and channel_id == self.id:
             self.emit(ev.DtmfReceived(call_id=self.id, digit=event.digit,
                                       duration_ms=int(event.data.get("duration_ms", 0) or 0)))
@@ -308,6 +369,7 @@ class Call:
             self.pacer.stop()
         for task in list(self._tasks):
             task.cancel()
+        self.app.bus.disconnect_owner(self.owner)
         await self.session.close()
         await self._delete("hangup", channelId=self.leg_id)
         await self._delete("destroy_bridge", bridgeId=self.bridge_id)
@@ -319,7 +381,8 @@ class Call:
             if self.failed:
                 await self._play(list(self.settings.call.fallback_prompt), "fallback prompt")
             action = self.settings.call.on_failure if self.failed else (self._end_action or "hangup")
-            await self._leave(action)
+            await self.set_variable("ARIBOT_END_REASON", self.end_reason)
+            await self._leave(action, self._continue_target)
         self.state = "ended"
         duration = time.time() - self.started_at
         stats = {"rtp_in": self.endpoint.rx_packets, "rtp_out": self.endpoint.tx_packets,
@@ -339,13 +402,15 @@ class Call:
         except AriError as exc:
             log.warning("call %s: cleanup %s %s failed (%s); it may be left in Asterisk", self.id, op, ids, exc)
 
-    async def _leave(self, action: str) -> None:
+    async def _leave(self, action: str, target: dict[str, Any] | None = None) -> None:
         """Hang up the caller or send it on in the dialplan, then wait for its StasisEnd."""
         cfg = self.settings.call
         try:
             if action == "continue":
                 params: dict[str, Any] = {}
-                if cfg.continue_context or cfg.continue_extension:
+                if target is not None:
+                    params = {k: v for k, v in target.items() if v}
+                elif cfg.continue_context or cfg.continue_extension:
                     params = {"context": cfg.continue_context or None, "extension": cfg.continue_extension or None,
                               "priority": cfg.continue_priority or 1}
                 await self.ari.call("continue_in_dialplan", channelId=self.id, **params)
@@ -366,4 +431,5 @@ class Call:
         """A JSON-friendly view of the call for the HTTP API and the dashboard."""
         return {"id": self.id, "caller_number": self.caller_number, "caller_name": self.caller_name,
                 "extension": self.extension, "state": self.state, "mode": self.mode_name,
-                "started_at": self.started_at, "gate_open": self.gate.is_open}
+                "started_at": self.started_at, "gate_open": self.gate.is_open,
+                "greeting_active": self.greeting_active, "talking": self.talking}

@@ -11,19 +11,15 @@ import sys
 from typing import Any, Sequence
 
 from core import __version__
-from core.plugins import PluginError, load_plugins
-from core.settings import SettingsError, effective, load_settings
+from core.plugins import PluginError
+from core.settings import SettingsError, effective
 
 log = logging.getLogger("aribot")
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any]:
-    settings = load_settings(args.settings)
-    plugins = load_plugins(settings)
-    rules = plugins.settings_rules()
-    if rules:
-        settings = load_settings(args.settings, rules=rules)
-    return settings, plugins
+    from core.app import configure
+    return configure(args.settings)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -101,6 +101,7 @@ class ActivationOpened(Event):
 
     mode: str
     reason: str = ""
+    pre_roll_ms: int = 0
 
 
 @event("call.speech_started")
@@ -206,6 +207,70 @@ class DtmfReceived(Event):
 
     digit: str
     duration_ms: int = 0
+
+
+@event("call.talking_started")
+@dataclass(frozen=True, kw_only=True)
+class TalkingStarted(Event):
+    """Asterisk's TALK_DETECT heard the caller start talking (ChannelTalkingStarted)."""
+
+
+@event("call.talking_finished")
+@dataclass(frozen=True, kw_only=True)
+class TalkingFinished(Event):
+    """Asterisk's TALK_DETECT heard the caller stop talking; duration excludes the silence."""
+
+    duration_ms: int = 0
+
+
+@event("call.greeting_started")
+@dataclass(frozen=True, kw_only=True)
+class GreetingStarted(Event):
+    """The greeting started playing to the caller."""
+
+    media: str
+
+
+@event("call.greeting_finished")
+@dataclass(frozen=True, kw_only=True)
+class GreetingFinished(Event):
+    """The greeting ended; interrupted when it was stopped before its end."""
+
+    interrupted: bool = False
+
+
+@event("call.bot_audio_stopped")
+@dataclass(frozen=True, kw_only=True)
+class BotAudioStopped(Event):
+    """The AI's audio stopped: the talk-spurt ended (all queued audio sent) or it was flushed."""
+
+    item_id: str = ""
+
+
+@event("call.dtmf_collected")
+@dataclass(frozen=True, kw_only=True)
+class DtmfCollected(Event):
+    """Keypad digits were collected; reason: terminator, max_digits, interdigit_timeout, final_timeout."""
+
+    digits: str
+    reason: str
+
+
+@event("call.no_input")
+@dataclass(frozen=True, kw_only=True)
+class NoInput(Event):
+    """The caller has said nothing when aribot expected it; the no-input action follows."""
+
+    reason: str
+
+
+@event("call.timer_fired")
+@dataclass(frozen=True, kw_only=True)
+class TimerFired(Event):
+    """A call timer expired: no_speech, speech_complete or max_duration; action says what followed."""
+
+    timer: str
+    action: str
 
 
 @event("call.realtime_error")

@@ -43,3 +43,15 @@ def startup(app):
 @hookspec
 def shutdown(app):
     """Called once when aribot stops, after live calls ended; may be async."""
+
+
+@hookspec
+def register_call_features(register):
+    """Register per-call behaviours: call ``register(name, factory)``; for every call
+    ``factory(call)`` returns an object whose async ``run()`` lasts the call (timers, DTMF …)."""
+
+
+@hookspec
+def register_dtmf_handlers(register):
+    """Register what collected DTMF digits do: call ``register(name, handler)``; the async
+    ``handler(call, digits, reason)`` runs for the handler chosen in ``[dtmf] handler``."""

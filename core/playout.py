@@ -88,6 +88,10 @@ class Playout:
         self._segments.clear()
         return dropped
 
+    def queued(self, item_id: str) -> bool:
+        """True while audio of ``item_id`` is still waiting to be sent."""
+        return any(seg.item_id == item_id and seg.available for seg in self._segments)
+
     @property
     def buffered_bytes(self) -> int:
         return sum(seg.available for seg in self._segments)
@@ -111,6 +115,7 @@ class Pacer:
         *,
         idle_silence: bool = False,
         on_first_frame: Callable[[str, float], None] | None = None,
+        on_spurt_end: Callable[[str], None] | None = None,
     ) -> None:
         self.playout = playout
         self.sender = sender
@@ -118,6 +123,7 @@ class Pacer:
         self.metrics = metrics
         self.idle_frame = bytes([playout.silence]) * FRAME_BYTES if idle_silence else None
         self.on_first_frame = on_first_frame
+        self.on_spurt_end = on_spurt_end
         self._loop = asyncio.get_running_loop()
         self._handle: asyncio.TimerHandle | None = None
         self._t0 = 0.0
@@ -166,6 +172,8 @@ class Pacer:
         now = self._loop.time()
         frame = self.playout.pop()
         if frame is None:
+            if self._talking and self.on_spurt_end is not None:
+                self.on_spurt_end(self.playout.current_item)
             self._talking = False
             if self.idle_frame is None:
                 return

@@ -101,18 +101,30 @@ class Plugins:
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             yield self.pm.get_name(impl.plugin) or "?", impl.function
 
-    def activation_modes(self) -> dict[str, tuple[str, Callable[..., Any]]]:
-        """Mode name → (owning plugin, factory)."""
-        modes: dict[str, tuple[str, Callable[..., Any]]] = {}
-        for owner, fn in self._per_plugin("register_activation_modes"):
-            def register(name: str, factory: Callable[..., Any], _owner: str = owner) -> None:
+    def _named(self, hook_name: str, what: str) -> dict[str, tuple[str, Callable[..., Any]]]:
+        """name → (owning plugin, object) for ``register(name, obj)`` hooks; names are
+        case-insensitive and a name registered twice is an error."""
+        found: dict[str, tuple[str, Callable[..., Any]]] = {}
+        for owner, fn in self._per_plugin(hook_name):
+            def register(name: str, obj: Callable[..., Any], _owner: str = owner) -> None:
                 key = name.strip().lower()
-                if key in modes:
-                    raise PluginError(f"activation mode {key!r} is registered by both "
-                                      f"{modes[key][0]} and {_owner}")
-                modes[key] = (_owner, factory)
+                if key in found:
+                    raise PluginError(f"{what} {key!r} is registered by both {found[key][0]} and {_owner}")
+                found[key] = (_owner, obj)
             fn(register=register)
-        return modes
+        return found
+
+    def activation_modes(self) -> dict[str, tuple[str, Callable[..., Any]]]:
+        """Mode name → (owning plugin, factory(call))."""
+        return self._named("register_activation_modes", "activation mode")
+
+    def call_features(self) -> dict[str, Callable[..., Any]]:
+        """Per-call behaviours: name → factory(call)."""
+        return {name: obj for name, (_owner, obj) in self._named("register_call_features", "call feature").items()}
+
+    def dtmf_handlers(self) -> dict[str, Callable[..., Any]]:
+        """What collected digits do: name → async handler(call, digits, reason)."""
+        return {name: obj for name, (_owner, obj) in self._named("register_dtmf_handlers", "DTMF handler").items()}
 
     def tools(self) -> list[tuple[str, Callable[..., Any]]]:
         """(owning plugin, function) for every registered tool."""

@@ -46,8 +46,13 @@ class RealtimeSession:
         self.done_responses: set[str] = set()
         self.need_response = False
         self.speech_stopped_at: float | None = None
+        # responses aribot asked for: tagged in metadata, sent one at a time when none is active
+        self._requests: dict[str, asyncio.Future[str]] = {}
+        self._waiting: deque[tuple[str, dict[str, Any]]] = deque()
+        self._create_in_flight: tuple[str, dict[str, Any]] | None = None  # sent, not yet created
+        self._request_seq = 0
         self.stats = {"late_deltas_dropped": 0, "appended_frames": 0, "input_dropped_frames": 0,
-                      "barge_ins": 0, "truncates": 0, "errors": 0, "responses": 0}
+                      "input_held_frames": 0, "barge_ins": 0, "truncates": 0, "errors": 0, "responses": 0}
 
     # --- caller audio ---------------------------------------------------------------------------
     def feed(self, payload: bytes, received_at: float) -> None:
@@ -98,6 +103,7 @@ class RealtimeSession:
         self._pending.clear()
         self.ready = True
         self._spawn(self._send_audio())
+        await self._send_waiting()  # responses asked for before the session was ready
         try:
             assert self.conn is not None
             async for event in self.conn.events():
@@ -199,7 +205,9 @@ class RealtimeSession:
         dropped = self.call.flush_playout()
         if self.active_response:
             self.cancelled.add(self.active_response)
-        if not item or (dropped == 0 and self.item_response.get(item) in self.done_responses):
+        if item not in self.item_response:
+            return  # not the AI's audio (e.g. a greeting aribot played): nothing to truncate
+        if dropped == 0 and self.item_response[item] in self.done_responses:
             return  # the caller heard everything: nothing to truncate
         played_ms = playout.played_ms(item)
         audio_end_ms = min(played_ms, playout.received_ms(item))
@@ -211,6 +219,44 @@ class RealtimeSession:
             await self.send({"type": "conversation.item.truncate", "item_id": item,
                              "content_index": 0, "audio_end_ms": audio_end_ms})
         playout.current_item = ""
+
+    async def interrupt(self, cancel: bool) -> None:
+        """Barge-in on aribot's own initiative (e.g. a key press): flush, truncate and, with
+        ``cancel``, cancel the active response (the server does not do it for us here)."""
+        active = self.active_response
+        await self.barge_in()
+        if cancel and active is not None:
+            await self.send({"type": "response.cancel", "response_id": active})
+
+    async def commit_and_respond(self) -> asyncio.Future[str]:
+        """End the caller's turn now (input_audio_buffer.commit) and ask for an answer."""
+        await self.send({"type": "input_audio_buffer.commit"})
+        return await self.request_response()
+
+    async def add_user_text(self, text: str) -> None:
+        """Put ``text`` in the conversation as something the caller said."""
+        await self.send({"type": "conversation.item.create", "item": {
+            "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}})
+
+    async def request_response(self, instructions: str | None = None) -> asyncio.Future[str]:
+        """Ask the AI to answer: sent now, or once no response is active. The future resolves
+        with that response's final status (completed, cancelled, failed …)."""
+        self._request_seq += 1
+        tag = f"r{self._request_seq}"
+        params: dict[str, Any] = {"metadata": {"aribot_request": tag}}
+        if instructions:
+            params["instructions"] = instructions
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._requests[tag] = future
+        self._waiting.append((tag, params))
+        await self._send_waiting()
+        return future
+
+    async def _send_waiting(self) -> None:
+        while self._waiting and self.ready and self.active_response is None and self._create_in_flight is None:
+            tag, params = self._waiting.popleft()
+            self._create_in_flight = (tag, params)
+            await self.send({"type": "response.create", "event_id": f"aribot_{tag}", "response": params})
 
     async def on_input_audio_buffer_speech_stopped(self, event: dict[str, Any]) -> None:
         self.speech_stopped_at = time.perf_counter()
@@ -234,10 +280,14 @@ class RealtimeSession:
                                      item_id=event.get("item_id", ""), text=event.get("transcript", "")))
 
     async def on_response_created(self, event: dict[str, Any]) -> None:
-        response_id = event.get("response", {}).get("id", "")
+        response = event.get("response", {})
+        response_id = response.get("id", "")
         self.active_response = response_id
         self.stats["responses"] += 1
-        if self.need_response and self._outputs_complete():
+        tag = (response.get("metadata") or {}).get("aribot_request")
+        if tag is not None and self._create_in_flight and tag == self._create_in_flight[0]:
+            self._create_in_flight = None
+        if tag is None and self.need_response and self._outputs_complete():
             self.need_response = False  # this response already sees every tool output
         self.call.emit(ev.ResponseStarted(call_id=self.call.id, response_id=response_id))
 
@@ -268,7 +318,7 @@ class RealtimeSession:
                 and all(rid in self.done_responses for rid in self.tool_calls)):
             self.need_response = False
             self.tool_calls.clear()
-            await self.send({"type": "response.create", "event_id": "aribot_tool_followup"})
+            await self.request_response()
 
     async def on_response_done(self, event: dict[str, Any]) -> None:
         response = event.get("response", {})
@@ -283,16 +333,29 @@ class RealtimeSession:
             log.warning("call %s: Realtime response %s failed (%s); the call goes on", self.call.id,
                         response_id, reason or "no reason given")
         self.call.emit(ev.ResponseDone(call_id=self.call.id, response_id=response_id, status=status, reason=reason))
+        future = self._requests.pop((response.get("metadata") or {}).get("aribot_request") or "", None)
+        if future is not None and not future.done():
+            future.set_result(status)
         await self._maybe_create_response()
+        await self._send_waiting()
 
     async def on_error(self, event: dict[str, Any]) -> None:
         error = event.get("error") or {}
         code = str(error.get("code") or error.get("type") or "unknown")
         self.stats["errors"] += 1
         action = "the call goes on"
-        if code == "conversation_already_has_active_response" and error.get("event_id") == "aribot_tool_followup":
-            self.need_response = True
-            action = "response.create will be retried after the active response is done"
+        event_id = str(error.get("event_id") or "")
+        in_flight = self._create_in_flight
+        if in_flight is not None and event_id == f"aribot_{in_flight[0]}":
+            tag = in_flight[0]
+            self._create_in_flight = None
+            if code == "conversation_already_has_active_response":
+                self._waiting.appendleft(in_flight)
+                action = "response.create will be retried after the active response is done"
+            else:
+                future = self._requests.pop(tag, None)
+                if future is not None and not future.done():
+                    future.set_result("failed")
         log.warning("call %s: Realtime error %s: %s; %s", self.call.id, code, error.get("message", ""), action)
         self.call.emit(ev.RealtimeError(call_id=self.call.id, code=code, message=str(error.get("message", ""))))
 

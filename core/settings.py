@@ -171,17 +171,28 @@ CORE_RULES: tuple[Rule, ...] = (
     Rule("call.fallback_prompt", media_list, "comma-separated media URIs such as sound:im-sorry"),
     Rule("call.on_failure", choice("hangup", "continue"), "hangup or continue"),
     Rule("call.on_shutdown", choice("hangup", "continue"), "hangup or continue"),
+    Rule("call.on_end", choice("hangup", "continue"), "hangup or continue"),
     Rule("call.continue_context", as_str, "a dialplan context or empty"),
     Rule("call.continue_extension", as_str, "a dialplan extension or empty"),
     Rule("call.continue_priority", number(int, 0, 100000), "a priority number (0 = default)"),
     Rule("call.cleanup_timeout", number(float, 0.1, 60), "seconds 0.1..60"),
-    Rule("activation.mode", lambda v: _nonempty(as_str(v).strip().lower()), "an activation mode name"),
+    Rule("activation.mode", lambda v: mode_name(v), "an activation mode name"),
+    Rule("activation.pre_roll_ms", number(int, 0, 5000), "milliseconds 0..5000"),
+    Rule("activation.vad_silence_ms", number(int, 1, 60000), "milliseconds 1..60000"),
+    Rule("activation.vad_talk_threshold", number(int, 1, 32767), "an energy threshold 1..32767"),
     Rule("http.host", lambda v: _nonempty(as_str(v)), "an address to bind to"),
     Rule("http.port", number(int, 0, 65535), "a port 0..65535 (0 = any free port)"),
     Rule("ui.enabled", as_bool, "true or false"),
     Rule("plugins.disabled", str_list, "a list of plugin names"),
     Rule("log.level", log_level, "DEBUG, INFO, WARNING or ERROR"),
 )
+
+
+def mode_name(value: Any) -> str:
+    """Activation mode names are case-insensitive; the quickstart's spellings are accepted
+    (IMMEDIATE, FIXED_DELAY, VAD, fixedDelay)."""
+    text = _nonempty(as_str(value)).lower()
+    return {"fixeddelay": "fixed_delay"}.get(text, text)
 
 
 def _nonempty(text: str) -> str:
@@ -204,6 +215,23 @@ LEGACY_ENV: dict[str, tuple[str, ...]] = {
     "rtp.port_min": ("RTP_MIN_PORT",),
     "rtp.port_max": ("RTP_MAX_PORT",),
     "activation.mode": ("RECOGNITION_ACTIVATION_MODE",),
+    "activation.fixed_delay": ("BARGE_IN_DELAY_SECONDS",),
+    "activation.vad_submode": ("VAD_RECOG_ACTIVATION_MODE", "APP_APPRECOGNITION_VADRECOGACTIVATION"),
+    "activation.vad_silence_ms": ("VAD_SILENCE_THRESHOLD_MS", "APP_APPRECOGNITION_VADSILENCETHRESHOLDMS"),
+    "activation.vad_talk_threshold": ("VAD_TALK_THRESHOLD", "APP_APPRECOGNITION_VADTALKTHRESHOLD"),
+    "activation.vad_initial_silence_delay": ("VAD_INITIAL_SILENCE_DELAY_SECONDS",
+                                             "APP_APPRECOGNITION_VADINITIALSILENCEDELAYSECONDS"),
+    "activation.vad_activation_delay": ("VAD_ACTIVATION_DELAY_SECONDS",),
+    "activation.vad_max_wait_after_prompt": ("VAD_MAX_WAIT_AFTER_PROMPT_SECONDS",
+                                             "APP_APPRECOGNITION_VADMAXWAITAFTERPROMPTSECONDS"),
+    "timers.no_speech_timeout": ("NO_SPEECH_BEGIN_TIMEOUT_SECONDS",),
+    "timers.speech_complete_timeout": ("SPEECH_COMPLETE_TIMEOUT_SECONDS", "SPEECH_END_SILENCE_TIMEOUT_SECONDS"),
+    "timers.max_call_duration": ("MAX_CALL_DURATION_SECONDS", "MAX_RECOGNITION_DURATION_SECONDS"),
+    "dtmf.enabled": ("DTMF_ENABLED",),
+    "dtmf.interdigit_timeout": ("DTMF_INTERDIGIT_TIMEOUT_SECONDS",),
+    "dtmf.final_timeout": ("DTMF_FINAL_TIMEOUT_SECONDS",),
+    "dtmf.max_digits": ("DTMF_MAX_DIGITS",),
+    "dtmf.terminator": ("DTMF_TERMINATOR_DIGIT",),
     "call.greeting": ("INITIAL_GREETING_AUDIO_PATH", "GREETING_AUDIO_PATH"),
     "http.port": ("PORT",),
     "log.level": ("LOG_LEVEL",),
@@ -254,8 +282,10 @@ def apply_legacy_env(settings: Dynaconf, env: dict[str, str] | os._Environ) -> N
                 break
 
 
-def validate(settings: Dynaconf, extra_rules: Iterable[Rule] = ()) -> None:
-    errors = [line for rule in (*CORE_RULES, *extra_rules) if (line := rule.apply(settings))]
+def validate(settings: Dynaconf, extra_rules: Iterable[Rule] = (), *, core: bool = True) -> None:
+    """Apply the rules (core ones too unless ``core`` is False); raise SettingsError listing
+    every bad key."""
+    errors = [line for rule in (*(CORE_RULES if core else ()), *extra_rules) if (line := rule.apply(settings))]
     if not errors and settings.rtp.port_min > settings.rtp.port_max:
         errors.append(
             f"setting rtp.port_min = {settings.rtp.port_min} is above rtp.port_max = "

@@ -36,8 +36,9 @@ class ToolContext:
         return self._call.extension
 
     async def hangup(self, reason: str = "tool") -> None:
-        """End the call (after the audio already queued has played)."""
-        await self._call.end_after_playout(reason)
+        """End the call once the audio already queued has played (``[call] on_end`` applies)."""
+        await self._call.wait_playout()
+        self._call.finish(reason, self._call.settings.call.on_end)
 
 
 _JSON_TYPES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean",

@@ -1,20 +1,30 @@
-"""Activation mode ``immediate``: caller audio flows to the AI from the moment of answer."""
+"""Activation mode ``immediate``: caller audio flows to the AI from the moment of answer, the
+greeting included; a caller who talks over the greeting stops it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from core import hookimpl
+from core.events import TalkingStarted
 
 
 class Immediate:
-    """Opens the gate at once; the Realtime server's turn detection runs the conversation."""
-
     def __init__(self, call: Any) -> None:
         self.call = call
 
     async def run(self, gate: Any) -> None:
         gate.open("answered")
+        if not self.call.choices.greeting:
+            return
+        # An Asterisk-played greeting suspends the caller's media, so the AI cannot hear talk
+        # over it: TALK_DETECT does, for as long as the greeting lasts.
+        cfg = self.call.settings.activation
+        if not await self.call.set_talk_detect(cfg.vad_silence_ms, cfg.vad_talk_threshold):
+            return
+        self.call.on(TalkingStarted, lambda _event: self.call.spawn(self.call.stop_greeting()))
+        await self.call.greeting_done.wait()
+        await self.call.remove_talk_detect()
 
 
 @hookimpl

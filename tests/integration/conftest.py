@@ -10,10 +10,8 @@ from typing import Any
 
 import pytest
 
-from core.app import App
+from core.app import App, configure
 from core.ari import AriClient
-from core.plugins import load_plugins
-from core.settings import load_settings
 from tests.contract.ari_docs import validate_request
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.lab.asterisk import AsteriskLab
@@ -52,6 +50,7 @@ def lab_settings(lab: AsteriskLab, realtime_url: str, **overrides: dict[str, Any
         "openai": {"url": realtime_url, "api_key": API_KEY, "model": "gpt-realtime",
                    "vad_silence_duration_ms": 500, "connect_timeout": 5.0},
         "call": {"greeting": "", "cleanup_timeout": 2.0},
+        "activation": {"mode": "immediate"},
         "http": {"host": "127.0.0.1", "port": 0},
         "ui": {"enabled": False},
         "log": {"level": "DEBUG"},
@@ -101,8 +100,8 @@ async def make_aribot(
     async def make(realtime_url: str, **overrides: dict[str, Any]) -> App:
         path = write_settings(tmp_path / f"settings-{len(apps)}.toml",
                               lab_settings(asterisk_lab, realtime_url, **overrides))
-        settings = load_settings(path)
-        app = App(settings, load_plugins(settings))
+        settings, plugins = configure(path)
+        app = App(settings, plugins)
         await app.start()
         apps.append(app)
         await asyncio.wait_for(app.stream.connected.wait(), 5)

@@ -125,7 +125,8 @@ def test_cli_config_masks_secrets_and_plugins_lists(tmp_path: Path) -> None:
     bad = subprocess.run([str(ARIBOT), "serve"], cwd=tmp_path, env=env | {"ARIBOT_RTP__PORT_MIN": "x"},
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "rtp.port_min = 'x'" in bad.stderr
-    no_mode = subprocess.run([str(ARIBOT), "serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+    no_mode = subprocess.run([str(ARIBOT), "serve"], cwd=tmp_path, env=env | {"ARIBOT_ACTIVATION__MODE": "Immediate"},
+                             capture_output=True, text=True, timeout=30)
     assert no_mode.returncode == 2 and "activation.mode" in no_mode.stderr
 
 

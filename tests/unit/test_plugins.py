@@ -48,7 +48,7 @@ def test_blocked_plugin_is_not_registered(caplog) -> None:
     plugins = load_plugins(settings(disabled=["activation_immediate", "no_such_plugin"]))
     info = {p.name: p for p in plugins.infos()}
     assert not info["activation_immediate"].enabled
-    assert plugins.activation_modes() == {}
+    assert "immediate" not in plugins.activation_modes() and "vad" in plugins.activation_modes()
     assert "no_such_plugin" in caplog.text
 
 
@@ -190,3 +190,39 @@ def test_unknown_hook_is_refused() -> None:
 
     with pytest.raises(PluginError, match="unknown hook"):
         plugins.register(Typo(), "typo")
+
+
+def test_hook_register_call_features() -> None:
+    plugins = Plugins()
+
+    class Feature:
+        def __init__(self, call):
+            self.call = call
+
+        async def run(self):
+            pass
+
+    class Plugin:
+        @hookimpl
+        def register_call_features(self, register):
+            register("Recorder", Feature)
+
+    plugins.register(Plugin(), "feature_test")
+    assert plugins.call_features() == {"recorder": Feature}
+    assert "timers" in load_plugins(settings()).call_features()
+
+
+def test_hook_register_dtmf_handlers() -> None:
+    plugins = Plugins()
+
+    async def shout(call, digits, reason):
+        pass
+
+    class Plugin:
+        @hookimpl
+        def register_dtmf_handlers(self, register):
+            register("shout", shout)
+
+    plugins.register(Plugin(), "dtmf_test")
+    assert plugins.dtmf_handlers() == {"shout": shout}
+    assert {"to_ai", "dialplan"} <= set(load_plugins(settings()).dtmf_handlers())

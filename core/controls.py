@@ -1,0 +1,159 @@
+"""What plugins may do with a call (activation modes, timers, DTMF, tools): the greeting,
+TALK_DETECT, channel variables, talking to the AI, interrupting it and ending the call.
+
+``CallControls`` is a mixin of ``core.call.Call``; it only uses the call's own attributes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
+
+from core import events as ev
+from core.ari import AriError
+from core.g711 import AudioFileError, load_prompt
+
+if TYPE_CHECKING:
+    from core.call import Call
+
+log = logging.getLogger("aribot.call")
+E = TypeVar("E", bound=ev.Event)
+GREETING_ITEM = "aribot-greeting"
+GOODBYE_LIMIT_S = 20.0
+
+
+def is_local_media(media: str) -> bool:
+    """True for prompts aribot plays itself over RTP (a file path or ``file:`` URI)."""
+    return media.startswith(("file:", "/"))
+
+
+class CallControls:
+    """Plugin-facing call API (mixed into Call)."""
+
+    # --- per-call events -----------------------------------------------------------------------
+    def on(self: "Call", event_type: type[E], receiver: Callable[[E], Any]) -> None:
+        """Receive this call's events of a type until the call ends."""
+        self.app.bus.subscribe(event_type, receiver, sender=self, owner=self.owner)
+
+    async def next_event(self: "Call", event_type: type[E], timeout: float | None = None,
+                         predicate: Callable[[E], bool] | None = None) -> E | None:
+        """The next event of this call of ``event_type`` (None on timeout)."""
+        future: asyncio.Future[E] = asyncio.get_running_loop().create_future()
+
+        def receive(event: E) -> None:
+            if not future.done() and (predicate is None or predicate(event)):
+                future.set_result(event)
+
+        shim = self.app.bus.subscribe(event_type, receive, sender=self, owner=self.owner)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            return None
+        finally:
+            self.app.bus.unsubscribe(shim)
+
+    # --- greeting --------------------------------------------------------------------------------
+    async def _greet(self: "Call") -> None:
+        media = self.choices.greeting
+        if not media or self.stopping:
+            self.greeting_done.set()
+            return
+        self.greeting_active = True
+        self.emit(ev.GreetingStarted(call_id=self.id, media=media))
+        if is_local_media(media):
+            played = await self._play_local_greeting(media)
+        else:
+            played = await self._play([media], "greeting", until=(self._greeting_stop, self._stop))
+        self.greeting_active = False
+        self.emit(ev.GreetingFinished(call_id=self.id, interrupted=not played and self._greeting_stop.is_set()))
+        self.greeting_done.set()
+
+    async def _play_local_greeting(self: "Call", media: str) -> bool:
+        path = media[len("file:"):] if media.startswith("file:") else media
+        try:
+            audio = load_prompt(path, self.settings.rtp.format)
+        except AudioFileError as exc:
+            log.warning("call %s: greeting not played: %s", self.id, exc)
+            return False
+        self.playout.push(GREETING_ITEM, audio)
+        self.playout.end_item(GREETING_ITEM)
+        if self.pacer is not None:
+            self.pacer.kick()
+        while self.playout.queued(GREETING_ITEM) and not self._greeting_stop.is_set() and not self.stopping:
+            await asyncio.sleep(0.02)
+        if self.playout.queued(GREETING_ITEM):  # the call is ending: stop it
+            self.flush_playout()
+        played = self.playout.played.get(GREETING_ITEM, 0) >= len(audio)
+        if not played:  # cut short, e.g. by a barge-in of the caller
+            self._greeting_stop.set()
+        return played
+
+    async def stop_greeting(self: "Call") -> None:
+        """Stop the greeting now (a caller who starts talking should not have to wait)."""
+        if self.greeting_active and not self._greeting_stop.is_set():
+            self._greeting_stop.set()
+            if self.playout.queued(GREETING_ITEM):
+                self.flush_playout()
+
+    # --- Asterisk ------------------------------------------------------------------------------
+    async def set_variable(self: "Call", name: str, value: str) -> bool:
+        try:
+            await self.ari.call("set_variable", channelId=self.id, variable=name, value=value)
+            return True
+        except AriError as exc:
+            if not self.caller_left.is_set():
+                log.warning("call %s: could not set %s (%s)", self.id, name, exc)
+            return False
+
+    async def set_talk_detect(self: "Call", silence_ms: int, threshold: int) -> bool:
+        """Asterisk TALK_DETECT on the caller: arguments in Asterisk's order, silence ms first,
+        then the energy threshold (reference/asterisk-ari.md §1.6)."""
+        return await self.set_variable("TALK_DETECT(set)", f"{int(silence_ms)},{int(threshold)}")
+
+    async def remove_talk_detect(self: "Call") -> bool:
+        self.talking = False
+        return await self.set_variable("TALK_DETECT(remove)", "")
+
+    # --- the AI --------------------------------------------------------------------------------
+    @property
+    def bot_speaking(self: "Call") -> bool:
+        """The AI is answering or its audio is still playing."""
+        return self.session.active_response is not None or self.playout.buffered_bytes > 0
+
+    async def ask_ai(self: "Call", instructions: str) -> asyncio.Future[str]:
+        """Make the AI speak now (or after its current answer), following ``instructions`` for
+        this one answer; the future resolves with the answer's final status."""
+        return await self.session.request_response(instructions)
+
+    async def tell_ai(self: "Call", text: str) -> None:
+        """Add ``text`` to the conversation as the caller's words and let the AI answer."""
+        await self.session.add_user_text(text)
+        await self.session.request_response()
+
+    async def interrupt_ai(self: "Call", reason: str) -> None:
+        """Stop the AI's audio and its answer now (e.g. the caller pressed a key)."""
+        await self.session.interrupt(cancel=True)
+        log.info("call %s: AI interrupted (%s)", self.id, reason)
+
+    def hold_input(self: "Call", held: bool) -> None:
+        """Stop (True) or resume (False) streaming caller audio to the AI; held audio is dropped."""
+        self.input_held = held
+
+    async def end(self: "Call", reason: str, *, goodbye: str = "", action: str = "") -> None:
+        """End the call: optionally the AI says goodbye first (and it is heard to the end); then
+        hang up or continue in the dialplan (``[call] on_end`` unless ``action`` is given)."""
+        if goodbye and self.session.ready and not self.stopping:
+            self.hold_input(True)
+            started = time.monotonic()
+            answered = await self.ask_ai(goodbye)
+            stop = asyncio.ensure_future(self._stop.wait())
+            await asyncio.wait({answered, stop}, timeout=GOODBYE_LIMIT_S, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            await self.wait_playout(limit=max(0.0, GOODBYE_LIMIT_S - (time.monotonic() - started)))
+        self.finish(reason, action or self.settings.call.on_end)
+
+    def spawn(self: "Call", coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        """Run a coroutine for this call; it is cancelled when the call ends."""
+        return self._spawn(coro)

@@ -26,7 +26,7 @@ OPERATIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "external_media": ("POST", "/channels/externalMedia",
                        ("app", "channelId", "external_host", "encapsulation", "transport", "format", "direction", "data")),
     "set_variable": ("POST", "/channels/{channelId}/variable", ("variable", "value")),
-    "get_variables": ("GET", "/channels/{channelId}/variables", ("variables",)),
+    "get_variable": ("GET", "/channels/{channelId}/variable", ("variable",)),
     "play": ("POST", "/channels/{channelId}/play/{playbackId}", ("media",)),
     "stop_playback": ("DELETE", "/playbacks/{playbackId}", ()),
     "send_dtmf": ("POST", "/channels/{channelId}/dtmf", ("dtmf", "between", "duration")),

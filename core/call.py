@@ -204,7 +204,10 @@ class Call(CallControls):
             await self._answer_and_bridge()
             for name, factory in self.app.call_features.items():
                 self._spawn(self._run_feature(name, factory))
-            self._spawn(self._activate())
+            mode = self.app.activation_modes[self.mode_name](self)
+            if hasattr(mode, "prepare"):  # e.g. TALK_DETECT: an Asterisk playback would delay it
+                await mode.prepare()
+            self._spawn(self._activate(mode))
             await self._greet()
             self.state = "talking"
             await self._stop.wait()
@@ -223,12 +226,12 @@ class Call(CallControls):
 
     async def _choose(self) -> None:
         """Per-call choices: Stasis key=value arguments and ARIBOT_* channel variables."""
-        variables: dict[str, str] = {}
-        try:
-            reply = await self.ari.call("get_variables", channelId=self.id, variables=list(CHANNEL_VARIABLES))
-            variables = {str(k): str(v) for k, v in ((reply or {}).get("variables") or {}).items()}
-        except AriError as exc:
-            log.debug("call %s: ARIBOT_* channel variables not read (%s)", self.id, exc)
+        variables = {k: v for k, v in self.channel.channelvars.items() if k in CHANNEL_VARIABLES}
+        if not variables:  # not in ari.conf channelvars: ask (unset ones answer 404)
+            replies = await asyncio.gather(*(self.ari.call("get_variable", channelId=self.id, variable=name)
+                                             for name in CHANNEL_VARIABLES), return_exceptions=True)
+            variables = {name: str(reply.get("value", "")) for name, reply in zip(CHANNEL_VARIABLES, replies)
+                         if isinstance(reply, dict)}
         self.choices = resolve(self.settings, self.args, variables, default_extension=self.extension,
                                modes=self.app.activation_modes, tools=self.app.tools.tools, call_id=self.id)
         self.mode_name = self.choices.mode
@@ -282,8 +285,7 @@ class Call(CallControls):
         local = f"{self.endpoint.local[0]}:{self.endpoint.local[1]}"
         self.emit(ev.MediaConnected(call_id=self.id, local=local, remote="%s:%s" % self.endpoint.remote))
 
-    async def _activate(self) -> None:
-        mode = self.app.activation_modes[self.mode_name](self)
+    async def _activate(self, mode: Any) -> None:
         try:
             await mode.run(self.gate)
         except asyncio.CancelledError:

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("aribot.call")
 E = TypeVar("E", bound=ev.Event)
 GREETING_ITEM = "aribot-greeting"
-GOODBYE_LIMIT_S = 20.0
+GOODBYE_LIMIT_S = 20.0  # longest aribot waits for a goodbye to be said and heard
+PLAYOUT_TAIL_S = 0.3    # after the last frame, before hanging up: the phone's jitter buffer plays out
 
 
 def is_local_media(media: str) -> bool:
@@ -101,6 +102,7 @@ class CallControls:
     async def set_variable(self: "Call", name: str, value: str) -> bool:
         try:
             await self.ari.call("set_variable", channelId=self.id, variable=name, value=value)
+            log.debug("call %s: %s = %r", self.id, name, value)
             return True
         except AriError as exc:
             if not self.caller_left.is_set():
@@ -142,16 +144,20 @@ class CallControls:
         self.input_held = held
 
     async def end(self: "Call", reason: str, *, goodbye: str = "", action: str = "") -> None:
-        """End the call: optionally the AI says goodbye first (and it is heard to the end); then
-        hang up or continue in the dialplan (``[call] on_end`` unless ``action`` is given)."""
+        """End the call: optionally the AI says goodbye first; audio already queued is heard to
+        the end (plus a short tail for the phone's jitter buffer); then hang up or continue in
+        the dialplan (``[call] on_end`` unless ``action`` is given)."""
+        started = time.monotonic()
         if goodbye and self.session.ready and not self.stopping:
             self.hold_input(True)
-            started = time.monotonic()
             answered = await self.ask_ai(goodbye)
             stop = asyncio.ensure_future(self._stop.wait())
             await asyncio.wait({answered, stop}, timeout=GOODBYE_LIMIT_S, return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
+        if self.playout.buffered_bytes:
             await self.wait_playout(limit=max(0.0, GOODBYE_LIMIT_S - (time.monotonic() - started)))
+            if not self.stopping:
+                await asyncio.sleep(PLAYOUT_TAIL_S)
         self.finish(reason, action or self.settings.call.on_end)
 
     def spawn(self: "Call", coro: Awaitable[Any]) -> asyncio.Task[Any]:

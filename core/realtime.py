@@ -65,8 +65,10 @@ def auth_headers(openai: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {openai.api_key}"}
 
 
-def build_session_update(openai: Any, audio_format: str, tools: list[dict[str, Any]]) -> dict[str, Any]:
-    """The GA ``session.update`` for one call, from the ``[openai]`` settings."""
+def build_session_update(openai: Any, audio_format: str, tools: list[dict[str, Any]], *,
+                         instructions: str | None = None, voice: str | None = None) -> dict[str, Any]:
+    """The GA ``session.update`` for one call, from the ``[openai]`` settings (``instructions``
+    and ``voice`` override them for this call)."""
     fmt = AUDIO_FORMATS[audio_format]
     audio_in: dict[str, Any] = {"format": fmt}
     if openai.noise_reduction:
@@ -80,10 +82,10 @@ def build_session_update(openai: Any, audio_format: str, tools: list[dict[str, A
     session: dict[str, Any] = {
         "type": "realtime",
         "output_modalities": ["audio"],
-        "instructions": openai.instructions,
+        "instructions": openai.instructions if instructions is None else instructions,
         "audio": {
             "input": audio_in,
-            "output": {"format": fmt, "voice": openai.voice, "speed": float(openai.speed)},
+            "output": {"format": fmt, "voice": voice or openai.voice, "speed": float(openai.speed)},
         },
         "tools": tools,
         "tool_choice": "auto",

@@ -124,7 +124,10 @@ class RealtimeSession:
         first = await anext(events)
         if first["type"] != "session.created":
             raise SessionRefused(f"first event was {first['type']}: {_error_text(first)}")
-        update = build_session_update(self.cfg, self.call.settings.rtp.format, self.call.app.tools.definitions())
+        choices = self.call.choices
+        update = build_session_update(self.cfg, self.call.settings.rtp.format,
+                                      self.call.app.tools.definitions(choices.tools),
+                                      instructions=choices.instructions, voice=choices.voice)
         update["event_id"] = "aribot_session_update"
         await self.conn.send(update)
         async for event in events:
@@ -300,7 +303,8 @@ class RealtimeSession:
     async def _run_tool(self, response_id: str, call_id: str, name: str, arguments: str) -> None:
         self.call.emit(ev.ToolCalled(call_id=self.call.id, tool=name, tool_call_id=call_id, arguments=arguments))
         started = time.perf_counter()
-        output, error = await self.call.app.tools.run(name, arguments, ToolContext(self.call))
+        output, error = await self.call.app.tools.run(name, arguments, ToolContext(self.call),
+                                                      allowed=self.call.choices.tools)
         self.call.emit(ev.ToolFinished(call_id=self.call.id, tool=name, tool_call_id=call_id, result=output,
                                        error=error, duration_ms=(time.perf_counter() - started) * 1000))
         await self.send({"type": "conversation.item.create",

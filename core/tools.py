@@ -37,8 +37,7 @@ class ToolContext:
 
     async def hangup(self, reason: str = "tool") -> None:
         """End the call once the audio already queued has played (``[call] on_end`` applies)."""
-        await self._call.wait_playout()
-        self._call.finish(reason, self._call.settings.call.on_end)
+        await self._call.end(reason)
 
 
 _JSON_TYPES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean",
@@ -111,13 +110,15 @@ class ToolRegistry:
     def from_plugins(cls, plugins: Any, timeout: float) -> "ToolRegistry":
         return cls([Tool.from_function(fn, owner) for owner, fn in plugins.tools()], timeout)
 
-    def definitions(self) -> list[dict[str, Any]]:
-        return [tool.definition() for tool in self.tools.values()]
+    def definitions(self, names: list[str] | None = None) -> list[dict[str, Any]]:
+        """Tool definitions for session.update: all, or only ``names`` (a per-call choice)."""
+        return [tool.definition() for tool in self.tools.values() if names is None or tool.name in names]
 
-    async def run(self, name: str, arguments: str, context: ToolContext) -> tuple[str, str]:
+    async def run(self, name: str, arguments: str, context: ToolContext,
+                  allowed: list[str] | None = None) -> tuple[str, str]:
         """Run a tool call; returns (output JSON string, error text or '')."""
         tool = self.tools.get(name)
-        if tool is None:
+        if tool is None or (allowed is not None and name not in allowed):
             return _error(f"unknown tool {name!r}")
         try:
             args = json.loads(arguments or "{}")

@@ -6,25 +6,29 @@ from __future__ import annotations
 from typing import Any
 
 from core import hookimpl
+from core.controls import is_local_media
 from core.events import TalkingStarted
 
 
 class Immediate:
     def __init__(self, call: Any) -> None:
         self.call = call
+        self.talk_detect = False
+
+    async def prepare(self) -> None:
+        """An Asterisk-played greeting suspends the caller's media, so the AI cannot hear talk
+        over it: TALK_DETECT does, for as long as the greeting lasts (set before it starts)."""
+        greeting = self.call.choices.greeting
+        if greeting and not is_local_media(greeting):
+            cfg = self.call.settings.activation
+            self.talk_detect = await self.call.set_talk_detect(cfg.vad_silence_ms, cfg.vad_talk_threshold)
 
     async def run(self, gate: Any) -> None:
         gate.open("answered")
-        if not self.call.choices.greeting:
-            return
-        # An Asterisk-played greeting suspends the caller's media, so the AI cannot hear talk
-        # over it: TALK_DETECT does, for as long as the greeting lasts.
-        cfg = self.call.settings.activation
-        if not await self.call.set_talk_detect(cfg.vad_silence_ms, cfg.vad_talk_threshold):
-            return
-        self.call.on(TalkingStarted, lambda _event: self.call.spawn(self.call.stop_greeting()))
-        await self.call.greeting_done.wait()
-        await self.call.remove_talk_detect()
+        if self.talk_detect:
+            self.call.on(TalkingStarted, lambda _event: self.call.spawn(self.call.stop_greeting()))
+            await self.call.greeting_done.wait()
+            await self.call.remove_talk_detect()
 
 
 @hookimpl

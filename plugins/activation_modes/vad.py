@@ -34,10 +34,16 @@ class Vad:
     def __init__(self, call: Any) -> None:
         self.call = call
         self.cfg = call.settings.activation
+        self.talk_detect = False
+
+    async def prepare(self) -> None:
+        """TALK_DETECT before the greeting: ARI waits for an Asterisk playback to end before it
+        sets a channel variable."""
+        self.talk_detect = await self.call.set_talk_detect(self.cfg.vad_silence_ms, self.cfg.vad_talk_threshold)
 
     async def run(self, gate: Any) -> None:
         call = self.call
-        if not await call.set_talk_detect(self.cfg.vad_silence_ms, self.cfg.vad_talk_threshold):
+        if not self.talk_detect:
             log.warning("call %s: TALK_DETECT could not be set; listening from now on instead", call.id)
             gate.open("TALK_DETECT unavailable")
             return

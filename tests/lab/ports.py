@@ -10,13 +10,28 @@ from __future__ import annotations
 
 import random
 import socket
+import time
 from pathlib import Path
 
 LOW, HIGH = 20000, 60000
 _ATTEMPTS = 200
-# Ports already handed out by this process: a port checked free but not bound yet (sipp binds
+# Ports recently handed out by this process: a port checked free but not bound yet (sipp binds
 # its media ports when it starts, aribot its RTP range on each call) must not be given twice.
-_handed_out: set[int] = set()
+# A reservation lapses after RESERVE_S: by then the port is bound (and so not bindable) or free
+# again, and a long test session does not fragment the window until no large block is left.
+RESERVE_S = 60.0
+_handed_out: dict[int, float] = {}
+
+
+def _reserved(ports: range | list[int]) -> bool:
+    now = time.monotonic()
+    return any(now - _handed_out.get(port, -RESERVE_S) < RESERVE_S for port in ports)
+
+
+def _reserve(ports: range | list[int]) -> None:
+    now = time.monotonic()
+    for port in ports:
+        _handed_out[port] = now
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -52,8 +67,8 @@ def _random_port(kind: socket.SocketKind) -> int:
     low, high = _window()
     for _ in range(_ATTEMPTS):
         port = random.randrange(low, high)
-        if port not in _handed_out and _bindable(port, kind):
-            _handed_out.add(port)
+        if not _reserved([port]) and _bindable(port, kind):
+            _reserve([port])
             return port
     raise RuntimeError(f"no free {kind.name} port found in {low}-{high} after {_ATTEMPTS} tries")
 
@@ -76,7 +91,7 @@ def free_udp_port_range(count: int) -> tuple[int, int]:
     for _ in range(_ATTEMPTS):
         start = random.randrange(low, high - count) & ~1
         block = range(start, start + count)
-        if _handed_out.isdisjoint(block) and all(_bindable(p, socket.SOCK_DGRAM) for p in block):
-            _handed_out.update(block)
+        if not _reserved(block) and all(_bindable(p, socket.SOCK_DGRAM) for p in block):
+            _reserve(block)
             return start, start + count - 1
     raise RuntimeError(f"no block of {count} free UDP ports found in {low}-{high}")

@@ -81,3 +81,50 @@ def test_settings_file_layer(tmp_path) -> None:
     assert load_settings(extra).ari.app == "mybot"
     with pytest.raises(SettingsError):
         load_settings(tmp_path / "missing.toml")
+
+
+QUICKSTART_NAMES = [
+    ("RECOGNITION_ACTIVATION_MODE", "FIXED_DELAY", "activation.mode", "fixed_delay"),
+    ("RECOGNITION_ACTIVATION_MODE", "fixedDelay", "activation.mode", "fixed_delay"),
+    ("BARGE_IN_DELAY_SECONDS", "1.5", "activation.fixed_delay", 1.5),
+    ("VAD_RECOG_ACTIVATION_MODE", "vadmode", "activation.vad_submode", "vadMode"),
+    ("VAD_SILENCE_THRESHOLD_MS", "900", "activation.vad_silence_ms", 900),
+    ("VAD_TALK_THRESHOLD", "300", "activation.vad_talk_threshold", 300),
+    ("VAD_INITIAL_SILENCE_DELAY_SECONDS", "1", "activation.vad_initial_silence_delay", 1.0),
+    ("VAD_ACTIVATION_DELAY_SECONDS", "0.5", "activation.vad_activation_delay", 0.5),
+    ("VAD_MAX_WAIT_AFTER_PROMPT_SECONDS", "7", "activation.vad_max_wait_after_prompt", 7.0),
+    ("NO_SPEECH_BEGIN_TIMEOUT_SECONDS", "4", "timers.no_speech_timeout", 4.0),
+    ("SPEECH_COMPLETE_TIMEOUT_SECONDS", "6", "timers.speech_complete_timeout", 6.0),
+    ("SPEECH_END_SILENCE_TIMEOUT_SECONDS", "6.5", "timers.speech_complete_timeout", 6.5),
+    ("MAX_RECOGNITION_DURATION_SECONDS", "30", "timers.max_call_duration", 30.0),
+    ("DTMF_ENABLED", "false", "dtmf.enabled", False),
+    ("DTMF_INTERDIGIT_TIMEOUT_SECONDS", "3", "dtmf.interdigit_timeout", 3.0),
+    ("DTMF_FINAL_TIMEOUT_SECONDS", "4", "dtmf.final_timeout", 4.0),
+    ("DTMF_MAX_DIGITS", "4", "dtmf.max_digits", 4),
+    ("DTMF_TERMINATOR_DIGIT", "*", "dtmf.terminator", "*"),
+]
+
+
+@pytest.mark.parametrize("name,value,key,expected", QUICKSTART_NAMES)
+def test_quickstart_names_of_modes_timers_and_dtmf(monkeypatch: pytest.MonkeyPatch, name, value, key, expected) -> None:
+    from core.app import configure
+    monkeypatch.setenv(name, value)
+    settings, _plugins = configure()
+    assert settings.get(key) == expected
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"VAD_RECOG_ACTIVATION_MODE": "sometimes"}, "activation.vad_submode = 'sometimes'"),
+    ({"ARIBOT_ACTIVATION__VAD_TALK_THRESHOLD": "0"}, "activation.vad_talk_threshold = 0"),
+    ({"DTMF_TERMINATOR_DIGIT": "x"}, "dtmf.terminator = 'x'"),
+    ({"ARIBOT_TIMERS__NO_SPEECH_TIMEOUT": "-1"}, "timers.no_speech_timeout = -1"),
+    ({"BARGE_IN_DELAY_SECONDS": "soon"}, "activation.fixed_delay = 'soon'"),
+    ({"ARIBOT_CALL__ON_END": "explode"}, "call.on_end = 'explode'"),
+])
+def test_bad_plugin_settings_fail_with_one_clear_line(monkeypatch: pytest.MonkeyPatch, env, needle) -> None:
+    from core.app import configure
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SettingsError) as info:
+        configure()
+    assert needle in str(info.value) and "\n" not in str(info.value)

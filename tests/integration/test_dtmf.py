@@ -1,0 +1,89 @@
+"""DTMF through the real Asterisk: sipp's RFC 4733 digits (sip-tester's pcaps) → DTMF_RESULT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.fake_realtime.script import Script, Turn
+from tests.fake_realtime.server import FakeRealtimeServer
+from tests.integration.probe import FRAME, Probe
+from tests.integration.test_call_audio import heard
+from tests.lab.asterisk import AsteriskLab
+from tests.lab.audio import silence, speech
+from tests.lab.sipp import SippCaller
+from tests.lab.sniffer import RtpSniffer
+
+
+def dtmf_result_requests(ari_requests) -> list[str]:
+    return [p["value"] for op, p in ari_requests if op == "set_variable" and p["variable"] == "DTMF_RESULT"]
+
+
+@pytest.mark.parametrize("keys,dtmf,expected", [
+    ("1,2,3,#", {}, ("123", "terminator")),
+    ("4,5,6,7", {"max_digits": 3}, ("456", "max_digits")),
+    ("7,8", {"interdigit_timeout": 0.8, "final_timeout": 0}, ("78", "interdigit_timeout")),
+    ("1,2,3", {"interdigit_timeout": 5, "final_timeout": 0.7}, ("12", "final_timeout")),
+], ids=["terminator", "max_digits", "interdigit_timeout", "final_timeout"])
+async def test_digits_are_collected_into_dtmf_result_and_told_to_the_ai(
+    asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, make_aribot, tmp_path: Path, ari_requests,
+    keys: str, dtmf: dict, expected: tuple[str, str],
+) -> None:
+    fake.script = Script(turns=[Turn.audio(speech(400, seed=1), "you typed it")])
+    app = await make_aribot(fake.url, dtmf=dtmf)
+    probe = Probe.attach(app)
+    presses = [(300 + 450 * i, key) for i, key in enumerate(keys.split(","))]
+    caller = SippCaller(asterisk_lab, tmp_path / "sipp", silence(4000), dtmf=presses, audio_delay_ms=300,
+                        hold_ms_after_audio=300)
+    result = await caller.run()
+    assert result.ok, result.error
+    collected = probe.of("call.dtmf_collected")
+    assert [(c.digits, c.reason) for c in collected][:1] == [expected]
+    assert dtmf_result_requests(ari_requests)[:1] == [expected[0]]
+    conn = fake.connections[0]
+    told = [e["item"]["content"][0]["text"] for e in conn.received_of_type("conversation.item.create")]
+    assert told and " ".join(expected[0]) in told[0]              # to_ai: the AI is told the digits ...
+    assert conn.responses and conn.responses[0].trigger == "client"   # ... and answers
+
+
+async def test_a_key_stops_bot_audio_within_a_frame(
+    asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path
+) -> None:
+    long_answer = speech(4000, seed=5)
+    # speed 1.25: the answer is still being generated when the key is pressed, so it is cancelled
+    fake.script = Script(turns=[Turn.audio(long_answer, "a long answer"), Turn.audio(speech(300, seed=6), "ok")],
+                         speed=1.25)
+    app = await make_aribot(fake.url)
+    probe = Probe.attach(app)
+    caller_audio = silence(400) + speech(600, seed=7) + silence(4000)
+    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_audio, dtmf=[(2500, "5")], audio_delay_ms=300,
+                        hold_ms_after_audio=300)
+    rtp_sniffer.watch(caller.media_port)
+    result = await caller.run()
+    assert result.ok, result.error
+    pressed = probe.first("call.dtmf")
+    packets = heard(rtp_sniffer, caller.media_port)
+    first_answer = [p for p in packets if p.payload in long_answer]
+    assert first_answer and len(first_answer) < len(long_answer) // FRAME - 50   # cut short
+    late = [p for p in first_answer if p.ts > pressed.ts]
+    assert len(late) <= 2 and all(p.ts <= pressed.ts + 0.020 for p in first_answer)
+    conn = fake.connections[0]
+    assert conn.responses[0].status == "cancelled" and conn.responses[0].cancel_reason == "client_cancelled"
+    assert len(conn.truncations) == 1 and conn.truncations[0].accepted
+    assert abs(conn.truncations[0].audio_end_ms - len(first_answer) * 20) <= 20
+
+
+async def test_dialplan_handler_continues_with_dtmf_result(
+    asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, make_aribot, tmp_path: Path
+) -> None:
+    app = await make_aribot(fake.url, dtmf={"handler": "dialplan"})
+    probe = Probe.attach(app)
+    mark = len(asterisk_lab.log_text())
+    caller = SippCaller(asterisk_lab, tmp_path / "sipp", silence(3000), dtmf=[(300, "9"), (750, "4"), (1200, "#")],
+                        audio_delay_ms=300, hangup="server")
+    result = await caller.run()
+    assert result.ok and result.bye_received, result.error
+    assert probe.first("call.ended").reason == "dtmf"
+    await asterisk_lab.wait_for_log(r"after-stasis 100 STASISSTATUS=SUCCESS DTMF_RESULT=94 ARIBOT_END_REASON=dtmf",
+                                    since=mark)

@@ -12,9 +12,8 @@ from core.ari import UNUSED_EVENTS, AriClient, AriError, AriEventStream, AriNotF
 from core.ari_events import AriEvent, AriEventError, parse_event
 from core.call import Call
 from core.events import EventBus
-from core.plugins import Plugins
+from core.plugins import Plugins, load_plugins
 from core.rtp import PortPool
-from core.plugins import load_plugins
 from core.settings import SettingsError, load_settings, validate
 from core.tools import ToolRegistry
 

@@ -85,10 +85,9 @@ class Call(CallControls):
         self.state = "ringing"
         self.choices = CallChoices(self.extension, app.activation_mode, self.settings.call.greeting,
                                    self.settings.openai.instructions, self.settings.openai.voice)
-        self.mode_name = app.activation_mode
         self.metrics = CallMetrics()
         self.gate = ActivationGate(self)
-        self._pre_roll: deque[tuple[bytes, float]] = deque(maxlen=max(1, self.settings.activation.pre_roll_ms // 20))
+        self._pre_roll: deque[tuple[bytes, float]] = deque(maxlen=self.settings.activation.pre_roll_ms // 20)
         self.input_held = False
         self.talking = False
         self.greeting_active = False
@@ -116,6 +115,10 @@ class Call(CallControls):
         self._continue_target: dict[str, Any] | None = None
 
     # --- helpers ---------------------------------------------------------------------------------
+    @property
+    def mode_name(self) -> str:
+        return self.choices.mode
+
     def emit(self, event: ev.Event) -> None:
         self.app.bus.emit(self, event)
 
@@ -205,8 +208,7 @@ class Call(CallControls):
             for name, factory in self.app.call_features.items():
                 self._spawn(self._run_feature(name, factory))
             mode = self.app.activation_modes[self.mode_name](self)
-            if hasattr(mode, "prepare"):  # e.g. TALK_DETECT: an Asterisk playback would delay it
-                await mode.prepare()
+            await self._prepare(mode)
             self._spawn(self._activate(mode))
             await self._greet()
             self.state = "talking"
@@ -234,7 +236,6 @@ class Call(CallControls):
                          if isinstance(reply, dict)}
         self.choices = resolve(self.settings, self.args, variables, default_extension=self.extension,
                                modes=self.app.activation_modes, tools=self.app.tools.tools, call_id=self.id)
-        self.mode_name = self.choices.mode
         if self.choices.sources:
             log.info("call %s: per-call choices %s", self.id,
                      {k: f"{getattr(self.choices, k)!r} ({src})" for k, src in self.choices.sources.items()})
@@ -284,6 +285,15 @@ class Call(CallControls):
         self.state = "connected"
         local = f"{self.endpoint.local[0]}:{self.endpoint.local[1]}"
         self.emit(ev.MediaConnected(call_id=self.id, local=local, remote="%s:%s" % self.endpoint.remote))
+
+    async def _prepare(self, mode: Any) -> None:
+        """The mode's optional prepare(), before the greeting (an Asterisk playback would delay
+        e.g. TALK_DETECT); a failure is logged and the call goes on."""
+        if hasattr(mode, "prepare"):
+            try:
+                await mode.prepare()
+            except Exception:
+                log.exception("call %s: activation mode %s failed to prepare; going on", self.id, self.mode_name)
 
     async def _activate(self, mode: Any) -> None:
         try:

@@ -322,7 +322,7 @@ class EventBus:
         return shim
 
     def unsubscribe(self, shim: Receiver) -> None:
-        for owner, pairs in self._owned.items():
+        for pairs in self._owned.values():
             for sig, fn in [p for p in pairs if p[1] is shim]:
                 sig.disconnect(fn)
                 pairs.remove((sig, fn))

@@ -227,3 +227,27 @@ async def test_per_call_choices_from_stasis_arguments_and_channel_variables(
     assert modes == ["immediate", "vad"]
     assert [e.extension for e in probe.of("call.started")] == ["800", "100"]
     assert "colour='blue' is not one of" in caplog.text
+
+
+async def test_immediate_talk_over_an_aribot_played_greeting_stops_it(
+    asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path
+) -> None:
+    """A local greeting goes out over the call's RTP: the caller is heard all along, the AI's own
+    turn detection hears the talk, and the greeting stops (it is not the AI's item: no truncate)."""
+    greeting, greeting_audio = greeting_file(tmp_path, 3000)
+    fake.script = Script(turns=[Turn.audio(speech(400, seed=81), "yes?")])
+    app = await make_aribot(fake.url, activation={"mode": "immediate"}, call={"greeting": greeting})
+    probe = Probe.attach(app)
+    talk = speech(1000, seed=82)
+    caller_audio = silence(600) + talk + silence(2500)
+    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_audio, hold_ms_after_audio=300)
+    rtp_sniffer.watch(caller.media_port)
+    result = await caller.run()
+    assert result.ok, result.error
+    finished, speech_started = probe.first("call.greeting_finished"), probe.first("call.speech_started")
+    assert finished.interrupted and 0 <= finished.ts - speech_started.ts < TOLERANCE
+    conn = fake.connections[0]
+    assert conn.truncations == [] and conn.errors_sent == []
+    payload = b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port))
+    assert payload.startswith(greeting_audio[:20 * FRAME]) and not payload.startswith(greeting_audio)
+    assert talk in bytes(conn.input_audio)             # the talk that began during the greeting, every byte

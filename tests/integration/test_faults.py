@@ -207,6 +207,11 @@ async def test_ari_websocket_dropped_and_restored(
         await proxy.drop_all()
         while app.ari_connected:
             await asyncio.sleep(0.01)
+        for _ in range(200):                              # until Asterisk has unregistered the app
+            _, apps = await asterisk_lab.ari("GET", "/applications")
+            if asterisk_lab.app not in [a["name"] for a in apps]:
+                break
+            await asyncio.sleep(0.01)
         mark = len(asterisk_lab.log_text())
         refused = await SippCaller(asterisk_lab, tmp_path / "b", caller_turns(300), hangup="either",
                                    wait_bye_timeout_ms=3000).run()

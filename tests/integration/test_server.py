@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from core import hookimpl
-from core.events import CallEnded, CallStarted, MediaConnected
+from core.events import CallEnded
 from core.plugins import Plugins
 from tests.fake_realtime.script import Script, Turn
 from tests.fake_realtime.server import FakeRealtimeServer

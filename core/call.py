@@ -57,8 +57,8 @@ class ActivationGate:
         """Start streaming: the pre-roll (the last caller audio before this moment) goes first."""
         if not self.is_open:
             pre_roll = self.call.take_pre_roll()
-            for payload, received_at in pre_roll:
-                self.call.session.feed(payload, received_at)
+            for payload, _received_at in pre_roll:
+                self.call.session.feed(payload, None)  # held on purpose: not an inbound-latency sample
             self.is_open = True
             self.opened.set()
             self.call.emit(ev.ActivationOpened(call_id=self.call.id, mode=self.call.mode_name,

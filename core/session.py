@@ -35,8 +35,8 @@ class RealtimeSession:
         self.ready = False
         self.session_id = ""
         self._frames_per_append = int(self.cfg.append_frames)
-        self._pending: deque[tuple[bytes, float]] = deque(maxlen=max(1, int(self.cfg.input_buffer_ms) // 20))
-        self._outq: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue()
+        self._pending: deque[tuple[bytes, float | None]] = deque(maxlen=max(1, int(self.cfg.input_buffer_ms) // 20))
+        self._outq: asyncio.Queue[tuple[bytes, float | None]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         # response bookkeeping
         self.active_response: str | None = None
@@ -55,7 +55,7 @@ class RealtimeSession:
                       "input_held_frames": 0, "barge_ins": 0, "truncates": 0, "errors": 0, "responses": 0}
 
     # --- caller audio ---------------------------------------------------------------------------
-    def feed(self, payload: bytes, received_at: float) -> None:
+    def feed(self, payload: bytes, received_at: float | None) -> None:
         """Caller audio that passed the activation gate; buffered until the session is ready."""
         if self.ready:
             self._outq.put_nowait((payload, received_at))
@@ -80,7 +80,8 @@ class RealtimeSession:
                 payload = b"".join(chunks)
             await self.conn.send(append_message(payload))
             self.stats["appended_frames"] += 1
-            inbound.add((time.perf_counter() - received_at) * 1000)
+            if received_at is not None:
+                inbound.add((time.perf_counter() - received_at) * 1000)
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def run(self) -> None:

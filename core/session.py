@@ -338,7 +338,12 @@ class RealtimeSession:
             log.warning("call %s: Realtime response %s failed (%s); the call goes on", self.call.id,
                         response_id, reason or "no reason given")
         self.call.emit(ev.ResponseDone(call_id=self.call.id, response_id=response_id, status=status, reason=reason))
-        future = self._requests.pop((response.get("metadata") or {}).get("aribot_request") or "", None)
+        tag = (response.get("metadata") or {}).get("aribot_request")
+        if tag is None and self._create_in_flight is not None:
+            # No metadata echoed and no error for our response.create by now (a racing VAD
+            # response gets one at once): this response was ours.
+            tag, self._create_in_flight = self._create_in_flight[0], None
+        future = self._requests.pop(tag or "", None)
         if future is not None and not future.done():
             future.set_result(status)
         await self._maybe_create_response()

@@ -18,7 +18,7 @@ import pytest
 from tests.lab.asterisk import AsteriskLab
 from tests.lab.audio import frames, silence, speech, ulaw_decode, ulaw_encode
 from tests.lab.fixtures import require_lab_chroot
-from tests.lab.ports import free_tcp_port, free_udp_port, free_udp_port_range
+from tests.lab.ports import _bindable, free_tcp_port, free_udp_port, free_udp_port_range
 from tests.lab.sipp import SippCaller, run_call
 from tests.lab.sipp_scenario import build_scenario, dtmf_pcap
 from tests.lab.sniffer import RtpSniffer, parse_ipv4_rtp
@@ -80,15 +80,6 @@ def test_speech_and_silence() -> None:
     chunks = frames(a)
     assert len(chunks) == 50 and {len(c) for c in chunks} == {160} and b"".join(chunks) == a
     assert len(set(chunks)) == 50  # every frame distinct: a misaligned echo cannot match
-
-
-def _bindable(port: int, kind: socket.SocketKind) -> bool:
-    with socket.socket(socket.AF_INET, kind) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def test_ports() -> None:

@@ -1,0 +1,85 @@
+"""RealtimeSession's own response requests: one at a time, retried after a racing VAD response,
+correlated by metadata (or without it), tool outputs answered after their response is done."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from core.playout import Playout
+from core.session import RealtimeSession
+
+
+class StubConnection:
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    async def send(self, event: dict) -> None:
+        self.sent.append(event)
+
+
+def make_session() -> tuple[RealtimeSession, StubConnection]:
+    cfg = SimpleNamespace(append_frames=1, input_buffer_ms=1000, interrupt_response=True)
+    call = SimpleNamespace(id="c1", settings=SimpleNamespace(openai=cfg), emit=lambda event: None,
+                           playout=Playout(), flush_playout=lambda: 0)
+    session = RealtimeSession(call)  # type: ignore[arg-type]
+    conn = StubConnection()
+    session.conn, session.ready = conn, True  # type: ignore[assignment]
+    return session, conn
+
+
+def creates(conn: StubConnection) -> list[dict]:
+    return [e for e in conn.sent if e["type"] == "response.create"]
+
+
+async def test_request_waits_for_the_active_response_and_retries_after_a_race() -> None:
+    session, conn = make_session()
+    await session.handle({"type": "response.created", "response": {"id": "vad1"}})
+    answered = await session.request_response("say hi")
+    assert creates(conn) == []                                   # a response is active: wait
+    await session.handle({"type": "response.done", "response": {"id": "vad1", "status": "completed"}})
+    first = creates(conn)
+    assert len(first) == 1 and first[0]["response"]["instructions"] == "say hi"
+    # a VAD response raced ours: the server refuses our create; aribot retries after it is done
+    await session.handle({"type": "response.created", "response": {"id": "vad2"}})
+    await session.handle({"type": "error", "error": {"type": "invalid_request_error",
+                          "code": "conversation_already_has_active_response", "message": "busy",
+                          "event_id": first[0]["event_id"]}})
+    await session.handle({"type": "response.done", "response": {"id": "vad2", "status": "completed"}})
+    assert len(creates(conn)) == 2 and not answered.done()
+    tag = creates(conn)[1]["response"]["metadata"]
+    await session.handle({"type": "response.created", "response": {"id": "r3", "metadata": tag}})
+    await session.handle({"type": "response.done", "response": {"id": "r3", "metadata": tag, "status": "completed"}})
+    assert answered.result() == "completed"
+
+
+async def test_a_server_that_does_not_echo_metadata_still_resolves_requests() -> None:
+    session, conn = make_session()
+    first = await session.request_response()
+    second = await session.request_response()
+    assert len(creates(conn)) == 1
+    await session.handle({"type": "response.created", "response": {"id": "a"}})
+    await session.handle({"type": "response.done", "response": {"id": "a", "status": "cancelled"}})
+    assert first.result() == "cancelled" and len(creates(conn)) == 2
+    await session.handle({"type": "response.created", "response": {"id": "b"}})
+    await session.handle({"type": "response.done", "response": {"id": "b", "status": "completed"}})
+    assert second.result() == "completed"
+
+
+async def test_tool_output_then_one_response_create_after_response_done() -> None:
+    session, conn = make_session()
+    session.call.app = SimpleNamespace(tools=SimpleNamespace(run=_tool_ok))  # type: ignore[attr-defined]
+    session.call.choices = SimpleNamespace(tools=None)  # type: ignore[attr-defined]
+    await session.handle({"type": "response.created", "response": {"id": "r1"}})
+    await session.handle({"type": "response.function_call_arguments.done", "response_id": "r1",
+                          "call_id": "call_1", "name": "lookup", "arguments": "{}"})
+    for task in list(session._tasks):
+        await task
+    outputs = [e for e in conn.sent if e["type"] == "conversation.item.create"]
+    assert outputs[0]["item"] == {"type": "function_call_output", "call_id": "call_1", "output": '{"ok": true}'}
+    assert creates(conn) == []                                   # r1 is still active
+    await session.handle({"type": "response.done", "response": {"id": "r1", "status": "completed"}})
+    assert len(creates(conn)) == 1
+
+
+async def _tool_ok(name, arguments, context, allowed=None):
+    return '{"ok": true}', ""

@@ -41,7 +41,7 @@ class App:
                                      min_delay=ari.reconnect_min_delay, max_delay=ari.reconnect_max_delay)
         rtp = settings.rtp
         self.ports = PortPool(rtp.host, rtp.port_min, rtp.port_max)
-        self.tools = ToolRegistry.from_plugins(plugins, settings.openai.tool_timeout)
+        self.tools = ToolRegistry.from_plugins(plugins, settings)
         self.activation_modes: dict[str, Callable[[Call], Any]] = {
             name: factory for name, (_owner, factory) in plugins.activation_modes().items()}
         self.activation_mode = settings.activation.mode

@@ -160,8 +160,15 @@ class Call(CallControls):
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("call %s: a call task failed (%r); the call goes on", self.id, exc,
+                      exc_info=(type(exc), exc, exc.__traceback__))
 
     # --- audio ----------------------------------------------------------------------------------
     def _on_caller_audio(self, payload: bytes, received_at: float) -> None:

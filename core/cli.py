@@ -52,12 +52,12 @@ async def serve(settings: Any, plugins: Any) -> int:
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     _settings, plugins = _load(args)
+    shown = [p for p in plugins.infos() if p.enabled or args.all]
     rows = [(p.name, "enabled" if p.enabled else "disabled", p.source, p.version, p.module, ",".join(p.hooks))
-            for p in plugins.infos()]
+            for p in shown]
     if args.json:
         keys = ("name", "state", "source", "version", "module", "hooks")
-        print(json.dumps([dict(zip(keys, row)) | {"path": p.path} for row, p in zip(rows, plugins.infos())],
-                         indent=2))
+        print(json.dumps([dict(zip(keys, row)) | {"path": p.path} for row, p in zip(rows, shown)], indent=2))
         return 0
     widths = [max(len(str(r[i])) for r in rows + [("name", "state", "source", "version", "module", "hooks")])
               for i in range(6)]
@@ -77,13 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"aribot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, text in (("serve", cmd_serve, "run the server in the foreground"),
-                             ("plugins", cmd_plugins, "list plugins: name, state, source, hooks"),
+                             ("plugins", cmd_plugins, "list the loaded plugins: name, source, hooks (--all: disabled too)"),
                              ("config", cmd_config, "print the effective settings (secrets masked)")):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--settings", help="a settings TOML file layered over the defaults")
         cmd.set_defaults(func=func)
         if name == "plugins":
             cmd.add_argument("--json", action="store_true", help="machine-readable output")
+            cmd.add_argument("--all", action="store_true", help="also list disabled plugins")
     return parser
 
 

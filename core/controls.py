@@ -143,10 +143,11 @@ class CallControls:
         """Stop (True) or resume (False) streaming caller audio to the AI; held audio is dropped."""
         self.input_held = held
 
-    async def end(self: "Call", reason: str, *, goodbye: str = "", action: str = "") -> None:
+    async def end(self: "Call", reason: str, *, goodbye: str = "", action: str = "",
+                  target: dict[str, Any] | None = None) -> None:
         """End the call: optionally the AI says goodbye first; audio already queued is heard to
         the end (plus a short tail for the phone's jitter buffer); then hang up or continue in
-        the dialplan (``[call] on_end`` unless ``action`` is given)."""
+        the dialplan (``[call] on_end`` unless ``action`` is given; ``target`` = where to)."""
         started = time.monotonic()
         if goodbye and self.session.ready and not self.stopping:
             self.hold_input(True)
@@ -158,7 +159,7 @@ class CallControls:
             await self.wait_playout(limit=max(0.0, GOODBYE_LIMIT_S - (time.monotonic() - started)))
             if not self.stopping:
                 await asyncio.sleep(PLAYOUT_TAIL_S)
-        self.finish(reason, action or self.settings.call.on_end)
+        self.finish(reason, action or self.settings.call.on_end, target)
 
     def spawn(self: "Call", coro: Awaitable[Any]) -> asyncio.Task[Any]:
         """Run a coroutine for this call; it is cancelled when the call ends."""

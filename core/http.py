@@ -63,7 +63,7 @@ class HttpApi:
         return web.json_response(self.app.snapshot())
 
     async def tools(self, request: web.Request) -> web.Response:
-        tools = [{**tool.definition(), "plugin": tool.owner, "enabled": True}
+        tools = [{**tool.definition(), "plugin": tool.owner, "enabled": tool.enabled}
                  for tool in self.app.tools.tools.values()]
         return web.json_response(tools)
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import importlib.util
 import inspect
 import logging
+import sys
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -72,6 +75,37 @@ class Plugins:
             self.register(module, ep.name, source=source, version=version)
         for name in sorted(self._disabled - known):
             log.warning("[plugins] disabled names %r, but no installed plugin has that name; ignored", name)
+
+    def load_folder(self, folder: str | Path) -> None:
+        """Register every plugin module (``name.py``) and package (``name/__init__.py``) of a
+        folder named in ``[plugins] paths``; the plugin's name is the file or folder name."""
+        root = Path(folder).expanduser()
+        if not root.is_dir():
+            raise PluginError(f"[plugins] paths names {root}, which is not a folder")
+        for entry in sorted(root.iterdir()):
+            if entry.name.startswith(("_", ".")):
+                continue
+            if entry.suffix == ".py":
+                name, spec = entry.stem, importlib.util.spec_from_file_location(f"aribot_folder.{entry.stem}", entry)
+            elif (entry / "__init__.py").is_file():
+                name = entry.name
+                spec = importlib.util.spec_from_file_location(f"aribot_folder.{entry.name}", entry / "__init__.py",
+                                                              submodule_search_locations=[str(entry)])
+            else:
+                continue
+            if self.pm.is_blocked(name) or self.pm.has_plugin(name):
+                self._infos.setdefault(name, PluginInfo(name, str(entry), f"folder ({root})", "", False, ()))
+                continue
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            try:
+                spec.loader.exec_module(module)
+            except Exception as exc:
+                sys.modules.pop(spec.name, None)
+                raise PluginError(f"plugin {name} ({entry}) failed to import: {exc!r}; fix it or add it to "
+                                  f"[plugins] disabled") from exc
+            self.register(module, name, source=f"folder ({root})")
 
     def register(self, plugin: Any, name: str, *, source: str = "registered", version: str = "") -> None:
         """Register a plugin object (module or instance) unless its name is blocked."""
@@ -171,4 +205,6 @@ def load_plugins(settings: Any) -> Plugins:
     """Build the plugin manager from settings: block disabled names, then load entry points."""
     plugins = Plugins(settings.plugins.disabled, [] if settings.ui.enabled else ["ui_nicegui"])
     plugins.load_entry_points()
+    for folder in settings.plugins.paths:
+        plugins.load_folder(folder)
     return plugins

@@ -242,11 +242,14 @@ class RealtimeSession:
         await self.send({"type": "conversation.item.create", "item": {
             "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}})
 
-    async def request_response(self, instructions: str | None = None) -> asyncio.Future[str]:
+    def _next_tag(self) -> str:
+        self._request_seq += 1
+        return f"r{self._request_seq}"
+
+    async def request_response(self, instructions: str | None = None, tag: str = "") -> asyncio.Future[str]:
         """Ask the AI to answer: sent now, or once no response is active. The future resolves
         with that response's final status (completed, cancelled, failed …)."""
-        self._request_seq += 1
-        tag = f"r{self._request_seq}"
+        tag = tag or self._next_tag()
         params: dict[str, Any] = {"metadata": {"aribot_request": tag}}
         if instructions:
             params["instructions"] = instructions
@@ -304,15 +307,46 @@ class RealtimeSession:
     async def _run_tool(self, response_id: str, call_id: str, name: str, arguments: str) -> None:
         self.call.emit(ev.ToolCalled(call_id=self.call.id, tool=name, tool_call_id=call_id, arguments=arguments))
         started = time.perf_counter()
-        output, error = await self.call.app.tools.run(name, arguments, ToolContext(self.call),
-                                                      allowed=self.call.choices.tools)
-        self.call.emit(ev.ToolFinished(call_id=self.call.id, tool=name, tool_call_id=call_id, result=output,
-                                       error=error, duration_ms=(time.perf_counter() - started) * 1000))
+        cfg = self.call.settings.tools
+        filler_tag: list[str] = []  # the filler's request tag, once it is asked for
+        filler = None
+        if cfg.filler_after and cfg.filler:
+            filler = asyncio.get_running_loop().call_later(
+                cfg.filler_after, lambda: self._spawn(self._say_filler(filler_tag)))
+        try:
+            outcome = await self.call.app.tools.run(name, arguments, ToolContext(self.call, name, response_id),
+                                                    allowed=self.call.choices.tools)
+        finally:
+            if filler is not None:
+                filler.cancel()
+            self.drop_request(*filler_tag)  # a filler not said yet is no longer wanted
+        self.call.emit(ev.ToolFinished(call_id=self.call.id, tool=name, tool_call_id=call_id, result=outcome.output,
+                                       error=outcome.error, duration_ms=(time.perf_counter() - started) * 1000))
         await self.send({"type": "conversation.item.create",
-                         "item": {"type": "function_call_output", "call_id": call_id, "output": output}})
+                         "item": {"type": "function_call_output", "call_id": call_id, "output": outcome.output}})
         self.tool_calls[response_id][call_id] = True
-        self.need_response = True
+        if outcome.respond:
+            self.need_response = True
         await self._maybe_create_response()
+
+    async def _say_filler(self, tag_holder: list[str]) -> None:
+        """A slow tool: the AI tells the caller it is checking ([tools] filler)."""
+        tag_holder.append(self._next_tag())
+        await self.request_response(self.call.settings.tools.filler, tag=tag_holder[0])
+
+    def response_had_audio(self, response_id: str) -> bool:
+        """The AI spoke (sent audio) in this response."""
+        return any(rid == response_id and self.call.playout.received.get(item, 0) > 0
+                   for item, rid in self.item_response.items())
+
+    def drop_request(self, *tags: str) -> None:
+        """Forget requests not sent yet (their futures resolve with "dropped")."""
+        for tag in tags:
+            if any(t == tag for t, _params in self._waiting):
+                self._waiting = deque(entry for entry in self._waiting if entry[0] != tag)
+                future = self._requests.pop(tag, None)
+                if future is not None and not future.done():
+                    future.set_result("dropped")
 
     def _outputs_complete(self) -> bool:
         return all(all(sent.values()) for sent in self.tool_calls.values())

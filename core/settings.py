@@ -166,7 +166,10 @@ CORE_RULES: tuple[Rule, ...] = (
     Rule("openai.connect_timeout", number(float, 0, 300), "seconds 0..300 (0 = no limit)"),
     Rule("openai.append_frames", number(int, 1, 50), "an integer 1..50"),
     Rule("openai.input_buffer_ms", number(int, 0, 120000), "milliseconds 0..120000"),
-    Rule("openai.tool_timeout", number(float, 0.1, 600), "seconds 0.1..600"),
+    Rule("tools.timeout", number(float, 0.1, 600), "seconds 0.1..600"),
+    Rule("tools.disabled", str_list, "a list of tool names"),
+    Rule("tools.filler_after", number(float, 0, 600), "seconds 0..600 (0 = never)"),
+    Rule("tools.filler", as_str, "instructions for the AI"),
     Rule("call.greeting", as_str, "a media URI such as sound:hello-world, or empty"),
     Rule("call.fallback_prompt", media_list, "comma-separated media URIs such as sound:im-sorry"),
     Rule("call.on_failure", choice("hangup", "continue"), "hangup or continue"),
@@ -184,6 +187,7 @@ CORE_RULES: tuple[Rule, ...] = (
     Rule("http.port", number(int, 0, 65535), "a port 0..65535 (0 = any free port)"),
     Rule("ui.enabled", as_bool, "true or false"),
     Rule("plugins.disabled", str_list, "a list of plugin names"),
+    Rule("plugins.paths", str_list, "a list of folders with plugin modules"),
     Rule("log.level", log_level, "DEBUG, INFO, WARNING or ERROR"),
 )
 

@@ -1,5 +1,7 @@
 """Function tools: a typed Python function becomes a Realtime tool definition (flat GA form);
-calls are validated, run with a timeout and always answered with a JSON string output."""
+calls are validated against that schema, run with a timeout and always answered with a JSON
+string output — an exception, a timeout or bad arguments become an error output, never a dead
+call (reference/openai-realtime.md §4.5, §5.2)."""
 
 from __future__ import annotations
 
@@ -7,10 +9,10 @@ import asyncio
 import inspect
 import json
 import logging
-import time
+import re
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Union, get_args, get_origin
 
 log = logging.getLogger("aribot.tools")
@@ -20,8 +22,10 @@ class ToolContext:
     """What a tool may know and do about its call. Annotate a parameter with this type to get
     it injected; the model never sees that parameter."""
 
-    def __init__(self, call: Any) -> None:
+    def __init__(self, call: Any, tool: str = "", response_id: str = "") -> None:
         self._call = call
+        self.tool = tool
+        self.response_id = response_id
 
     @property
     def call_id(self) -> str:
@@ -35,9 +39,50 @@ class ToolContext:
     def extension(self) -> str:
         return self._call.extension
 
-    async def hangup(self, reason: str = "tool") -> None:
-        """End the call once the audio already queued has played (``[call] on_end`` applies)."""
-        await self._call.end(reason)
+    @property
+    def dialplan_context(self) -> str:
+        """The dialplan context the caller came from (where Stasis() ran)."""
+        return self._call.channel.context
+
+    def after(self, coro: Any) -> None:
+        """Run ``coro`` for this call once the tool has returned (its output goes first)."""
+        self._call.spawn(coro)
+
+    def config(self, name: str | None = None) -> dict[str, Any]:
+        """This tool's settings table ``[tools.<name>]`` (an empty dict when there is none)."""
+        tables = self._call.settings.get("tools", {}) or {}
+        table = tables.get(name or self.tool) or {}
+        return {str(k).lower(): v for k, v in table.items()} if isinstance(table, dict) else {}
+
+    @property
+    def ai_spoke(self) -> bool:
+        """The AI said something in the response that called this tool."""
+        return self._call.session.response_had_audio(self.response_id)
+
+    async def hangup(self, reason: str = "tool", goodbye: str = "") -> None:
+        """End the call after the audio already queued (and, with ``goodbye``, a goodbye the AI
+        says following those instructions) has been heard; ``[call] on_end`` applies."""
+        await self._call.end(reason, goodbye=goodbye)
+
+    async def transfer(self, context: str, extension: str, priority: int = 1, announcement: str = "") -> None:
+        """Leave aribot and continue in the dialplan at ``context,extension,priority`` once the
+        audio already queued (and an optional announcement) has been heard."""
+        target = {"context": context, "extension": extension, "priority": priority}
+        await self._call.end("transfer", goodbye=announcement, action="continue", target=target)
+
+    async def send_dtmf(self, digits: str, duration_ms: int = 100, between_ms: int = 100) -> None:
+        """Send DTMF digits to the caller's channel (RFC 4733 towards the phone)."""
+        await self._call.ari.call("send_dtmf", channelId=self._call.id, dtmf=digits,
+                                  duration=duration_ms, between=between_ms)
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What a tool may return instead of a plain value: ``respond=False`` tells aribot not to
+    ask the AI for an answer after this output (e.g. the tool ends the call itself)."""
+
+    value: Any
+    respond: bool = True
 
 
 _JSON_TYPES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean",
@@ -67,6 +112,49 @@ def json_schema(annotation: Any) -> dict[str, Any]:
     raise TypeError(f"type {annotation!r} cannot be described to the model")
 
 
+def parameter_docs(doc: str) -> dict[str, str]:
+    """Parameter descriptions from a docstring (``name: text`` under ``Args:``, or ``:param name: text``)."""
+    found = dict(re.findall(r":param\s+(\w+):\s*(.+)", doc))
+    section = re.split(r"\n\s*(?:Args|Arguments|Parameters):\s*\n", doc, maxsplit=1)
+    if len(section) == 2:
+        for line in section[1].splitlines():
+            match = re.match(r"\s+(\w+)(?:\s*\([^)]*\))?:\s*(.+)", line)
+            if match:
+                found.setdefault(match.group(1), match.group(2).strip())
+            elif line.strip() and not line.startswith((" ", "\t")):
+                break
+    return found
+
+
+def validate(value: Any, schema: dict[str, Any], path: str = "arguments") -> list[str]:
+    """Problems of ``value`` against the schemas ``json_schema`` makes (empty when it fits)."""
+    if "anyOf" in schema:
+        if all(validate(value, option, path) for option in schema["anyOf"]):
+            return [f"{path} matches none of the allowed types"]
+        return []
+    kind = schema.get("type")
+    checks = {"string": lambda v: isinstance(v, str), "boolean": lambda v: isinstance(v, bool),
+              "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+              "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+              "array": lambda v: isinstance(v, list), "object": lambda v: isinstance(v, dict)}
+    if kind in checks and not checks[kind](value):
+        return [f"{path} must be {kind}, not {type(value).__name__}"]
+    if "enum" in schema and value not in schema["enum"]:
+        return [f"{path} must be one of {schema['enum']}"]
+    problems: list[str] = []
+    if kind == "array" and schema.get("items"):
+        for index, item in enumerate(value):
+            problems += validate(item, schema["items"], f"{path}[{index}]")
+    if kind == "object" and "properties" in schema:
+        missing = [p for p in schema.get("required", []) if p not in value]
+        unknown = sorted(set(value) - set(schema["properties"]))
+        problems += [f"{path}.{p} is required" for p in missing] + [f"{path}.{p} is not a parameter" for p in unknown]
+        for name, item in value.items():
+            if name in schema["properties"]:
+                problems += validate(item, schema["properties"][name], f"{path}.{name}")
+    return problems
+
+
 @dataclass
 class Tool:
     name: str
@@ -75,10 +163,14 @@ class Tool:
     function: Callable[..., Any]
     owner: str
     context_params: tuple[str, ...] = ()
+    enabled: bool = True
+    timeout: float | None = None
 
     @classmethod
     def from_function(cls, function: Callable[..., Any], owner: str) -> "Tool":
         hints = typing.get_type_hints(function)
+        doc = inspect.getdoc(function) or ""
+        described = parameter_docs(doc)
         props: dict[str, Any] = {}
         required: list[str] = []
         context: list[str] = []
@@ -88,68 +180,89 @@ class Tool:
                 context.append(pname)
                 continue
             props[pname] = json_schema(hint)
+            if pname in described:
+                props[pname]["description"] = described[pname]
             if param.default is inspect.Parameter.empty:
                 required.append(pname)
-        doc = inspect.getdoc(function) or ""
+        summary = re.split(r"\n\s*\n", doc, maxsplit=1)[0].strip()
         schema = {"type": "object", "properties": props, "required": required}
-        return cls(function.__name__, doc.split("\n\n")[0].strip(), schema, function, owner, tuple(context))
+        return cls(function.__name__, summary, schema, function, owner, tuple(context))
 
     def definition(self) -> dict[str, Any]:
         return {"type": "function", "name": self.name, "description": self.description,
                 "parameters": self.parameters}
 
 
+@dataclass
+class ToolOutcome:
+    output: str                 # the function_call_output sent to the model (a JSON string)
+    error: str = ""             # empty on success
+    respond: bool = True        # ask the AI to answer after this output
+    timed_out: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 class ToolRegistry:
-    """Tools by name, built from the plugins' ``register_tools`` hooks."""
+    """Tools by name, built from the plugins' ``register_tools`` hooks and ``[tools]`` settings."""
 
     def __init__(self, tools: list[Tool], timeout: float) -> None:
         self.tools = {tool.name: tool for tool in tools}
         self.timeout = timeout
 
     @classmethod
-    def from_plugins(cls, plugins: Any, timeout: float) -> "ToolRegistry":
-        return cls([Tool.from_function(fn, owner) for owner, fn in plugins.tools()], timeout)
+    def from_plugins(cls, plugins: Any, settings: Any) -> "ToolRegistry":
+        cfg = settings.tools
+        tools = []
+        for owner, function in plugins.tools():
+            tool = Tool.from_function(function, owner)
+            if tool.name in {t.name for t in tools}:
+                raise ValueError(f"tool {tool.name!r} is registered by two plugins ({owner} and another)")
+            table = cfg.get(tool.name) if isinstance(cfg.get(tool.name), dict) else {}
+            tool.enabled = tool.name not in cfg.disabled
+            tool.timeout = float(table.get("timeout", 0) or 0) or None
+            tools.append(tool)
+        return cls(tools, float(cfg.timeout))
 
     def definitions(self, names: list[str] | None = None) -> list[dict[str, Any]]:
-        """Tool definitions for session.update: all, or only ``names`` (a per-call choice)."""
-        return [tool.definition() for tool in self.tools.values() if names is None or tool.name in names]
+        """Definitions for session.update: every enabled tool, or only ``names`` (a per-call choice)."""
+        return [t.definition() for t in self.tools.values() if t.enabled and (names is None or t.name in names)]
 
     async def run(self, name: str, arguments: str, context: ToolContext,
-                  allowed: list[str] | None = None) -> tuple[str, str]:
-        """Run a tool call; returns (output JSON string, error text or '')."""
+                  allowed: list[str] | None = None) -> ToolOutcome:
+        """Run one tool call of the model."""
         tool = self.tools.get(name)
-        if tool is None or (allowed is not None and name not in allowed):
-            return _error(f"unknown tool {name!r}")
+        if tool is None or not tool.enabled or (allowed is not None and name not in allowed):
+            return _error(f"there is no tool named {name!r}")
         try:
             args = json.loads(arguments or "{}")
-            if not isinstance(args, dict):
-                raise ValueError("arguments are not a JSON object")
         except ValueError as exc:
-            return _error(f"bad arguments for {name}: {exc}")
-        props = tool.parameters["properties"]
-        unknown = sorted(set(args) - set(props))
-        missing = [p for p in tool.parameters["required"] if p not in args]
-        if unknown or missing:
-            return _error(f"bad arguments for {name}: missing {missing}, unknown {unknown}")
+            return _error(f"the arguments of {name} are not valid JSON ({exc})")
+        problems = validate(args, tool.parameters)
+        if problems:
+            return _error(f"bad arguments for {name}: " + "; ".join(problems))
         for pname in tool.context_params:
             args[pname] = context
-        started = time.perf_counter()
+        timeout = tool.timeout or self.timeout
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(timeout):
                 result = tool.function(**args)
                 if inspect.isawaitable(result):
                     result = await result
         except TimeoutError:
-            return _error(f"tool {name} did not finish within {self.timeout:g} s")
+            return _error(f"{name} did not finish within {timeout:g} s", timed_out=True)
         except Exception as exc:
-            log.warning("tool %s raised %r after %.0f ms; the model gets an error output",
-                        name, exc, (time.perf_counter() - started) * 1000)
-            return _error(f"tool {name} failed: {exc}")
+            log.warning("call %s: tool %s raised %r; the model gets an error output and the call goes on",
+                        context.call_id, name, exc)
+            return _error(f"{name} failed: {exc}")
+        respond = True
+        if isinstance(result, ToolResult):
+            result, respond = result.value, result.respond
         try:
-            return (result if isinstance(result, str) else json.dumps(result)), ""
+            output = result if isinstance(result, str) else json.dumps(result)
         except TypeError:
-            return json.dumps(str(result)), ""
+            output = json.dumps(str(result))
+        return ToolOutcome(output, respond=respond)
 
 
-def _error(message: str) -> tuple[str, str]:
-    return json.dumps({"error": message}), message
+def _error(message: str, *, timed_out: bool = False) -> ToolOutcome:
+    return ToolOutcome(json.dumps({"error": message}), message, timed_out=timed_out)

@@ -32,10 +32,18 @@ def toml_value(value: Any) -> str:
 
 
 def write_settings(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
-    lines = []
+    """A TOML file of ``{section: {key: value}}``; a dict value becomes a ``[section.key]`` table."""
+    lines: list[str] = []
+
+    def table(name: str, values: dict[str, Any]) -> None:
+        lines.append(f"[{name}]")
+        lines.extend(f"{key} = {toml_value(value)}" for key, value in values.items() if not isinstance(value, dict))
+        for key, value in values.items():
+            if isinstance(value, dict):
+                table(f"{name}.{key}", value)
+
     for section, values in sections.items():
-        lines.append(f"[{section}]")
-        lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
+        table(section, values)
     path.write_text("\n".join(lines) + "\n")
     return path
 

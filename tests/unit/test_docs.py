@@ -16,14 +16,15 @@ def settings_table() -> str:
     rows = ["| setting | env var | default | meaning |", "|---|---|---|---|"]
     section = None
     for line in (REPO / "settings.toml").read_text().splitlines():
-        if header := re.match(r"^\[(\w+)\]", line):
+        if header := re.match(r"^\[([\w.]+)\]", line):
             section = header.group(1)
             continue
         entry = re.match(r"^(\w+)\s*=\s*(.+?)\s*#\s*(.*)$", line)
         if entry and section:
             key, value, comment = entry.groups()
             value = value.replace("|", "\\|")
-            rows.append(f"| `{section}.{key}` | `ARIBOT_{section.upper()}__{key.upper()}` | `{value}` | {comment} |")
+            env = "ARIBOT_" + f"{section}.{key}".upper().replace(".", "__")
+            rows.append(f"| `{section}.{key}` | `{env}` | `{value}` | {comment} |")
     return "\n".join(rows)
 
 

@@ -19,8 +19,8 @@ HOOKS = sorted(name for name, fn in inspect.getmembers(hookspecs, inspect.isfunc
                if hasattr(fn, "aribot_spec"))
 
 
-def settings(disabled=(), ui=True):
-    return SimpleNamespace(plugins=SimpleNamespace(disabled=list(disabled)), ui=SimpleNamespace(enabled=ui))
+def settings(disabled=(), ui=True, paths=()):
+    return SimpleNamespace(plugins=SimpleNamespace(disabled=list(disabled), paths=list(paths)), ui=SimpleNamespace(enabled=ui))
 
 
 def test_every_hook_is_documented_with_its_signature() -> None:
@@ -226,3 +226,27 @@ def test_hook_register_dtmf_handlers() -> None:
     plugins.register(Plugin(), "dtmf_test")
     assert plugins.dtmf_handlers() == {"shout": shout}
     assert {"to_ai", "dialplan"} <= set(load_plugins(settings()).dtmf_handlers())
+
+
+def test_plugin_folder_modules_and_packages(tmp_path) -> None:
+    (tmp_path / "weather_tools.py").write_text(
+        "from core import hookimpl\n\n"
+        "def forecast(city: str) -> str:\n    '''The weather forecast for a city.'''\n    return 'sunny'\n\n"
+        "@hookimpl\ndef register_tools(register):\n    register(forecast)\n")
+    package = tmp_path / "greeter"
+    package.mkdir()
+    (package / "__init__.py").write_text("from core import hookimpl\nfrom .impl import hello\n\n"
+                                         "@hookimpl\ndef register_tools(register):\n    register(hello)\n")
+    (package / "impl.py").write_text("def hello() -> str:\n    '''Say hello.'''\n    return 'hi'\n")
+    (tmp_path / "_private.py").write_text("raise RuntimeError('never imported')\n")
+    plugins = load_plugins(settings(paths=[str(tmp_path)]))
+    info = {p.name: p for p in plugins.infos()}
+    assert info["weather_tools"].source == f"folder ({tmp_path})" and info["greeter"].enabled
+    assert {fn.__name__ for _owner, fn in plugins.tools()} >= {"forecast", "hello"}
+    blocked = load_plugins(settings(disabled=["greeter"], paths=[str(tmp_path)]))
+    assert "hello" not in {fn.__name__ for _owner, fn in blocked.tools()}
+    (tmp_path / "broken.py").write_text("import no_such_module\n")
+    with pytest.raises(PluginError, match="broken .* failed to import"):
+        load_plugins(settings(paths=[str(tmp_path)]))
+    with pytest.raises(PluginError, match="not a folder"):
+        load_plugins(settings(paths=[str(tmp_path / "missing")]))

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 from core.playout import Playout
 from core.session import RealtimeSession
+from core.tools import ToolOutcome
 
 
 class StubConnection:
@@ -19,7 +20,8 @@ class StubConnection:
 
 def make_session() -> tuple[RealtimeSession, StubConnection]:
     cfg = SimpleNamespace(append_frames=1, input_buffer_ms=1000, interrupt_response=True)
-    call = SimpleNamespace(id="c1", settings=SimpleNamespace(openai=cfg), emit=lambda event: None,
+    tools = SimpleNamespace(filler_after=0, filler="")
+    call = SimpleNamespace(id="c1", settings=SimpleNamespace(openai=cfg, tools=tools), emit=lambda event: None,
                            playout=Playout(), flush_playout=lambda: 0)
     session = RealtimeSession(call)  # type: ignore[arg-type]
     conn = StubConnection()
@@ -82,4 +84,4 @@ async def test_tool_output_then_one_response_create_after_response_done() -> Non
 
 
 async def _tool_ok(name, arguments, context, allowed=None):
-    return '{"ok": true}', ""
+    return ToolOutcome('{"ok": true}')

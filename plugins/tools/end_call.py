@@ -1,0 +1,29 @@
+"""Tool ``end_call``: the AI ends the call; the caller hears a goodbye to its end first."""
+
+from __future__ import annotations
+
+from core import hookimpl
+from core.settings import Rule, as_str
+from core.tools import ToolContext, ToolResult
+
+
+async def end_call(reason: str = "", ctx: ToolContext | None = None) -> ToolResult:
+    """End the phone call. Use it when the conversation is over or the caller asks to hang up.
+
+    Args:
+        reason: why the call ends, in a few words
+    """
+    assert ctx is not None
+    goodbye = "" if ctx.ai_spoke else ctx.config().get("goodbye", "")
+    ctx.after(ctx.hangup("end_call" + (f": {reason}" if reason else ""), goodbye=goodbye))
+    return ToolResult({"ok": True, "note": "The call is ending; do not say anything more."}, respond=False)
+
+
+@hookimpl
+def register_tools(register):
+    register(end_call)
+
+
+@hookimpl
+def register_settings_rules(register):
+    register(Rule("tools.end_call.goodbye", as_str, "instructions for the goodbye, or empty"))

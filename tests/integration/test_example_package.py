@@ -1,0 +1,87 @@
+"""The drop-in tools package: pip-installed into the test venv it appears in `aribot plugins`,
+GET /tools and the session.update of the next call; listed in [plugins] disabled, it is gone
+from all three. The AI can call its tools through the real Asterisk."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.fake_realtime.script import Script, Turn
+from tests.fake_realtime.server import FakeRealtimeServer
+from tests.integration.test_call_audio import caller_turns, heard, padded
+from tests.integration.test_tools import outputs
+from tests.lab.asterisk import AsteriskLab
+from tests.lab.audio import speech
+from tests.lab.sipp import SippCaller
+from tests.lab.sniffer import RtpSniffer
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "aribot-example-orders"
+ARIBOT = Path(sys.executable).parent / "aribot"
+
+
+@pytest.fixture(scope="module")
+def installed_example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """pip install the example (a copy, so the build leaves nothing in the repo); uninstall after."""
+    source = tmp_path_factory.mktemp("example") / EXAMPLE.name
+    shutil.copytree(EXAMPLE, source)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(pip + ["install", "--no-deps", "--no-build-isolation", "--no-index", str(source)], check=True)
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        subprocess.run(pip + ["uninstall", "-y", "aribot-example-orders"], check=True)
+        sys.modules.pop("aribot_example_orders", None)
+
+
+def listed_plugins(tmp_path: Path, disabled: bool) -> dict[str, dict]:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    if disabled:
+        env["ARIBOT_PLUGINS__DISABLED"] = '["example_orders"]'
+    out = subprocess.run([str(ARIBOT), "plugins", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         check=True)
+    return {p["name"]: p for p in json.loads(out.stdout)}
+
+
+@pytest.mark.parametrize("disabled", [False, True], ids=["installed", "disabled"])
+async def test_example_package_drops_in_and_out(
+    installed_example: None, asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer,
+    make_aribot, tmp_path: Path, disabled: bool,
+) -> None:
+    plugins = listed_plugins(tmp_path, disabled)
+    answer = speech(500, seed=5)
+    fake.script = Script(turns=[Turn.function_call("lookup_order", {"order_id": "1001"}),
+                                Turn.audio(answer, "Your order has shipped.")])
+    app = await make_aribot(fake.url, plugins={"disabled": ["example_orders"] if disabled else []})
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{app.http.port}/tools") as resp:
+            tools = {t["name"]: t for t in await resp.json()}
+    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(600), audio_delay_ms=300,
+                        hold_ms_after_audio=300)
+    rtp_sniffer.watch(caller.media_port)
+    result = await caller.run()
+    assert result.ok, result.error
+    offered = {t["name"] for t in fake.connections[0].session["tools"]}
+    if disabled:
+        assert "example_orders" not in plugins
+        assert not {"lookup_order", "opening_hours"} & set(tools) and not {"lookup_order", "opening_hours"} & offered
+        assert "no tool named 'lookup_order'" in outputs(fake.connections[0])[0]["error"]
+        return
+    assert plugins["example_orders"]["source"] == "entry point (aribot-example-orders)"
+    assert plugins["example_orders"]["state"] == "enabled" and plugins["example_orders"]["version"] == "0.1.0"
+    assert tools["lookup_order"]["plugin"] == "example_orders" and tools["opening_hours"]["enabled"] is True
+    assert tools["opening_hours"]["parameters"]["properties"]["day"]["enum"] == ["weekday", "saturday", "sunday"]
+    assert {"lookup_order", "opening_hours"} <= offered
+    assert outputs(fake.connections[0])[0] == {"order_id": "1001", "status": "shipped", "carrier": "DHL",
+                                               "expected": "tomorrow", "asked_by": ""}
+    assert b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port)) == padded(answer)

@@ -1,0 +1,200 @@
+"""Function tools during real calls: the built-ins, failures that become outputs, the filler."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from core import hookimpl
+from core.plugins import Plugins
+from tests.fake_realtime.script import Script, Turn
+from tests.fake_realtime.server import FakeRealtimeServer
+from tests.integration.probe import Probe
+from tests.integration.test_call_audio import caller_turns, heard, padded
+from tests.lab.asterisk import AsteriskLab
+from tests.lab.audio import silence, speech
+from tests.lab.sipp import SippCaller
+from tests.lab.sniffer import RtpSniffer
+
+
+def outputs(conn) -> list[dict]:
+    """Every function_call_output aribot sent, its output decoded."""
+    return [json.loads(e["item"]["output"]) for e in conn.received_of_type("conversation.item.create")
+            if e["item"]["type"] == "function_call_output"]
+
+
+def instructions(conn) -> list[str]:
+    return [(e.get("response") or {}).get("instructions", "") for e in conn.received_of_type("response.create")]
+
+
+@pytest.mark.parametrize("ai_says_goodbye_first", [True, False], ids=["goodbye-then-call", "call-only"])
+async def test_end_call_hangs_up_after_the_goodbye_was_heard(
+    asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path,
+    ai_says_goodbye_first: bool,
+) -> None:
+    goodbye = speech(900, seed=1)
+    if ai_says_goodbye_first:
+        turns = [Turn.audio_then_function_call(goodbye, "Goodbye!", "end_call", {"reason": "caller is done"})]
+    else:  # the model only calls the tool: aribot asks it for a goodbye first
+        turns = [Turn.function_call("end_call", {}), Turn.audio(goodbye, "Goodbye!")]
+    fake.script = Script(turns=turns)
+    app = await make_aribot(fake.url)
+    probe = Probe.attach(app)
+    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(700, gap_ms=6000), audio_delay_ms=300,
+                        hangup="server")
+    rtp_sniffer.watch(caller.media_port)
+    result = await caller.run()
+    assert result.ok and result.bye_received, result.error
+    packets = heard(rtp_sniffer, caller.media_port)
+    assert b"".join(p.payload for p in packets) == padded(goodbye)       # the whole goodbye ...
+    ended = probe.first("call.ended")
+    assert ended.reason.startswith("end_call") and ended.ts > packets[-1].ts + 0.25   # ... then the hang-up
+    conn = fake.connections[0]
+    assert outputs(conn)[0]["ok"] is True
+    expected = [] if ai_says_goodbye_first else [app.settings.tools.end_call.goodbye]
+    assert instructions(conn) == expected                         # no follow-up answer after the tool
+    finished = probe.first("call.tool_finished")
+    assert finished.tool == "end_call" and finished.error == ""
+
+
+async def test_transfer_call_lands_in_the_target_and_refuses_others(
+    asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, make_aribot, tmp_path: Path
+) -> None:
+    fake.script = Script(turns=[Turn.function_call("transfer_call", {"extension": "999"}),
+                                Turn.audio(speech(400, seed=2), "I cannot transfer you there."),
+                                Turn.function_call("transfer_call", {"extension": "200"})])
+    app = await make_aribot(fake.url, tools={"transfer_call": {"context": "aribot-continue", "allowed": ["200", "300"]}})
+    probe = Probe.attach(app)
+    mark = len(asterisk_lab.log_text())
+    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(600, 600), audio_delay_ms=300, hangup="server")
+    result = await caller.run()
+    assert result.ok and result.bye_received, result.error
+    refused, accepted = outputs(fake.connections[0])
+    assert "not allowed" in refused["error"] and "200" in refused["error"]   # the model is told why
+    assert accepted == {"ok": True, "transferred_to": "200"}
+    assert probe.first("call.ended").reason == "transfer"
+    await asterisk_lab.wait_for_log(r"aribot-lab continued 200", since=mark)
+
+
+async def test_send_dtmf_digits_arrive_at_the_caller(
+    asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path
+) -> None:
+    fake.script = Script(turns=[Turn.function_call("send_dtmf", {"digits": "1#"}), Turn.audio(speech(300, seed=3), "ok"),
+                                Turn.function_call("send_dtmf", {"digits": "9x"})])
+    await make_aribot(fake.url)
+    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(600, 600), audio_delay_ms=300,
+                        hold_ms_after_audio=500)
+    rtp_sniffer.watch(caller.media_port)
+    result = await caller.run()
+    assert result.ok, result.error
+    events = [p.payload[0] for p in rtp_sniffer.packets(caller.media_port) if p.pt != 0 and p.payload]
+    keys = [e for i, e in enumerate(events) if i == 0 or e != events[i - 1]]   # one per digit (RFC 4733 repeats)
+    assert keys == [1, 11]                                         # "1", then "#" (event 11)
+    sent, refused = outputs(fake.connections[0])
+    assert sent == {"ok": True, "sent": "1#"} and "'x' not allowed" in refused["error"]
+
+
+def raises() -> str:
+    """Always fails."""
+    raise RuntimeError("the order system is down")
+
+
+async def hangs() -> str:
+    """Never answers."""
+    await asyncio.sleep(60)
+    return "too late"
+
+
+async def slow_lookup(order_id: str) -> dict:
+    """Looks something up slowly.
+
+    Args:
+        order_id: the order number
+    """
+    await asyncio.sleep(1.2)
+    return {"order_id": order_id, "status": "shipped"}
+
+
+class TestTools:
+    @hookimpl
+    def register_tools(self, register):
+        for function in (raises, hangs, slow_lookup):
+            register(function)
+
+
+@pytest.fixture
+def test_tools(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = Plugins.load_entry_points
+    monkeypatch.setattr(Plugins, "load_entry_points",
+                        lambda self: (original(self), self.register(TestTools(), "test_tools"))[0])
+
+
+async def test_failing_tools_and_bad_arguments_become_error_outputs(
+    asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path,
+    test_tools: None,
+) -> None:
+    answers = [speech(300, seed=10 + n) for n in range(3)]
+    fake.script = Script(turns=[
+        Turn.function_call("raises", {}), Turn.audio(answers[0], "sorry, that failed"),
+        Turn.function_call("hangs", {}), Turn.audio(answers[1], "that took too long"),
+        Turn.function_call("slow_lookup", {"order_id": 42}), Turn.audio(answers[2], "let me try again"),
+    ])
+    app = await make_aribot(fake.url, tools={"filler_after": 0, "hangs": {"timeout": 0.5}})
+    probe = Probe.attach(app)
+    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(500, 500, 500), audio_delay_ms=300,
+                        hold_ms_after_audio=300)
+    rtp_sniffer.watch(caller.media_port)
+    result = await caller.run()
+    assert result.ok and result.bye_sent, result.error              # the call went on to its end
+    errors = [o["error"] for o in outputs(fake.connections[0])]
+    assert "the order system is down" in errors[0]
+    assert "did not finish within 0.5 s" in errors[1]
+    assert "order_id must be string, not int" in errors[2]
+    payload = b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port))
+    assert payload == b"".join(padded(a) for a in answers)          # the AI answered after each error
+    finished = probe.of("call.tool_finished")
+    assert [f.tool for f in finished] == ["raises", "hangs", "slow_lookup"] and all(f.error for f in finished)
+    assert 450 <= finished[1].duration_ms < 1500
+    assert fake.connections[0].errors_sent == []
+
+
+async def test_a_slow_tool_gets_a_filler_then_the_answer(
+    asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path,
+    test_tools: None,
+) -> None:
+    filler, answer = speech(400, seed=20), speech(500, seed=21)
+    fake.script = Script(turns=[Turn.function_call("slow_lookup", {"order_id": "7"}),
+                                Turn.audio(filler, "Let me check."), Turn.audio(answer, "It has shipped.")])
+    app = await make_aribot(fake.url, tools={"filler_after": 0.4})
+    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(600, gap_ms=4000), audio_delay_ms=300,
+                        hold_ms_after_audio=300)
+    rtp_sniffer.watch(caller.media_port)
+    result = await caller.run()
+    assert result.ok, result.error
+    conn = fake.connections[0]
+    assert instructions(conn)[0] == app.settings.tools.filler
+    received = [e["type"] for _t, e in conn.received if e.get("type") in ("response.create", "conversation.item.create")]
+    assert received == ["response.create", "conversation.item.create", "response.create"]  # filler, output, answer
+    assert outputs(conn) == [{"order_id": "7", "status": "shipped"}]
+    payload = b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port))
+    assert payload == padded(filler) + padded(answer)
+    assert conn.errors_sent == []
+
+
+async def test_disabled_tool_is_listed_but_not_offered(
+    asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, make_aribot, tmp_path: Path
+) -> None:
+    import aiohttp
+
+    app = await make_aribot(fake.url, tools={"disabled": ["current_time"]})
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{app.http.port}/tools") as resp:
+            listed = {t["name"]: t["enabled"] for t in await resp.json()}
+    assert listed["current_time"] is False and listed["end_call"] is True
+    result = await SippCaller(asterisk_lab, tmp_path / "sipp", silence(1500), audio_delay_ms=300).run()
+    assert result.ok, result.error
+    offered = [t["name"] for t in fake.connections[0].session["tools"]]
+    assert "current_time" not in offered and "end_call" in offered

@@ -41,10 +41,27 @@ class App:
                                      min_delay=ari.reconnect_min_delay, max_delay=ari.reconnect_max_delay)
         rtp = settings.rtp
         self.ports = PortPool(rtp.host, rtp.port_min, rtp.port_max)
+        self.activation_mode = settings.activation.mode
+        self.rebuild_registries()
+        self.extensions: dict[str, Any] = {}   # services plugins share, e.g. "history"
+        # session choices an operator made for new calls (instructions, voice, turn_detection, tools)
+        self.overrides: dict[str, Any] = {}
+        self.calls: dict[str, Call] = {}
+        self._legs: dict[str, Call] = {}
+        self._call_tasks: set[asyncio.Task[Any]] = set()
+        self.draining = False
+        self.unrouted_events = 0
+        self.http: Any = None
+        self._stream_task: asyncio.Task[None] | None = None
+        plugins.subscribe_handlers(self.bus)
+
+    def rebuild_registries(self) -> None:
+        """Tools, activation modes, call features and DTMF handlers from the enabled plugins
+        (at start, and when a plugin is enabled or disabled at run time: new calls see it)."""
+        plugins, settings = self.plugins, self.settings
         self.tools = ToolRegistry.from_plugins(plugins, settings)
         self.activation_modes: dict[str, Callable[[Call], Any]] = {
             name: factory for name, (_owner, factory) in plugins.activation_modes().items()}
-        self.activation_mode = settings.activation.mode
         if self.activation_mode not in self.activation_modes:
             allowed = ", ".join(sorted(self.activation_modes)) or "none (every activation-mode plugin is disabled)"
             raise SettingsError(f"setting activation.mode = {self.activation_mode!r} is not valid: expected "
@@ -54,14 +71,22 @@ class App:
         if "dtmf" in self.call_features and settings.dtmf.handler not in self.dtmf_handlers:
             raise SettingsError(f"setting dtmf.handler = {settings.dtmf.handler!r} is not valid: expected one of "
                                 f"the registered DTMF handlers: {', '.join(sorted(self.dtmf_handlers)) or 'none'}")
-        self.calls: dict[str, Call] = {}
-        self._legs: dict[str, Call] = {}
-        self._call_tasks: set[asyncio.Task[Any]] = set()
-        self.draining = False
-        self.unrouted_events = 0
-        self.http: Any = None
-        self._stream_task: asyncio.Task[None] | None = None
-        plugins.subscribe_handlers(self.bus)
+
+    def set_plugin_enabled(self, name: str, enabled: bool) -> None:
+        """Enable or disable a plugin at run time; it takes effect for new calls. A change that
+        would leave aribot unable to serve (e.g. the only activation mode in use) is undone."""
+        if enabled:
+            self.plugins.enable(name)
+            self.plugins.subscribe_handlers(self.bus, only=name)
+        else:
+            self.bus.disconnect_owner(name)
+            self.plugins.disable(name)
+        try:
+            self.rebuild_registries()
+        except SettingsError:
+            self.set_plugin_enabled(name, not enabled)
+            raise
+        log.info("plugin %s %s for new calls", name, "enabled" if enabled else "disabled")
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -18,6 +18,8 @@ log = logging.getLogger("aribot.ari")
 # name → (HTTP method, path under /ari, parameters sent in the query string)
 OPERATIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "ping": ("GET", "/asterisk/ping", ()),
+    "asterisk_info": ("GET", "/asterisk/info", ("only",)),
+    "get_application": ("GET", "/applications/{applicationName}", ()),
     "list_channels": ("GET", "/channels", ()),
     "get_channel": ("GET", "/channels/{channelId}", ()),
     "answer": ("POST", "/channels/{channelId}/answer", ()),

@@ -84,12 +84,16 @@ class Call(CallControls):
         self.started_at = time.time()
         self.state = "ringing"
         self.choices = CallChoices(self.extension, app.activation_mode, self.settings.call.greeting,
-                                   self.settings.openai.instructions, self.settings.openai.voice)
+                                   self.settings.openai.instructions, self.settings.openai.voice,
+                                   turn_detection=self.settings.openai.turn_detection)
         self.metrics = CallMetrics()
         self.gate = ActivationGate(self)
         self._pre_roll: deque[tuple[bytes, float]] = deque(maxlen=self.settings.activation.pre_roll_ms // 20)
         self.input_held = False
         self.talking = False
+        self.manual_answers: dict[str, asyncio.Future[str]] = {}  # tool call id → an operator's answer
+        self._last_in = b""
+        self._last_in_at = 0.0
         self.greeting_active = False
         self.greeting_done = asyncio.Event()
         self._greeting_stop = asyncio.Event()
@@ -172,6 +176,7 @@ class Call(CallControls):
 
     # --- audio ----------------------------------------------------------------------------------
     def _on_caller_audio(self, payload: bytes, received_at: float) -> None:
+        self._last_in, self._last_in_at = payload, received_at
         if self.input_held:
             self.session.stats["input_held_frames"] += 1
         elif self.gate.is_open:
@@ -242,7 +247,8 @@ class Call(CallControls):
             variables = {name: str(reply.get("value", "")) for name, reply in zip(CHANNEL_VARIABLES, replies)
                          if isinstance(reply, dict)}
         self.choices = resolve(self.settings, self.args, variables, default_extension=self.extension,
-                               modes=self.app.activation_modes, tools=self.app.tools.tools, call_id=self.id)
+                               modes=self.app.activation_modes, tools=self.app.tools.tools, call_id=self.id,
+                               overrides=self.app.overrides)
         if self.choices.sources:
             log.info("call %s: per-call choices %s", self.id,
                      {k: f"{getattr(self.choices, k)!r} ({src})" for k, src in self.choices.sources.items()})

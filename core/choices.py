@@ -24,6 +24,7 @@ class CallChoices:
     instructions: str
     voice: str
     tools: list[str] | None = None
+    turn_detection: str = "server_vad"
     sources: dict[str, str] = field(default_factory=dict)  # key → "stasis" or "channel variable"
 
 
@@ -49,15 +50,21 @@ def resolve(
     modes: Iterable[str],
     tools: Iterable[str],
     call_id: str,
+    overrides: dict[str, Any] | None = None,
 ) -> CallChoices:
-    """Merge settings, channel variables and Stasis arguments; a bad value is logged and ignored."""
+    """Merge settings, an operator's choices for new calls (``overrides``: instructions, voice,
+    turn_detection, tools), channel variables and Stasis arguments; a bad value is logged and
+    ignored."""
     extension, from_args = parse_stasis_args(args)
+    base = overrides or {}
     choices = CallChoices(
         extension=extension or default_extension,
         mode=settings.activation.mode,
         greeting=settings.call.greeting,
-        instructions=settings.openai.instructions,
-        voice=settings.openai.voice,
+        instructions=base.get("instructions", settings.openai.instructions),
+        voice=base.get("voice", settings.openai.voice),
+        tools=base.get("tools"),
+        turn_detection=base.get("turn_detection", settings.openai.turn_detection),
     )
     wanted: dict[str, tuple[str, str]] = {}
     for name, value in channel_vars.items():

@@ -72,19 +72,29 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from core.doctor import doctor, render
+    checks = asyncio.run(doctor(args.settings))
+    print(render(checks, as_json=args.json))
+    return 0 if all(check.ok for check in checks) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aribot", description="Answer Asterisk calls with a speech-to-speech AI.")
     parser.add_argument("--version", action="version", version=f"aribot {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, text in (("serve", cmd_serve, "run the server in the foreground"),
                              ("plugins", cmd_plugins, "list the loaded plugins: name, source, hooks (--all: disabled too)"),
-                             ("config", cmd_config, "print the effective settings (secrets masked)")):
+                             ("config", cmd_config, "print the effective settings (secrets masked)"),
+                             ("doctor", cmd_doctor, "check ARI, the Stasis app, RTP and the Realtime key (exit 1 on a failure)")):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--settings", help="a settings TOML file layered over the defaults")
         cmd.set_defaults(func=func)
         if name == "plugins":
             cmd.add_argument("--json", action="store_true", help="machine-readable output")
             cmd.add_argument("--all", action="store_true", help="also list disabled plugins")
+        if name == "doctor":
+            cmd.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 

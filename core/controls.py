@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 from core import events as ev
 from core.ari import AriError
 from core.g711 import AudioFileError, load_prompt
+from core.realtime import session_patch
 
 if TYPE_CHECKING:
     from core.call import Call
@@ -23,6 +24,28 @@ E = TypeVar("E", bound=ev.Event)
 GREETING_ITEM = "aribot-greeting"
 GOODBYE_LIMIT_S = 20.0  # longest aribot waits for a goodbye to be said and heard
 PLAYOUT_TAIL_S = 0.3    # after the last frame, before hanging up: the phone's jitter buffer plays out
+
+
+_LEVEL = {"ulaw": bytes((~b) & 0x7F for b in range(256)), "alaw": bytes((b ^ 0x55) & 0x7F for b in range(256))}
+
+
+def level(frame: bytes | None, fmt: str) -> float:
+    """0..1 loudness of a G.711 frame on G.711's own logarithmic scale (cheap: one translate)."""
+    if not frame:
+        return 0.0
+    return sum(frame.translate(_LEVEL[fmt])) / (127 * len(frame))
+
+
+def transfer_targets(settings: Any) -> dict[tuple[str, str], str]:
+    """(extension, context) → entry of ``[tools.transfer_call] allowed`` ("ext" or "ext@context";
+    "ext" means the configured default context, "" = the caller's own)."""
+    config = (settings.get("tools", {}) or {}).get("transfer_call") or {}
+    default = str(config.get("context", "") or "")
+    targets = {}
+    for entry in config.get("allowed", []) or []:
+        extension, _sep, context = str(entry).partition("@")
+        targets[(extension.strip(), (context or default).strip())] = str(entry)
+    return targets
 
 
 def is_local_media(media: str) -> bool:
@@ -138,6 +161,37 @@ class CallControls:
         """Stop the AI's audio and its answer now (e.g. the caller pressed a key)."""
         await self.session.interrupt(cancel=True)
         log.info("call %s: AI interrupted (%s)", self.id, reason)
+
+    async def instruct_ai(self: "Call", text: str) -> None:
+        """An operator's instruction in the middle of the call: a system message, then an answer."""
+        await self.session.add_item("system", text)
+        await self.session.request_response()
+
+    def answer_tool(self: "Call", tool_call_id: str, answer: str) -> bool:
+        """An operator's answer to a tool waiting for a person; False if none is waiting."""
+        future = self.manual_answers.get(tool_call_id)
+        if future is None or future.done():
+            return False
+        future.set_result(answer)
+        return True
+
+    async def update_session(self: "Call", *, instructions: str | None = None, voice: str | None = None,
+                             turn_detection: str | None = None, tools: list[str] | None = None) -> None:
+        """Change this live call's session (session.update with only what is given)."""
+        definitions = self.app.tools.definitions(tools) if tools is not None else None
+        await self.session.send(session_patch(self.settings.openai, instructions=instructions, voice=voice,
+                                              turn_detection_mode=turn_detection, tools=definitions))
+        log.info("call %s: session updated by an operator (%s)", self.id,
+                 ", ".join(k for k, v in (("instructions", instructions), ("voice", voice),
+                                          ("turn_detection", turn_detection), ("tools", tools)) if v is not None))
+
+    def levels(self: "Call") -> tuple[float, float]:
+        """Audio levels 0..1 of the caller and of the AI, from the last 20 ms frame each."""
+        now = time.perf_counter()
+        fmt = self.settings.rtp.format
+        heard = level(self._last_in, fmt) if now - self._last_in_at < 0.2 else 0.0
+        sent = self.pacer.last_frame if self.pacer is not None else None
+        return heard, level(sent, fmt) if sent is not None else 0.0
 
     def hold_input(self: "Call", held: bool) -> None:
         """Stop (True) or resume (False) streaming caller audio to the AI; held audio is dropped."""

@@ -188,6 +188,16 @@ class ToolCalled(Event):
     arguments: str
 
 
+@event("call.tool_awaiting_answer")
+@dataclass(frozen=True, kw_only=True)
+class ToolAwaitingAnswer(Event):
+    """A tool configured to be answered by a person ([tools] manual) waits for an operator."""
+
+    tool: str
+    tool_call_id: str
+    arguments: str
+
+
 @event("call.tool_finished")
 @dataclass(frozen=True, kw_only=True)
 class ToolFinished(Event):

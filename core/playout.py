@@ -132,6 +132,7 @@ class Pacer:
         self._last_send = 0.0
         self._stopped = False
         self.frames_sent = 0
+        self.last_frame: bytes | None = None  # for level meters
 
     @property
     def running(self) -> bool:
@@ -170,7 +171,7 @@ class Pacer:
     def _tick(self) -> None:
         self._handle = None
         now = self._loop.time()
-        frame = self.playout.pop()
+        frame = self.last_frame = self.playout.pop()
         if frame is None:
             if self._talking and self.on_spurt_end is not None:
                 self.on_spurt_end(self.playout.current_item)

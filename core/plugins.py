@@ -49,6 +49,7 @@ class Plugins:
         self.pm = pluggy.PluginManager(GROUP)
         self.pm.add_hookspecs(hookspecs)
         self._infos: dict[str, PluginInfo] = {}
+        self._disabled_objects: dict[str, Any] = {}
         self._disabled = {name.strip() for name in disabled if name.strip()}
         for name in self._disabled | set(also_blocked):
             self.pm.set_blocked(name)
@@ -126,6 +127,33 @@ class Plugins:
             self.pm.unregister(name=name)
         self._infos.pop(name, None)
 
+    def disable(self, name: str) -> None:
+        """Unregister and block a plugin (its module stays imported; its hooks stop)."""
+        info = self._infos.get(name)
+        if info is None or not info.enabled:
+            raise PluginError(f"no enabled plugin named {name!r}")
+        plugin = self.pm.get_plugin(name)
+        self.pm.set_blocked(name)
+        self._disabled_objects[name] = plugin
+        self._infos[name] = PluginInfo(name, info.module, info.source, info.version, False, (), info.path)
+
+    def enable(self, name: str) -> None:
+        """Unblock and register again a plugin disabled at start-up or at run time."""
+        info = self._infos.get(name)
+        if info is None or info.enabled:
+            raise PluginError(f"no disabled plugin named {name!r}")
+        self.pm.unblock(name)
+        self._disabled.discard(name)
+        plugin = self._disabled_objects.pop(name, None)
+        if plugin is None and info.source.startswith("folder"):
+            self.load_folder(info.source[len("folder ("):-1])
+            return
+        if plugin is None:  # blocked at start-up: never imported
+            (entry_point,) = importlib.metadata.entry_points(group=GROUP, name=name)
+            plugin = entry_point.load()
+        self._infos.pop(name, None)
+        self.register(plugin, name, source=info.source, version=info.version)
+
     def infos(self) -> list[PluginInfo]:
         return sorted(self._infos.values(), key=lambda info: (not info.enabled, info.name))
 
@@ -167,9 +195,11 @@ class Plugins:
             fn(register=lambda function, _owner=owner: found.append((_owner, function)))
         return found
 
-    def subscribe_handlers(self, bus: EventBus) -> None:
-        """Connect every plugin's event receivers, owned by the plugin's name."""
+    def subscribe_handlers(self, bus: EventBus, only: str | None = None) -> None:
+        """Connect every plugin's (or only one plugin's) event receivers, owned by its name."""
         for owner, fn in self._per_plugin("register_event_handlers"):
+            if only is not None and owner != only:
+                continue
             def subscribe(event_type: type[Event] | None, receiver: Callable[..., Any],
                           _owner: str = owner) -> None:
                 bus.subscribe(event_type, receiver, owner=_owner)

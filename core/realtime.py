@@ -65,8 +65,27 @@ def auth_headers(openai: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {openai.api_key}"}
 
 
+def session_patch(openai: Any, *, instructions: str | None = None, voice: str | None = None,
+                  turn_detection_mode: str | None = None, tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A partial GA session.update changing only what is given (an operator's "apply to this call")."""
+    session: dict[str, Any] = {"type": "realtime"}
+    if instructions is not None:
+        session["instructions"] = instructions
+    if tools is not None:
+        session["tools"] = tools
+    audio: dict[str, Any] = {}
+    if turn_detection_mode is not None:
+        audio["input"] = {"turn_detection": turn_detection(openai, turn_detection_mode)}
+    if voice is not None:
+        audio["output"] = {"voice": voice}
+    if audio:
+        session["audio"] = audio
+    return {"type": "session.update", "session": session}
+
+
 def build_session_update(openai: Any, audio_format: str, tools: list[dict[str, Any]], *,
-                         instructions: str | None = None, voice: str | None = None) -> dict[str, Any]:
+                         instructions: str | None = None, voice: str | None = None,
+                         turn_detection_mode: str | None = None) -> dict[str, Any]:
     """The GA ``session.update`` for one call, from the ``[openai]`` settings (``instructions``
     and ``voice`` override them for this call)."""
     fmt = AUDIO_FORMATS[audio_format]
@@ -78,7 +97,7 @@ def build_session_update(openai: Any, audio_format: str, tools: list[dict[str, A
         if openai.transcription_language:
             transcription["language"] = openai.transcription_language
         audio_in["transcription"] = transcription
-    audio_in["turn_detection"] = turn_detection(openai)
+    audio_in["turn_detection"] = turn_detection(openai, turn_detection_mode)
     session: dict[str, Any] = {
         "type": "realtime",
         "output_modalities": ["audio"],
@@ -94,10 +113,12 @@ def build_session_update(openai: Any, audio_format: str, tools: list[dict[str, A
     return {"type": "session.update", "session": session}
 
 
-def turn_detection(openai: Any) -> dict[str, Any] | None:
-    if openai.turn_detection == "none":
+def turn_detection(openai: Any, mode: str | None = None) -> dict[str, Any] | None:
+    """The turn_detection object for ``mode`` (default: the setting) with the [openai] VAD values."""
+    mode = mode or openai.turn_detection
+    if mode == "none":
         return None
-    if openai.turn_detection == "semantic_vad":
+    if mode == "semantic_vad":
         return {"type": "semantic_vad", "eagerness": openai.vad_eagerness,
                 "create_response": True, "interrupt_response": bool(openai.interrupt_response)}
     return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import time
 from collections import deque
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from core import events as ev
 from core.realtime import (RealtimeClosed, RealtimeConnection, RealtimeUnavailable, append_message,
                            auth_headers, build_session_update, realtime_url, redact_url)
-from core.tools import ToolContext
+from core.tools import ToolContext, ToolOutcome
 
 if TYPE_CHECKING:
     from core.call import Call
@@ -128,7 +129,8 @@ class RealtimeSession:
         choices = self.call.choices
         update = build_session_update(self.cfg, self.call.settings.rtp.format,
                                       self.call.app.tools.definitions(choices.tools),
-                                      instructions=choices.instructions, voice=choices.voice)
+                                      instructions=choices.instructions, voice=choices.voice,
+                                      turn_detection_mode=choices.turn_detection)
         update["event_id"] = "aribot_session_update"
         await self.conn.send(update)
         async for event in events:
@@ -239,8 +241,12 @@ class RealtimeSession:
 
     async def add_user_text(self, text: str) -> None:
         """Put ``text`` in the conversation as something the caller said."""
+        await self.add_item("user", text)
+
+    async def add_item(self, role: str, text: str) -> None:
+        """A text message of ``role`` (user or system) in the conversation."""
         await self.send({"type": "conversation.item.create", "item": {
-            "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}})
+            "type": "message", "role": role, "content": [{"type": "input_text", "text": text}]}})
 
     def _next_tag(self) -> str:
         self._request_seq += 1
@@ -314,8 +320,11 @@ class RealtimeSession:
             filler = asyncio.get_running_loop().call_later(
                 cfg.filler_after, lambda: self._spawn(self._say_filler(filler_tag)))
         try:
-            outcome = await self.call.app.tools.run(name, arguments, ToolContext(self.call, name, response_id),
-                                                    allowed=self.call.choices.tools)
+            if name in cfg.manual:
+                outcome = await self._manual_answer(name, call_id, arguments)
+            else:
+                outcome = await self.call.app.tools.run(name, arguments, ToolContext(self.call, name, response_id),
+                                                        allowed=self.call.choices.tools)
         finally:
             if filler is not None:
                 filler.cancel()
@@ -328,6 +337,26 @@ class RealtimeSession:
         if outcome.respond:
             self.need_response = True
         await self._maybe_create_response()
+
+    async def _manual_answer(self, name: str, call_id: str, arguments: str) -> ToolOutcome:
+        """A tool answered by a person: wait for the operator's answer on the dashboard."""
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.call.manual_answers[call_id] = future
+        self.call.emit(ev.ToolAwaitingAnswer(call_id=self.call.id, tool=name, tool_call_id=call_id,
+                                             arguments=arguments))
+        timeout = self.call.settings.tools.manual_timeout
+        try:
+            answer = await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            message = f"no operator answered {name} within {timeout:g} s"
+            return ToolOutcome(json.dumps({"error": message}), message, timed_out=True)
+        finally:
+            self.call.manual_answers.pop(call_id, None)
+        try:
+            json.loads(answer)
+            return ToolOutcome(answer)
+        except ValueError:
+            return ToolOutcome(json.dumps({"answer": answer}))
 
     async def _say_filler(self, tag_holder: list[str]) -> None:
         """A slow tool: the AI tells the caller it is checking ([tools] filler)."""

@@ -170,6 +170,8 @@ CORE_RULES: tuple[Rule, ...] = (
     Rule("tools.disabled", str_list, "a list of tool names"),
     Rule("tools.filler_after", number(float, 0, 600), "seconds 0..600 (0 = never)"),
     Rule("tools.filler", as_str, "instructions for the AI"),
+    Rule("tools.manual", str_list, "a list of tool names"),
+    Rule("tools.manual_timeout", number(float, 1, 3600), "seconds 1..3600"),
     Rule("call.greeting", as_str, "a media URI such as sound:hello-world, or empty"),
     Rule("call.fallback_prompt", media_list, "comma-separated media URIs such as sound:im-sorry"),
     Rule("call.on_failure", choice("hangup", "continue"), "hangup or continue"),

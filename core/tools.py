@@ -48,6 +48,10 @@ class ToolContext:
         """Run ``coro`` for this call once the tool has returned (its output goes first)."""
         self._call.spawn(coro)
 
+    @property
+    def settings(self) -> Any:
+        return self._call.settings
+
     def config(self, name: str | None = None) -> dict[str, Any]:
         """This tool's settings table ``[tools.<name>]`` (an empty dict when there is none)."""
         tables = self._call.settings.get("tools", {}) or {}

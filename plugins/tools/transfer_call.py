@@ -5,17 +5,8 @@ from __future__ import annotations
 
 from core import hookimpl
 from core.settings import Rule, as_str, str_list
+from core.controls import transfer_targets
 from core.tools import ToolContext, ToolResult
-
-
-def allowed_targets(config: dict) -> dict[tuple[str, str], str]:
-    """(extension, context) → the allow-list entry; "ext" means the configured default context."""
-    default = str(config.get("context", "") or "")
-    targets = {}
-    for entry in config.get("allowed", []) or []:
-        extension, _sep, context = str(entry).partition("@")
-        targets[(extension.strip(), (context or default).strip())] = str(entry)
-    return targets
 
 
 async def transfer_call(extension: str, context: str = "", ctx: ToolContext | None = None) -> ToolResult:
@@ -28,7 +19,7 @@ async def transfer_call(extension: str, context: str = "", ctx: ToolContext | No
     assert ctx is not None
     config = ctx.config()
     target_context = context or str(config.get("context", "") or "")
-    targets = allowed_targets(config)
+    targets = transfer_targets(ctx.settings)
     if (extension, target_context) not in targets:
         allowed = ", ".join(sorted(targets.values())) or "none"
         raise ValueError(f"transfers to {extension}{'@' + target_context if target_context else ''} are not "

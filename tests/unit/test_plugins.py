@@ -250,3 +250,19 @@ def test_plugin_folder_modules_and_packages(tmp_path) -> None:
         load_plugins(settings(paths=[str(tmp_path)]))
     with pytest.raises(PluginError, match="not a folder"):
         load_plugins(settings(paths=[str(tmp_path / "missing")]))
+
+
+def test_disable_and_enable_at_run_time() -> None:
+    plugins = load_plugins(settings(disabled=["tools_current_time"]))
+    assert "current_time" not in {fn.__name__ for _o, fn in plugins.tools()}
+    plugins.enable("tools_current_time")                    # blocked at start-up: imported now
+    assert "current_time" in {fn.__name__ for _o, fn in plugins.tools()}
+    plugins.disable("tools_end_call")
+    assert "end_call" not in {fn.__name__ for _o, fn in plugins.tools()}
+    assert {p.name: p.enabled for p in plugins.infos()}["tools_end_call"] is False
+    plugins.enable("tools_end_call")
+    assert "end_call" in {fn.__name__ for _o, fn in plugins.tools()}
+    with pytest.raises(PluginError):
+        plugins.enable("tools_end_call")
+    with pytest.raises(PluginError):
+        plugins.disable("no_such_plugin")

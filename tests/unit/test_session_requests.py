@@ -20,7 +20,7 @@ class StubConnection:
 
 def make_session() -> tuple[RealtimeSession, StubConnection]:
     cfg = SimpleNamespace(append_frames=1, input_buffer_ms=1000, interrupt_response=True)
-    tools = SimpleNamespace(filler_after=0, filler="")
+    tools = SimpleNamespace(filler_after=0, filler="", manual=[], manual_timeout=1.0)
     call = SimpleNamespace(id="c1", settings=SimpleNamespace(openai=cfg, tools=tools), emit=lambda event: None,
                            playout=Playout(), flush_playout=lambda: 0)
     session = RealtimeSession(call)  # type: ignore[arg-type]

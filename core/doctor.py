@@ -1,0 +1,364 @@
+"""Set-up diagnostics, before a single AI minute is paid for: can aribot log in to ARI, is its Stasis
+app registered, which Asterisk is it, can Asterisk send RTP to us, does the Realtime API accept the key.
+
+``run_checks`` serves both ``aribot doctor`` and the dashboard's setup checklist. Each ``Check`` says
+in one line what is wrong and what to do; no secret is ever part of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import json
+import re
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from core.ari import AriClient, AriError, AriNotFound
+from core.realtime import RealtimeClosed, RealtimeConnection, RealtimeUnavailable, auth_headers, realtime_url, redact_url
+from core.settings import env_name
+
+NAMES = ("settings", "ari_login", "ari_app", "asterisk_version", "rtp_address", "realtime")
+TESTED_MAJOR = 22  # the Asterisk aribot's integration tests run on
+EXTERNAL_MEDIA_SINCE = (16, 6)
+PORT_SAMPLE = 64  # RTP ports test-bound at most (evenly spread over the range)
+
+
+@dataclass
+class Check:
+    """One diagnostic. ``ok`` with a ``hint`` is a warning; ``skipped`` checks could not run."""
+
+    name: str
+    ok: bool
+    detail: str
+    hint: str = ""
+    skipped: bool = False
+
+    @property
+    def status(self) -> str:
+        """OK, WARN (ok, with a hint), FAIL or SKIP."""
+        if self.skipped:
+            return "SKIP"
+        if not self.ok:
+            return "FAIL"
+        return "WARN" if self.hint else "OK"
+
+    def line(self) -> str:
+        """``FAIL realtime  invalid API key (…): set ARIBOT_OPENAI__API_KEY …``"""
+        return f"{self.status:<4} {self.name}  {self.detail}" + (f": {self.hint}" if self.hint else "")
+
+
+def key(name: str) -> str:
+    """``ari.password (ARIBOT_ARI__PASSWORD)``: a setting as the user can set it."""
+    return f"{name} ({env_name(name)})"
+
+
+async def run_checks(settings: Any, *, app: Any = None, timeout: float = 5.0) -> list[Check]:
+    """Every check, in NAMES order. ``settings``: loaded settings, or the SettingsError/PluginError
+    that ``configure()`` raised (then only ``settings`` runs). ``app``: a running App, if any."""
+    if isinstance(settings, Exception):
+        return [check_settings(settings)] + [
+            Check(name, False, "not checked: the settings are not valid", skipped=True) for name in NAMES[1:]]
+    results = await asyncio.gather(check_ari(settings, app=app, timeout=timeout), check_rtp(settings, timeout=timeout),
+                                   check_realtime(settings, timeout=timeout), return_exceptions=True)
+    checks = [check_settings(None)]
+    for names, result in zip((NAMES[1:4], NAMES[4:5], NAMES[5:]), results):
+        if isinstance(result, BaseException):
+            checks += [Check(name, False, f"the check crashed: {type(result).__name__}: {result}") for name in names]
+        else:
+            checks += result if isinstance(result, list) else [result]
+    secrets = [s for s in (settings.ari.password, settings.openai.api_key) if s]
+    return [scrub(check, secrets) for check in checks]
+
+
+async def doctor(settings_file: str | Path | None = None, *, timeout: float = 5.0) -> list[Check]:
+    """Load settings and plugins as ``aribot serve`` would, then ``run_checks``."""
+    from core.app import configure
+    from core.plugins import PluginError
+    from core.settings import SettingsError
+
+    try:
+        settings, _plugins = configure(settings_file)
+    except (SettingsError, PluginError) as exc:
+        return await run_checks(exc, timeout=timeout)
+    return await run_checks(settings, timeout=timeout)
+
+
+def render(checks: list[Check], *, as_json: bool = False) -> str:
+    """One line per check, or a JSON list (each check's fields plus ``status``)."""
+    if as_json:
+        return json.dumps([asdict(c) | {"status": c.status} for c in checks], indent=2)
+    return "\n".join(c.line() for c in checks)
+
+
+def scrub(check: Check, secrets: list[str]) -> Check:
+    """A safety net: any secret that slipped into a text becomes ***."""
+    for secret in secrets:
+        check.detail, check.hint = check.detail.replace(secret, "***"), check.hint.replace(secret, "***")
+    return check
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+def check_settings(error: Exception | None) -> Check:
+    """``settings``: the error configure() raised (named keys → their env vars), or valid."""
+    if error is None:
+        return Check("settings", True, "all settings are valid")
+    keys = list(dict.fromkeys(re.findall(r"setting ([\w.]+) =", str(error))))
+    hint = ("fix " + ", ".join(key(k) for k in keys)) if keys else "fix the settings file or the plugin named"
+    return Check("settings", False, str(error), hint)
+
+
+# --- ARI ---------------------------------------------------------------------------------------
+
+def shown_url(url: str) -> str:
+    """The URL without any user:password@ part."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+async def check_ari(settings: Any, *, app: Any = None, timeout: float = 5.0) -> list[Check]:
+    """``ari_login``, then ``ari_app`` and ``asterisk_version`` (skipped if the login failed)."""
+    ari = settings.ari
+    client = AriClient(ari.url, ari.username, ari.password, request_timeout=timeout)
+    await client.start()
+    try:
+        login = await _ari_login(client, ari, timeout)
+        if not login.ok:
+            why = "not checked: ari_login failed"
+            return [login, Check("ari_app", False, why, skipped=True), Check("asterisk_version", False, why, skipped=True)]
+        registered, (version, text) = await asyncio.gather(_ari_app(client, ari.app, app), _asterisk_version(client))
+    finally:
+        await client.close()
+    if text:  # "22.10.1+dfsg+~cs6.17.60671434-1" (Debian) → "22.10.1"
+        login.detail = login.detail.replace("Asterisk at", f"Asterisk {text.split('+')[0]} at", 1)
+    return [login, registered, version]
+
+
+async def _ari_login(client: AriClient, ari: Any, timeout: float) -> Check:
+    url = shown_url(ari.url)
+    try:
+        data = await client.call("ping")
+    except AriError as exc:
+        return _login_failure(exc, ari, url, timeout)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or data.get("ping") != "pong":
+        return Check("ari_login", False, f"{url}/ari/asterisk/ping answered, but not as Asterisk ARI",
+                     f"check {key('ari.url')}: Asterisk's http.conf bindaddr:bindport[/prefix]")
+    return Check("ari_login", True, f"Asterisk at {url} as user {ari.username!r}")
+
+
+def _login_failure(exc: AriError, ari: Any, url: str, timeout: float) -> Check:
+    fix_url = f"start Asterisk or fix {key('ari.url')}; its http.conf needs enabled = yes and that bindaddr:bindport"
+    if exc.status == 0:
+        cause = exc.__cause__
+        os_error = getattr(cause, "os_error", cause)
+        if isinstance(cause, asyncio.TimeoutError):
+            return Check("ari_login", False, f"no answer from {url} within {timeout:g} s", fix_url + " (or a firewall)")
+        if isinstance(os_error, socket.gaierror):
+            host = urlsplit(ari.url).hostname
+            return Check("ari_login", False, f"cannot resolve host {host} of {url}", f"fix {key('ari.url')}")
+        if isinstance(os_error, ConnectionRefusedError):
+            return Check("ari_login", False, f"connection refused by {url}", fix_url)
+        return Check("ari_login", False, f"cannot reach {url}: {exc.message}", fix_url)
+    if exc.status == 401:
+        why = "ari.password is empty" if not ari.password else "wrong username or password"
+        return Check("ari_login", False, f"Asterisk at {url} rejected user {ari.username!r} (HTTP 401): {why}",
+                     f"set {key('ari.username')} and {key('ari.password')} to a user of ari.conf")
+    if exc.status == 403:
+        return Check("ari_login", False, f"Asterisk at {url} denied user {ari.username!r} (HTTP 403: {exc.message})",
+                     "allow this machine in the user's permit/deny/acl in ari.conf")
+    if exc.status == 404:
+        return Check("ari_login", False, f"no ARI at {url}/ari (HTTP 404)",
+                     f"check {key('ari.url')} and the prefix in Asterisk's http.conf (URL = http://host:port[/prefix]); "
+                     "ari.conf needs enabled = yes")
+    if exc.status == 503:
+        return Check("ari_login", False, f"Asterisk at {url} has not finished booting (HTTP 503)",
+                     "wait until Asterisk is fully booted, then run the check again")
+    return Check("ari_login", False, f"Asterisk at {url} answered HTTP {exc.status}: {exc.message}", fix_url)
+
+
+async def _ari_app(client: AriClient, name: str, app: Any) -> Check:
+    try:
+        await client.call("get_application", applicationName=name)
+        registered = True
+    except AriNotFound:
+        registered = False
+    except AriError as exc:
+        return Check("ari_app", False, f"could not ask Asterisk about app {name}: {exc}")
+    if app is not None:
+        if not app.ari_connected:
+            why = getattr(getattr(app, "stream", None), "last_error", "") or "not connected yet"
+            return Check("ari_app", False, f"aribot's events WebSocket for app {name} is down ({why})",
+                         f"Stasis({name}) calls fail until it reconnects (it retries by itself); see ari_login")
+        if registered:
+            return Check("ari_app", True, f"this aribot is connected to app {name}")
+        return Check("ari_app", False, f"aribot is connected, but Asterisk does not list app {name}",
+                     "another ARI client took the app over and left; restart aribot")
+    if registered:
+        return Check("ari_app", True, f"app {name} is registered: an aribot (or another ARI client) is connected to it")
+    return Check("ari_app", True, f"no aribot is connected to app {name}",
+                 f"Stasis({name}) calls fail until `aribot serve` runs")
+
+
+async def _asterisk_version(client: AriClient) -> tuple[Check, str]:
+    try:
+        info = await client.call("asterisk_info", only="build,system")
+    except (AriError, ValueError) as exc:
+        return Check("asterisk_version", False, f"could not read /asterisk/info: {exc}"), ""
+    info = info if isinstance(info, dict) else {}
+    version = str((info.get("system") or {}).get("version") or "")
+    build = info.get("build") or {}
+    where = " ".join(str(build[k]) for k in ("os", "machine") if build.get(k) not in (None, "", "unknown"))
+    detail = f"Asterisk {version or '(version not reported)'}" + (f" on {where}" if where else "")
+    match = re.match(r"(?:certified[-/])?(\d+)\.(\d+)", version)
+    if not match:
+        return Check("asterisk_version", True, detail, f"aribot is tested on Asterisk {TESTED_MAJOR}"), version
+    major_minor = (int(match[1]), int(match[2]))
+    if major_minor < EXTERNAL_MEDIA_SINCE:
+        return Check("asterisk_version", False, detail + ": no ExternalMedia (it came in 16.6)",
+                     f"upgrade Asterisk; aribot is tested on {TESTED_MAJOR}"), version
+    if major_minor[0] < TESTED_MAJOR:
+        return Check("asterisk_version", True, detail,
+                     f"ExternalMedia over RTP works from 16.6 but aribot is tested on Asterisk {TESTED_MAJOR}"), version
+    return Check("asterisk_version", True, detail), version
+
+
+# --- RTP ---------------------------------------------------------------------------------------
+
+async def is_loopback(host: str, timeout: float = 2.0) -> bool | None:
+    """True/False for an address or a name that resolves; None when the name does not resolve."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(host, None), timeout)
+    except (OSError, asyncio.TimeoutError):
+        return None
+    return all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+
+
+def free_ports(host: str, port_min: int, port_max: int) -> tuple[int, int]:
+    """``(free, tried)`` UDP ports of the range on ``host`` (at most PORT_SAMPLE, evenly spread);
+    raises OSError when ``host`` itself cannot be bound."""
+    ports = range(port_min, port_max + 1)
+    sample = ports if len(ports) <= PORT_SAMPLE else [ports[i * len(ports) // PORT_SAMPLE] for i in range(PORT_SAMPLE)]
+    free = 0
+    for port in sample:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind((host, port))
+                free += 1
+            except OSError as exc:
+                if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+                    raise
+    return free, len(sample)
+
+
+async def check_rtp(settings: Any, *, timeout: float = 5.0) -> Check:
+    """``rtp_address``: the range is bindable, and Asterisk is given an address it can send to."""
+    rtp = settings.rtp
+    host, target = rtp.host, rtp.advertise_host or rtp.host
+    span = f"{host}:{rtp.port_min}-{rtp.port_max}"
+    try:
+        free, tried = free_ports(host, rtp.port_min, rtp.port_max)
+    except OSError as exc:
+        return Check("rtp_address", False, f"cannot bind UDP on rtp.host {host}: {exc.strerror or exc}",
+                     f"set {key('rtp.host')} to an address of this machine (or 0.0.0.0)")
+    if not free:
+        return Check("rtp_address", False, f"no free UDP port in {span} ({tried} tried, all in use)",
+                     f"choose a free range with {key('rtp.port_min')} and {key('rtp.port_max')}")
+    field = "rtp.advertise_host" if rtp.advertise_host else "rtp.host"
+    if target.strip("[]") in ("", "0.0.0.0", "::"):
+        return Check("rtp_address", False, f"Asterisk would be told to send RTP to {target} ({field})",
+                     f"set {key('rtp.advertise_host')} to this machine's address as Asterisk sees it")
+    ari_host = urlsplit(settings.ari.url).hostname or ""
+    target_loop = await is_loopback(target, timeout)
+    if target_loop and await is_loopback(ari_host, timeout) is False:
+        return Check("rtp_address", False, f"Asterisk at {ari_host} cannot reach {target}",
+                     f"set {key('rtp.advertise_host')} to an address Asterisk can reach")
+    if target_loop is False and await is_loopback(host, timeout):
+        return Check("rtp_address", False, f"rtp.host {host} only receives on loopback, but Asterisk is told to "
+                     f"send RTP to {target}", f"set {key('rtp.host')} to {target} or 0.0.0.0")
+    return Check("rtp_address", True, f"UDP {span}: {free} of {tried} {'sampled ' if tried < rtp.port_max - rtp.port_min + 1 else ''}"
+                 f"ports free; Asterisk sends RTP to {target}")
+
+
+# --- Realtime ------------------------------------------------------------------------------------
+
+async def check_realtime(settings: Any, *, timeout: float = 5.0) -> Check:
+    """``realtime``: connect, read the first event, close. Nothing is sent: no audio, no
+    session.update, so nothing is billed."""
+    cfg = settings.openai
+    url = redact_url(realtime_url(cfg))
+    set_key = f"set {env_name('openai.api_key')} (or OPENAI_API_KEY) to "
+    what_key = "the Azure OpenAI resource's key" if cfg.provider == "azure" else "a valid OpenAI API key"
+    if not cfg.api_key:
+        return Check("realtime", False, "openai.api_key is empty", set_key + what_key)
+    conn = RealtimeConnection(realtime_url(cfg), auth_headers(cfg), open_timeout=timeout)
+    events = conn.events()
+    try:
+        async with asyncio.timeout(timeout):
+            await conn.open()
+            first = await anext(events)
+    except (TimeoutError, asyncio.TimeoutError):
+        return _realtime_timeout(url, timeout)
+    except RealtimeUnavailable as exc:
+        return _realtime_refused(exc, url, cfg, timeout, set_key + what_key)
+    except RealtimeClosed as exc:
+        if exc.code == 3000 and "invalid_api_key" in exc.reason:
+            return Check("realtime", False, f"invalid API key ({url} closed with 3000)", set_key + what_key)
+        return Check("realtime", False, f"{url} closed the connection (code {exc.code}: {exc.reason or 'no reason'})",
+                     f"check {key('openai.url')} and {key('openai.model')}")
+    finally:
+        await events.aclose()
+        await conn.close()
+    if first["type"] == "session.created":
+        model = (first.get("session") or {}).get("model") or cfg.model
+        return Check("realtime", True, f"{url} accepted the key (session.created, model {model})")
+    if first["type"] == "error":
+        error = first.get("error") or {}
+        if error.get("code") == "invalid_api_key":
+            return Check("realtime", False, f"invalid API key ({url} answered invalid_api_key)", set_key + what_key)
+        return Check("realtime", False, f"{url} sent error {error.get('code')}: {str(error.get('message'))[:160]}",
+                     f"check {key('openai.model')} and the account's Realtime access")
+    return Check("realtime", False, f"{url} sent {first['type']} first, not session.created",
+                 f"point {key('openai.url')} at a Realtime GA endpoint")
+
+
+def _realtime_timeout(url: str, timeout: float) -> Check:
+    return Check("realtime", False, f"no answer from {url} within {timeout:g} s",
+                 f"check {key('openai.url')} and this machine's network, firewall or proxy")
+
+
+def _realtime_refused(exc: RealtimeUnavailable, url: str, cfg: Any, timeout: float, fix_key: str) -> Check:
+    cause = exc.__cause__
+    response = getattr(cause, "response", None)
+    status = getattr(response, "status_code", None)
+    fix_url = f"check {key('openai.url')} and {key('openai.model')}"
+    if status in (401, 403):
+        hint = fix_key if status == 401 else "give the key's project Realtime access, or " + fix_key
+        if cfg.provider == "azure":
+            hint += "; a GA Azure openai.url has no api-version"
+        return Check("realtime", False, f"{url} refused the connection (HTTP {status} on the upgrade)", hint)
+    if status == 404:
+        return Check("realtime", False, f"no Realtime endpoint at {url} (HTTP 404)", fix_url)
+    if status is not None:
+        return Check("realtime", False, f"{url} refused the upgrade with HTTP {status}", fix_url)
+    if isinstance(cause, (TimeoutError, asyncio.TimeoutError)):
+        return _realtime_timeout(url, timeout)
+    if isinstance(cause, socket.gaierror):
+        return Check("realtime", False, f"cannot resolve host {urlsplit(cfg.url).hostname} of {url}",
+                     f"fix {key('openai.url')} or this machine's DNS")
+    if isinstance(cause, ConnectionRefusedError):
+        return Check("realtime", False, f"{url} refused the connection: nothing listens there", fix_url)
+    return Check("realtime", False, f"cannot connect to {url}: {exc}", fix_url)

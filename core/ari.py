@@ -110,8 +110,9 @@ class AriClient:
         for name, value in params.items():
             if value is None:
                 continue
-            for item in value if isinstance(value, (list, tuple)) else [value]:
-                query.append((name, ("true" if item else "false") if isinstance(item, bool) else str(item)))
+            if isinstance(value, (list, tuple)):  # allowMultiple: Asterisk reads one comma-separated value
+                value = ",".join(str(item) for item in value)  # (repeated parameters: only the last one counts)
+            query.append((name, ("true" if value else "false") if isinstance(value, bool) else str(value)))
         assert self.session is not None, "AriClient.start() was not called"
         url = self.base + template.format(**path_fields)
         try:

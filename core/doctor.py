@@ -19,8 +19,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from core.ari import AriClient, AriError, AriNotFound
-from core.realtime import RealtimeClosed, RealtimeConnection, RealtimeUnavailable, auth_headers, realtime_url, redact_url
-from core.settings import env_name
+from core.realtime import (RealtimeClosed, RealtimeConnection, RealtimeUnavailable, auth_headers, realtime_url,
+                           redact_url)
+from core.plugins import PluginError
+from core.settings import SettingsError, env_name
 
 NAMES = ("settings", "ari_login", "ari_app", "asterisk_version", "rtp_address", "realtime")
 TESTED_MAJOR = 22  # the Asterisk aribot's integration tests run on
@@ -41,11 +43,7 @@ class Check:
     @property
     def status(self) -> str:
         """OK, WARN (ok, with a hint), FAIL or SKIP."""
-        if self.skipped:
-            return "SKIP"
-        if not self.ok:
-            return "FAIL"
-        return "WARN" if self.hint else "OK"
+        return "SKIP" if self.skipped else "FAIL" if not self.ok else "WARN" if self.hint else "OK"
 
     def line(self) -> str:
         """``FAIL realtime  invalid API key (…): set ARIBOT_OPENAI__API_KEY …``"""
@@ -60,14 +58,16 @@ def key(name: str) -> str:
 async def run_checks(settings: Any, *, app: Any = None, timeout: float = 5.0) -> list[Check]:
     """Every check, in NAMES order. ``settings``: loaded settings, or the SettingsError/PluginError
     that ``configure()`` raised (then only ``settings`` runs). ``app``: a running App, if any."""
-    if isinstance(settings, Exception):
+    if isinstance(settings, (SettingsError, PluginError)):
         return [check_settings(settings)] + [
             Check(name, False, "not checked: the settings are not valid", skipped=True) for name in NAMES[1:]]
     results = await asyncio.gather(check_ari(settings, app=app, timeout=timeout), check_rtp(settings, timeout=timeout),
                                    check_realtime(settings, timeout=timeout), return_exceptions=True)
     checks = [check_settings(None)]
     for names, result in zip((NAMES[1:4], NAMES[4:5], NAMES[5:]), results):
-        if isinstance(result, BaseException):
+        if isinstance(result, BaseException) and not isinstance(result, Exception):
+            raise result
+        if isinstance(result, Exception):
             checks += [Check(name, False, f"the check crashed: {type(result).__name__}: {result}") for name in names]
         else:
             checks += result if isinstance(result, list) else [result]
@@ -77,9 +77,7 @@ async def run_checks(settings: Any, *, app: Any = None, timeout: float = 5.0) ->
 
 async def doctor(settings_file: str | Path | None = None, *, timeout: float = 5.0) -> list[Check]:
     """Load settings and plugins as ``aribot serve`` would, then ``run_checks``."""
-    from core.app import configure
-    from core.plugins import PluginError
-    from core.settings import SettingsError
+    from core.app import configure  # late: core.app imports the whole server
 
     try:
         settings, _plugins = configure(settings_file)
@@ -130,7 +128,7 @@ async def check_ari(settings: Any, *, app: Any = None, timeout: float = 5.0) -> 
         login = await _ari_login(client, ari, timeout)
         if not login.ok:
             why = "not checked: ari_login failed"
-            return [login, Check("ari_app", False, why, skipped=True), Check("asterisk_version", False, why, skipped=True)]
+            return [login, *(Check(name, False, why, skipped=True) for name in ("ari_app", "asterisk_version"))]
         registered, (version, text) = await asyncio.gather(_ari_app(client, ari.app, app), _asterisk_version(client))
     finally:
         await client.close()
@@ -140,47 +138,42 @@ async def check_ari(settings: Any, *, app: Any = None, timeout: float = 5.0) -> 
 
 
 async def _ari_login(client: AriClient, ari: Any, timeout: float) -> Check:
-    url = shown_url(ari.url)
+    url, user = shown_url(ari.url), ari.username
+    fix_url = f"start Asterisk or fix {key('ari.url')}; its http.conf needs enabled = yes and that bindaddr:bindport"
     try:
         data = await client.call("ping")
     except AriError as exc:
-        return _login_failure(exc, ari, url, timeout)
+        if exc.status == 0:
+            return network_failure("ari_login", url, exc.__cause__, timeout, fix_url)
+        detail, hint = {
+            401: (f"Asterisk at {url} rejected user {user!r} (HTTP 401): "
+                  + ("ari.password is empty" if not ari.password else "wrong username or password"),
+                  f"set {key('ari.username')} and {key('ari.password')} to a user of ari.conf"),
+            403: (f"Asterisk at {url} denied user {user!r} (HTTP 403: {exc.message})",
+                  "allow this machine in the user's permit/deny/acl in ari.conf"),
+            404: (f"no ARI at {url}/ari (HTTP 404)", f"check {key('ari.url')} and the prefix in Asterisk's http.conf "
+                  "(URL = http://host:port[/prefix]); ari.conf needs enabled = yes"),
+            503: (f"Asterisk at {url} has not finished booting (HTTP 503)",
+                  "wait until Asterisk is fully booted, then check again"),
+        }.get(exc.status, (f"Asterisk at {url} answered HTTP {exc.status}: {exc.message}", fix_url))
+        return Check("ari_login", False, detail, hint)
     except ValueError:
         data = None
     if not isinstance(data, dict) or data.get("ping") != "pong":
-        return Check("ari_login", False, f"{url}/ari/asterisk/ping answered, but not as Asterisk ARI",
-                     f"check {key('ari.url')}: Asterisk's http.conf bindaddr:bindport[/prefix]")
-    return Check("ari_login", True, f"Asterisk at {url} as user {ari.username!r}")
+        return Check("ari_login", False, f"{url}/ari/asterisk/ping answered, but not as Asterisk ARI", fix_url)
+    return Check("ari_login", True, f"Asterisk at {url} as user {user!r}")
 
 
-def _login_failure(exc: AriError, ari: Any, url: str, timeout: float) -> Check:
-    fix_url = f"start Asterisk or fix {key('ari.url')}; its http.conf needs enabled = yes and that bindaddr:bindport"
-    if exc.status == 0:
-        cause = exc.__cause__
-        os_error = getattr(cause, "os_error", cause)
-        if isinstance(cause, asyncio.TimeoutError):
-            return Check("ari_login", False, f"no answer from {url} within {timeout:g} s", fix_url + " (or a firewall)")
-        if isinstance(os_error, socket.gaierror):
-            host = urlsplit(ari.url).hostname
-            return Check("ari_login", False, f"cannot resolve host {host} of {url}", f"fix {key('ari.url')}")
-        if isinstance(os_error, ConnectionRefusedError):
-            return Check("ari_login", False, f"connection refused by {url}", fix_url)
-        return Check("ari_login", False, f"cannot reach {url}: {exc.message}", fix_url)
-    if exc.status == 401:
-        why = "ari.password is empty" if not ari.password else "wrong username or password"
-        return Check("ari_login", False, f"Asterisk at {url} rejected user {ari.username!r} (HTTP 401): {why}",
-                     f"set {key('ari.username')} and {key('ari.password')} to a user of ari.conf")
-    if exc.status == 403:
-        return Check("ari_login", False, f"Asterisk at {url} denied user {ari.username!r} (HTTP 403: {exc.message})",
-                     "allow this machine in the user's permit/deny/acl in ari.conf")
-    if exc.status == 404:
-        return Check("ari_login", False, f"no ARI at {url}/ari (HTTP 404)",
-                     f"check {key('ari.url')} and the prefix in Asterisk's http.conf (URL = http://host:port[/prefix]); "
-                     "ari.conf needs enabled = yes")
-    if exc.status == 503:
-        return Check("ari_login", False, f"Asterisk at {url} has not finished booting (HTTP 503)",
-                     "wait until Asterisk is fully booted, then run the check again")
-    return Check("ari_login", False, f"Asterisk at {url} answered HTTP {exc.status}: {exc.message}", fix_url)
+def network_failure(name: str, url: str, cause: BaseException | None, timeout: float, fix: str) -> Check:
+    """A failed connection: timeout, DNS, refused or else (aiohttp and websockets errors alike)."""
+    os_error = getattr(cause, "os_error", cause)  # aiohttp wraps the OSError
+    if isinstance(cause, TimeoutError):
+        return Check(name, False, f"no answer from {url} within {timeout:g} s", fix + " (or a firewall or proxy)")
+    if isinstance(os_error, socket.gaierror):
+        return Check(name, False, f"cannot resolve host {urlsplit(url).hostname} of {url}", fix)
+    if isinstance(os_error, ConnectionRefusedError):
+        return Check(name, False, f"connection refused by {url}", fix)
+    return Check(name, False, f"cannot reach {url}: {type(cause).__name__}: {cause}", fix)
 
 
 async def _ari_app(client: AriClient, name: str, app: Any) -> Check:
@@ -208,24 +201,21 @@ async def _ari_app(client: AriClient, name: str, app: Any) -> Check:
 
 async def _asterisk_version(client: AriClient) -> tuple[Check, str]:
     try:
-        info = await client.call("asterisk_info", only="build,system")
-    except (AriError, ValueError) as exc:
-        return Check("asterisk_version", False, f"could not read /asterisk/info: {exc}"), ""
-    info = info if isinstance(info, dict) else {}
-    version = str((info.get("system") or {}).get("version") or "")
-    build = info.get("build") or {}
+        info = await client.call("asterisk_info", only=["build", "system"])
+        version, build = str(info["system"]["version"]), info.get("build") or {}
+    except (AriError, ValueError, TypeError, KeyError) as exc:
+        return Check("asterisk_version", False, f"could not read the version from /asterisk/info: {exc}"), ""
     where = " ".join(str(build[k]) for k in ("os", "machine") if build.get(k) not in (None, "", "unknown"))
-    detail = f"Asterisk {version or '(version not reported)'}" + (f" on {where}" if where else "")
+    detail = f"Asterisk {version}" + (f" on {where}" if where else "")
     match = re.match(r"(?:certified[-/])?(\d+)\.(\d+)", version)
+    tested = f"aribot is tested on Asterisk {TESTED_MAJOR}"
     if not match:
-        return Check("asterisk_version", True, detail, f"aribot is tested on Asterisk {TESTED_MAJOR}"), version
-    major_minor = (int(match[1]), int(match[2]))
-    if major_minor < EXTERNAL_MEDIA_SINCE:
+        return Check("asterisk_version", True, detail, tested), version
+    if (int(match[1]), int(match[2])) < EXTERNAL_MEDIA_SINCE:
         return Check("asterisk_version", False, detail + ": no ExternalMedia (it came in 16.6)",
-                     f"upgrade Asterisk; aribot is tested on {TESTED_MAJOR}"), version
-    if major_minor[0] < TESTED_MAJOR:
-        return Check("asterisk_version", True, detail,
-                     f"ExternalMedia over RTP works from 16.6 but aribot is tested on Asterisk {TESTED_MAJOR}"), version
+                     f"upgrade Asterisk; {tested}"), version
+    if int(match[1]) < TESTED_MAJOR:
+        return Check("asterisk_version", True, detail, f"ExternalMedia over RTP works from 16.6 but {tested}"), version
     return Check("asterisk_version", True, detail), version
 
 
@@ -289,8 +279,9 @@ async def check_rtp(settings: Any, *, timeout: float = 5.0) -> Check:
     if target_loop is False and await is_loopback(host, timeout):
         return Check("rtp_address", False, f"rtp.host {host} only receives on loopback, but Asterisk is told to "
                      f"send RTP to {target}", f"set {key('rtp.host')} to {target} or 0.0.0.0")
-    return Check("rtp_address", True, f"UDP {span}: {free} of {tried} {'sampled ' if tried < rtp.port_max - rtp.port_min + 1 else ''}"
-                 f"ports free; Asterisk sends RTP to {target}")
+    sampled = "sampled " if tried <= rtp.port_max - rtp.port_min else ""
+    return Check("rtp_address", True,
+                 f"UDP {span}: {free} of {tried} {sampled}ports free; Asterisk sends RTP to {target}")
 
 
 # --- Realtime ------------------------------------------------------------------------------------
@@ -300,25 +291,34 @@ async def check_realtime(settings: Any, *, timeout: float = 5.0) -> Check:
     session.update, so nothing is billed."""
     cfg = settings.openai
     url = redact_url(realtime_url(cfg))
-    set_key = f"set {env_name('openai.api_key')} (or OPENAI_API_KEY) to "
-    what_key = "the Azure OpenAI resource's key" if cfg.provider == "azure" else "a valid OpenAI API key"
+    fix_key = f"set {env_name('openai.api_key')} (or OPENAI_API_KEY) to " + (
+        "the Azure OpenAI resource's key" if cfg.provider == "azure" else "a valid OpenAI API key")
+    fix_url = f"check {key('openai.url')} and {key('openai.model')}"
     if not cfg.api_key:
-        return Check("realtime", False, "openai.api_key is empty", set_key + what_key)
+        return Check("realtime", False, "openai.api_key is empty", fix_key)
     conn = RealtimeConnection(realtime_url(cfg), auth_headers(cfg), open_timeout=timeout)
     events = conn.events()
     try:
         async with asyncio.timeout(timeout):
             await conn.open()
             first = await anext(events)
-    except (TimeoutError, asyncio.TimeoutError):
-        return _realtime_timeout(url, timeout)
+    except TimeoutError as exc:
+        return network_failure("realtime", url, exc, timeout, fix_url)
     except RealtimeUnavailable as exc:
-        return _realtime_refused(exc, url, cfg, timeout, set_key + what_key)
+        status = getattr(getattr(exc.__cause__, "response", None), "status_code", None)
+        if status is None:
+            return network_failure("realtime", url, exc.__cause__, timeout, f"check {key('openai.url')}")
+        if status in (401, 403):
+            hint = fix_key if status == 401 else "give the key's project Realtime access, or " + fix_key
+            hint += "; a GA Azure openai.url has no api-version" if cfg.provider == "azure" else ""
+            return Check("realtime", False, f"{url} refused the connection (HTTP {status} on the upgrade)", hint)
+        what = "no Realtime endpoint at {url}" if status == 404 else "{url} refused the upgrade"
+        return Check("realtime", False, what.format(url=url) + f" (HTTP {status})", fix_url)
     except RealtimeClosed as exc:
         if exc.code == 3000 and "invalid_api_key" in exc.reason:
-            return Check("realtime", False, f"invalid API key ({url} closed with 3000)", set_key + what_key)
+            return Check("realtime", False, f"invalid API key ({url} closed with 3000)", fix_key)
         return Check("realtime", False, f"{url} closed the connection (code {exc.code}: {exc.reason or 'no reason'})",
-                     f"check {key('openai.url')} and {key('openai.model')}")
+                     fix_url)
     finally:
         await events.aclose()
         await conn.close()
@@ -328,37 +328,8 @@ async def check_realtime(settings: Any, *, timeout: float = 5.0) -> Check:
     if first["type"] == "error":
         error = first.get("error") or {}
         if error.get("code") == "invalid_api_key":
-            return Check("realtime", False, f"invalid API key ({url} answered invalid_api_key)", set_key + what_key)
+            return Check("realtime", False, f"invalid API key ({url} answered invalid_api_key)", fix_key)
         return Check("realtime", False, f"{url} sent error {error.get('code')}: {str(error.get('message'))[:160]}",
                      f"check {key('openai.model')} and the account's Realtime access")
     return Check("realtime", False, f"{url} sent {first['type']} first, not session.created",
                  f"point {key('openai.url')} at a Realtime GA endpoint")
-
-
-def _realtime_timeout(url: str, timeout: float) -> Check:
-    return Check("realtime", False, f"no answer from {url} within {timeout:g} s",
-                 f"check {key('openai.url')} and this machine's network, firewall or proxy")
-
-
-def _realtime_refused(exc: RealtimeUnavailable, url: str, cfg: Any, timeout: float, fix_key: str) -> Check:
-    cause = exc.__cause__
-    response = getattr(cause, "response", None)
-    status = getattr(response, "status_code", None)
-    fix_url = f"check {key('openai.url')} and {key('openai.model')}"
-    if status in (401, 403):
-        hint = fix_key if status == 401 else "give the key's project Realtime access, or " + fix_key
-        if cfg.provider == "azure":
-            hint += "; a GA Azure openai.url has no api-version"
-        return Check("realtime", False, f"{url} refused the connection (HTTP {status} on the upgrade)", hint)
-    if status == 404:
-        return Check("realtime", False, f"no Realtime endpoint at {url} (HTTP 404)", fix_url)
-    if status is not None:
-        return Check("realtime", False, f"{url} refused the upgrade with HTTP {status}", fix_url)
-    if isinstance(cause, (TimeoutError, asyncio.TimeoutError)):
-        return _realtime_timeout(url, timeout)
-    if isinstance(cause, socket.gaierror):
-        return Check("realtime", False, f"cannot resolve host {urlsplit(cfg.url).hostname} of {url}",
-                     f"fix {key('openai.url')} or this machine's DNS")
-    if isinstance(cause, ConnectionRefusedError):
-        return Check("realtime", False, f"{url} refused the connection: nothing listens there", fix_url)
-    return Check("realtime", False, f"cannot connect to {url}: {exc}", fix_url)

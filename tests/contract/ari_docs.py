@@ -58,8 +58,8 @@ def validate_request(name: str, params: dict[str, Any]) -> list[str]:
         if spec is None:
             problems.append(f"{name}: unknown parameter {key}")
             continue
-        if isinstance(value, (list, tuple)) and not spec.get("allowMultiple"):
-            problems.append(f"{name}: {key} given several times but allowMultiple is false")
+        if isinstance(value, (list, tuple)) and not spec.get("allowMultiple"):  # (sent as one comma list)
+            problems.append(f"{name}: {key} given several values but allowMultiple is false")
         allowed = spec.get("allowableValues") or {}
         if allowed.get("valueType") == "LIST":
             for item in value if isinstance(value, (list, tuple)) else [value]:

@@ -58,6 +58,8 @@ async def test_realtime_unreachable_plays_fallback_then_acts(
     assert result.ok and result.bye_received, result.error      # Asterisk or aribot hung up, not the caller
     assert ended[0].reason == "realtime_unavailable"
     assert prompt_frames(rtp_sniffer, caller.media_port) > 50      # the fallback prompt was heard (>1 s)
+    played = asterisk_lab.log_text()[mark:]
+    assert "Playing 'im-sorry.gsm'" in played and "Playing 'please-try-call-later.gsm'" in played   # both parts
     lines = log_lines(caplog, "realtime_unavailable")
     assert len(lines) == 1 and "fallback prompt" in lines[0]
     if action == "continue":

@@ -20,18 +20,18 @@ _ATTEMPTS = 200
 # A reservation lapses after RESERVE_S: by then the port is bound (and so not bindable) or free
 # again, and a long test session does not fragment the window until no large block is left.
 RESERVE_S = 60.0
-_handed_out: dict[int, float] = {}
+_handed_out: dict[socket.SocketKind, dict[int, float]] = {socket.SOCK_STREAM: {}, socket.SOCK_DGRAM: {}}
 
 
-def _reserved(ports: range | list[int]) -> bool:
-    now = time.monotonic()
-    return any(now - _handed_out.get(port, -RESERVE_S) < RESERVE_S for port in ports)
+def _reserved(ports: range | list[int], kind: socket.SocketKind = socket.SOCK_DGRAM) -> bool:
+    now, taken = time.monotonic(), _handed_out[kind]
+    return any(now - taken.get(port, -RESERVE_S) < RESERVE_S for port in ports)
 
 
-def _reserve(ports: range | list[int]) -> None:
+def _reserve(ports: range | list[int], kind: socket.SocketKind = socket.SOCK_DGRAM) -> None:
     now = time.monotonic()
     for port in ports:
-        _handed_out[port] = now
+        _handed_out[kind][port] = now
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -67,8 +67,8 @@ def _random_port(kind: socket.SocketKind) -> int:
     low, high = _window()
     for _ in range(_ATTEMPTS):
         port = random.randrange(low, high)
-        if not _reserved([port]) and _bindable(port, kind):
-            _reserve([port])
+        if not _reserved([port], kind) and _bindable(port, kind):
+            _reserve([port], kind)
             return port
     raise RuntimeError(f"no free {kind.name} port found in {low}-{high} after {_ATTEMPTS} tries")
 
@@ -88,8 +88,9 @@ def free_udp_port_range(count: int) -> tuple[int, int]:
     if count < 1:
         raise ValueError("count must be >= 1")
     low, high = _window()
-    for _ in range(_ATTEMPTS):
-        start = random.randrange(low, high - count) & ~1
+    starts = [random.randrange(low, high - count) & ~1 for _ in range(_ATTEMPTS)]
+    starts += list(range(low + (low & 1), high - count, 2))  # then every even start, in order
+    for start in starts:
         block = range(start, start + count)
         if not _reserved(block) and all(_bindable(p, socket.SOCK_DGRAM) for p in block):
             _reserve(block)

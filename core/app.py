@@ -72,20 +72,24 @@ class App:
             raise SettingsError(f"setting dtmf.handler = {settings.dtmf.handler!r} is not valid: expected one of "
                                 f"the registered DTMF handlers: {', '.join(sorted(self.dtmf_handlers)) or 'none'}")
 
-    def set_plugin_enabled(self, name: str, enabled: bool) -> None:
-        """Enable or disable a plugin at run time; it takes effect for new calls. A change that
-        would leave aribot unable to serve (e.g. the only activation mode in use) is undone."""
+    async def set_plugin_enabled(self, name: str, enabled: bool) -> None:
+        """Enable or disable a plugin at run time (its startup/shutdown hooks run); it takes effect
+        for new calls. A change that would leave aribot unable to serve (e.g. the only activation
+        mode in use) is undone."""
         if enabled:
             self.plugins.enable(name)
             self.plugins.subscribe_handlers(self.bus, only=name)
         else:
+            await self.plugins.acall("shutdown", only=name, app=self)
             self.bus.disconnect_owner(name)
             self.plugins.disable(name)
         try:
             self.rebuild_registries()
         except SettingsError:
-            self.set_plugin_enabled(name, not enabled)
+            await self.set_plugin_enabled(name, not enabled)
             raise
+        if enabled:
+            await self.plugins.acall("startup", only=name, app=self)
         log.info("plugin %s %s for new calls", name, "enabled" if enabled else "disabled")
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -95,8 +99,8 @@ class App:
         await self.ari.start()
         self.http = HttpApi(self)
         await self.http.start()
+        await self.plugins.acall("startup", app=self)  # before calls can arrive: plugins see every event
         self._stream_task = asyncio.create_task(self.stream.run(), name="ari-events")
-        await self.plugins.acall("startup", app=self)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking calls, end live calls per ``[call] on_shutdown``, clean Asterisk, close."""
@@ -114,6 +118,7 @@ class App:
             await asyncio.gather(self._stream_task, return_exceptions=True)
         await self.plugins.acall("shutdown", app=self)
         await self.bus.drain()
+        self.bus.close()
         if self.http is not None:
             await self.http.stop()
         await self.ari.close()

@@ -19,7 +19,6 @@ from typing import Any, Callable, ClassVar
 from blinker import ANY, Namespace, NamedSignal
 
 log = logging.getLogger("aribot.events")
-signals = Namespace()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,13 +43,8 @@ def event(name: str) -> Callable[[type[Event]], type[Event]]:
     def wrap(cls: type[Event]) -> type[Event]:
         cls.name = name
         _EVENT_TYPES[name] = cls
-        signals.signal(name, doc=(cls.__doc__ or "").strip())
         return cls
     return wrap
-
-
-def signal_for(event_type: type[Event]) -> NamedSignal:
-    return signals.signal(event_type.name)
 
 
 def event_types() -> dict[str, type[Event]]:
@@ -307,9 +301,11 @@ Receiver = Callable[..., Any]
 
 
 class EventBus:
-    """Thin wrapper over blinker: strong refs, isolated receivers, per-owner bookkeeping."""
+    """Thin wrapper over blinker: strong refs, isolated receivers, per-owner bookkeeping. Each bus
+    has its own signals, so two aribot instances in one process (tests) never share receivers."""
 
     def __init__(self) -> None:
+        self._signals = Namespace()
         self._owned: dict[str, list[tuple[NamedSignal, Receiver]]] = defaultdict(list)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.receiver_errors = 0
@@ -326,7 +322,7 @@ class EventBus:
         shim = self._isolate(receiver, owner)
         targets = list(_EVENT_TYPES.values()) if event_type is None else [event_type]
         for cls in targets:
-            sig = signal_for(cls)
+            sig = self._signals.signal(cls.name)
             sig.connect(shim, sender=sender, weak=False)
             self._owned[owner].append((sig, shim))
         return shim
@@ -346,7 +342,7 @@ class EventBus:
 
     def emit(self, sender: Any, ev: Event) -> None:
         """Deliver ``ev`` synchronously to sync receivers; async receivers run as tasks."""
-        signal_for(type(ev)).send(sender, event=ev)
+        self._signals.signal(ev.name).send(sender, event=ev)
 
     def _isolate(self, receiver: Receiver, owner: str) -> Receiver:
         is_async = inspect.iscoroutinefunction(receiver)
@@ -370,6 +366,11 @@ class EventBus:
             self.receiver_errors += 1
             log.error("async event receiver of %s failed on %s for call %s: %r; other receivers "
                       "and the call go on", owner, ev.name, ev.call_id, task.exception())
+
+    def close(self) -> None:
+        """Disconnect every receiver (at shutdown)."""
+        for owner in list(self._owned):
+            self.disconnect_owner(owner)
 
     async def drain(self) -> None:
         """Wait for async receivers still running (used at shutdown and in tests)."""

@@ -211,10 +211,13 @@ class Plugins:
             fn(register=rules.append)
         return rules
 
-    async def acall(self, hook_name: str, **kwargs: Any) -> list[Any]:
-        """Call a notification hook; await async impls; a failing impl is logged, not raised."""
+    async def acall(self, hook_name: str, only: str | None = None, **kwargs: Any) -> list[Any]:
+        """Call a notification hook (of every plugin, or ``only`` one); await async impls; a
+        failing impl is logged, not raised."""
         results: list[Any] = []
         for owner, fn in self._per_plugin(hook_name):
+            if only is not None and owner != only:
+                continue
             try:
                 value = fn(**kwargs)
                 if inspect.isawaitable(value):

@@ -26,6 +26,16 @@ ACTIVITY = (ev.SpeechStarted, ev.SpeechStopped, ev.TalkingStarted, ev.TalkingFin
             ev.ResponseDone, ev.BotAudioStarted, ev.BotAudioStopped, ev.ActivationOpened)
 
 
+async def first_of(*events: asyncio.Event, timeout: float | None = None) -> None:
+    """Wait until one of ``events`` is set (or ``timeout``); the waiters never outlive the call."""
+    waiters = {asyncio.ensure_future(e.wait()) for e in events}
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
 class CallTimers:
     """The three timers of one call."""
 
@@ -88,10 +98,7 @@ class CallTimers:
 
     async def _no_speech(self) -> None:
         call = self.call
-        started = {asyncio.ensure_future(call.gate.opened.wait()), asyncio.ensure_future(self.no_input.wait())}
-        await asyncio.wait(started, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in started:
-            waiter.cancel()
+        await first_of(call.gate.opened, self.no_input)
         timeout = self.cfg.no_speech_timeout
         while True:
             self.activity.clear()
@@ -103,10 +110,7 @@ class CallTimers:
             else:
                 remaining = self.last_activity + timeout - time.monotonic()
                 if remaining > 0:
-                    waiters = {asyncio.ensure_future(self.activity.wait()), asyncio.ensure_future(self.no_input.wait())}
-                    await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-                    for waiter in waiters:
-                        waiter.cancel()
+                    await first_of(self.activity, self.no_input, timeout=remaining)
                     continue
             if self.reprompts >= self.cfg.no_speech_reprompts:
                 self._fired("no_speech", "the AI says goodbye, then the call ends")

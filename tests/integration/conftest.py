@@ -4,6 +4,8 @@ Realtime server per test, and aribot itself in-process with settings pointing at
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,7 @@ def lab_settings(lab: AsteriskLab, realtime_url: str, **overrides: dict[str, Any
         "activation": {"mode": "immediate"},
         "http": {"host": "127.0.0.1", "port": 0},
         "ui": {"enabled": False},
+        "history": {"path": str(Path(tempfile.gettempdir()) / f"aribot-test-history-{os.getpid()}.sqlite3")},
         "log": {"level": "DEBUG"},
     }
     for section, values in overrides.items():

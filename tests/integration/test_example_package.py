@@ -83,5 +83,5 @@ async def test_example_package_drops_in_and_out(
     assert tools["opening_hours"]["parameters"]["properties"]["day"]["enum"] == ["weekday", "saturday", "sunday"]
     assert {"lookup_order", "opening_hours"} <= offered
     assert outputs(fake.connections[0])[0] == {"order_id": "1001", "status": "shipped", "carrier": "DHL",
-                                               "expected": "tomorrow", "asked_by": ""}
+                                               "expected": "tomorrow", "asked_by": "sipp"}
     assert b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port)) == padded(answer)

@@ -16,7 +16,7 @@ MODULES = (
     # SIP / RTP
     "res_rtp_asterisk", "res_rtp_multicast", "res_pjproject", "res_pjsip", "res_pjsip_session",
     "res_pjsip_pubsub", "res_pjsip_sdp_rtp", "res_pjsip_endpoint_identifier_ip",
-    "res_pjsip_endpoint_identifier_user", "res_pjsip_dtmf_info", "res_pjsip_logger",
+    "res_pjsip_endpoint_identifier_user", "res_pjsip_dtmf_info", "res_pjsip_logger", "res_pjsip_caller_id",
     "res_pjsip_nat", "res_pjsip_authenticator_digest", "chan_pjsip",
     # media channels, HTTP / websockets
     "chan_rtp", "res_http_websocket", "res_websocket_client",

@@ -1,0 +1,325 @@
+"""The dashboard's pages (NiceGUI sub pages of one root): live calls, a call, session settings,
+plugins, setup checklist and call history. Everything they show comes from the bus (LiveState)
+or from the running App; every redraw is driven by one timer per page, only when data changed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+from nicegui import ui
+
+from core.controls import transfer_targets
+from plugins.ui_nicegui.live import CallView, LiveState
+
+VOICES = ["marin", "cedar", "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse"]
+TURN_DETECTION = ["server_vad", "semantic_vad", "none"]
+
+
+class Dashboard:
+    """Binds the pages to one running App and its LiveState."""
+
+    def __init__(self, app: Any, state: LiveState) -> None:
+        self.app = app
+        self.state = state
+        self.interval = 1.0 / max(0.5, float(app.settings.ui.refresh_hz))
+
+    # --- frame ---------------------------------------------------------------------------------
+    def root(self) -> None:
+        with ui.header().classes("items-center gap-6 bg-slate-800"):
+            ui.label("aribot").classes("text-xl font-bold")
+            for text, target in (("Live calls", "/"), ("Session", "/session"), ("Plugins", "/plugins"),
+                                 ("History", "/history"), ("Setup", "/setup")):
+                ui.link(text, target).classes("text-white")
+            status = ui.label().classes("ml-auto").mark("ari-status")
+            ui.timer(1.0, lambda: status.set_text("ARI connected" if self.app.ari_connected else "ARI disconnected"))
+        ui.sub_pages({"/": self.live_calls, "/call/{call_id}": self.call_view, "/session": self.session_page,
+                      "/plugins": self.plugins_page, "/history": self.history_page,
+                      "/history/{call_id}": self.history_view, "/setup": self.setup_page})
+
+    def _every_change(self, draw: Any, version: Any) -> None:
+        """Redraw ``draw`` (a refreshable) whenever ``version()`` changes, at most refresh_hz."""
+        seen = [version()]
+
+        def tick() -> None:
+            now = version()
+            if now != seen[0]:
+                seen[0] = now
+                draw.refresh()
+        ui.timer(self.interval, tick)
+
+    # --- live calls ----------------------------------------------------------------------------
+    def live_calls(self) -> None:
+        ui.label("Live calls").classes("text-2xl")
+
+        @ui.refreshable
+        def calls() -> None:
+            live = self.state.live()
+            if not live:
+                ui.label("No calls right now.")
+            for call in live:
+                with ui.card().classes("w-full"), ui.row().classes("items-center gap-4"):
+                    ui.link(call.caller_number or call.caller_name or "unknown caller", f"/call/{call.call_id}")
+                    ui.label(f"to {call.extension}")
+                    ui.badge(call.state)
+                    ui.label(call.mode)
+                    ui.label(_duration(call.duration_s))
+                    if call.speaking:
+                        ui.label(f"{'caller' if call.speaking == 'caller' else 'AI'} speaking")
+                    if call.tool_in_progress:
+                        ui.label(f"tool: {call.tool_in_progress}")
+                    if call.end_reason:
+                        ui.label(f"ended ({call.end_reason})")
+        calls()
+        self._every_change(calls, lambda: (self.state.version, int(time.time())))
+
+    # --- one call ------------------------------------------------------------------------------
+    def call_view(self, call_id: str) -> None:
+        view = self.state.calls.get(call_id)
+        if view is None:
+            ui.label("This call is not live (any more).")
+            ui.link("Look it up in the history", f"/history/{call_id}")
+            return
+        live_call = self.app.calls.get(call_id)
+        ui.label(f"Call from {view.caller_number or view.caller_name or 'unknown'} to {view.extension}").classes("text-2xl")
+        with ui.row().classes("items-center gap-4"):
+            meter_in = ui.linear_progress(value=0, show_value=False).props("color=green").classes("w-40").mark("level-in")
+            ui.label("caller")
+            meter_out = ui.linear_progress(value=0, show_value=False).props("color=blue").classes("w-40").mark("level-out")
+            ui.label("AI")
+
+        def levels() -> None:
+            call = self.app.calls.get(call_id)
+            heard, sent = call.levels() if call is not None else (0.0, 0.0)
+            meter_in.set_value(round(heard, 2))
+            meter_out.set_value(round(sent, 2))
+        ui.timer(0.2, levels)
+
+        @ui.refreshable
+        def details() -> None:
+            _call_details(view)
+            if view.ended_at:
+                ui.link("Call history", f"/history/{call_id}")
+        details()
+        self._every_change(details, lambda: view.version)
+        if live_call is not None:
+            self._call_actions(call_id, view)
+
+    def _call_actions(self, call_id: str, view: CallView) -> None:
+        with ui.card().classes("w-full"):
+            ui.label("Act on this call").classes("text-lg")
+            with ui.row().classes("items-center"):
+                ui.button("Hang up", on_click=lambda: self._act(call_id, "hangup")).props("color=red")
+                targets = {entry: (ext, ctx) for (ext, ctx), entry in transfer_targets(self.app.settings).items()}
+                target = ui.select(list(targets), label="Transfer to").classes("w-40").mark("transfer-target")
+                ui.button("Transfer", on_click=lambda: self._act(call_id, "transfer", targets.get(target.value))).mark(
+                    "transfer")
+            with ui.row().classes("items-center w-full"):
+                note = ui.input("Instruction to the AI").classes("w-96").mark("instruction")
+                ui.button("Send to AI", on_click=lambda: self._act(call_id, "instruct", note.value))
+
+        @ui.refreshable
+        def answers() -> None:
+            for tool in [t for t in view.tools if t.awaiting_answer]:
+                with ui.row().classes("items-center"):
+                    ui.label(f"{tool.tool}({tool.arguments}) waits for your answer")
+                    box = ui.input("Answer").mark(f"answer-{tool.tool_call_id}")
+                    ui.button("Send answer", on_click=lambda b=box, t=tool: self._act(call_id, "answer", (t.tool_call_id, b.value)))
+        answers()
+        self._every_change(answers, lambda: sum(t.awaiting_answer for t in view.tools))
+
+    async def _act(self, call_id: str, action: str, arg: Any = None) -> None:
+        call = self.app.calls.get(call_id)
+        if call is None:
+            ui.notify("The call has ended.")
+            return
+        if action == "hangup":
+            call.spawn(call.end("operator_hangup", action="hangup"))
+            ui.notify("Hanging up")
+        elif action == "transfer":
+            if arg is None:
+                ui.notify("Choose an allowed target first.")
+                return
+            extension, context = arg
+            target = {"context": context or call.channel.context, "extension": extension, "priority": 1}
+            call.spawn(call.end("operator_transfer", action="continue", target=target))
+            ui.notify(f"Transferring to {extension}")
+        elif action == "instruct" and arg:
+            await call.instruct_ai(str(arg))
+            ui.notify("Sent to the AI")
+        elif action == "answer":
+            tool_call_id, answer = arg
+            ui.notify("Answer sent" if call.answer_tool(tool_call_id, str(answer or "")) else "Nothing waits for it")
+
+    # --- session settings ------------------------------------------------------------------------
+    def session_page(self) -> None:
+        app, cfg = self.app, self.app.settings.openai
+        current = {"instructions": cfg.instructions, "voice": cfg.voice, "turn_detection": cfg.turn_detection,
+                   **app.overrides}
+        ui.label("Session settings").classes("text-2xl")
+        instructions = ui.textarea("Instructions", value=current["instructions"]).classes("w-full").mark("instructions")
+        voice = ui.select(VOICES, value=current["voice"], label="Voice").classes("w-40").mark("voice")
+        turns = ui.select(TURN_DETECTION, value=current["turn_detection"], label="Turn detection").mark("turn-detection")
+        offered = current.get("tools")
+        boxes = {name: ui.checkbox(name, value=tool.enabled and (offered is None or name in offered)).mark(f"tool-{name}")
+                 for name, tool in app.tools.tools.items()}
+
+        def chosen() -> dict[str, Any]:
+            return {"instructions": instructions.value, "voice": voice.value, "turn_detection": turns.value,
+                    "tools": [name for name, box in boxes.items() if box.value]}
+
+        def save() -> None:
+            app.overrides.clear()
+            app.overrides.update(chosen())
+            ui.notify("Saved for new calls")
+
+        async def apply() -> None:
+            call = app.calls.get(live.value or "")
+            if call is None:
+                ui.notify("Choose a live call")
+                return
+            await call.update_session(**chosen())
+            ui.notify("Applied to the call")
+
+        with ui.row().classes("items-center"):
+            ui.button("Save for new calls", on_click=save)
+            live = ui.select({c.id: f"{c.caller_number or c.id} → {c.extension}" for c in app.calls.values()},
+                             label="Live call").classes("w-60").mark("apply-call")
+            ui.button("Apply to this call", on_click=apply)
+
+    # --- plugins -------------------------------------------------------------------------------
+    def plugins_page(self) -> None:
+        ui.label("Plugins").classes("text-2xl")
+        ui.label("Changes take effect for new calls.")
+
+        async def toggle(name: str, enabled: bool) -> None:
+            try:
+                await self.app.set_plugin_enabled(name, enabled)
+                ui.notify(f"{name} {'enabled' if enabled else 'disabled'} for new calls")
+            except Exception as exc:  # a plugin error or a setting it would break: say it, change nothing
+                ui.notify(f"{name}: {exc}", type="negative")
+            plugins.refresh()
+
+        @ui.refreshable
+        def plugins() -> None:
+            for info in self.app.plugins.infos():
+                with ui.row().classes("items-center gap-4"):
+                    ui.switch(value=info.enabled, on_change=lambda e, n=info.name: toggle(n, e.value)).mark(
+                        f"plugin-{info.name}").props("disable" if info.name == "ui_nicegui" else "")
+                    ui.label(info.name).classes("font-bold")
+                    ui.label(info.source)
+                    ui.label(info.version)
+                    ui.label(", ".join(info.hooks)).classes("text-gray-500")
+        plugins()
+
+    # --- setup checklist -----------------------------------------------------------------------
+    async def setup_page(self) -> None:
+        from core.doctor import run_checks
+
+        ui.label("Setup checklist").classes("text-2xl")
+        results = ui.column()
+
+        async def check() -> None:
+            results.clear()
+            with results:
+                ui.label("checking …")
+            checks = await run_checks(self.app.settings, app=self.app)
+            results.clear()
+            with results:
+                for item in checks:
+                    icon, colour = {"OK": ("check_circle", "text-green-600"), "WARN": ("warning", "text-amber-600"),
+                                    "SKIP": ("remove_circle_outline", "text-gray-500")}.get(
+                                        item.status, ("error", "text-red-600"))
+                    with ui.row().classes("items-center"):
+                        ui.icon(icon).classes(colour)
+                        ui.label(f"{item.status} {item.name}").classes("font-bold").mark(f"check-{item.name}")
+                        ui.label(item.detail + (f": {item.hint}" if item.hint else ""))
+        ui.button("Run the checks again", on_click=check)
+        await check()
+
+    # --- history -------------------------------------------------------------------------------
+    async def history_page(self) -> None:
+        store = self.app.extensions.get("history")
+        ui.label("Call history").classes("text-2xl")
+        if store is None:
+            ui.label("Call history is disabled (plugin history or [history] enabled).")
+            return
+        with ui.row().classes("items-center"):
+            caller = ui.input("Caller").mark("history-caller")
+            since = ui.input("From (YYYY-MM-DD)").mark("history-since")
+            until = ui.input("To (YYYY-MM-DD)").mark("history-until")
+            text = ui.input("Words").mark("history-text")
+            ui.button("Search", on_click=lambda: found.refresh())
+
+        @ui.refreshable
+        async def found() -> None:
+            rows = await store.search(caller=caller.value or None, since=_day(since.value),
+                                      until=_day(until.value, end=True), text=text.value or None)
+            if not rows:
+                ui.label("No calls found.")
+            for row in rows:
+                with ui.row().classes("items-center gap-4"):
+                    ui.link(_when(row["started_at"]), f"/history/{row['id']}")
+                    ui.label(row.get("caller_number") or row.get("caller_name") or "unknown caller")
+                    ui.label(f"to {row.get('extension', '')}")
+                    ui.label(_duration(row.get("duration_s") or 0))
+                    ui.label(row.get("end_reason") or "")
+        await found()
+
+    async def history_view(self, call_id: str) -> None:
+        store = self.app.extensions.get("history")
+        record = await store.get(call_id) if store is not None else None
+        if record is None:
+            ui.label("No record of this call.")
+            return
+        ui.label(f"Call from {record.get('caller_number') or 'unknown'} to {record.get('extension', '')}").classes("text-2xl")
+        ui.label(f"{_when(record['started_at'])}, {_duration(record.get('duration_s') or 0)}, "
+                 f"ended: {record.get('end_reason') or 'unknown'}")
+        for turn in record.get("turns", []):
+            ui.chat_message(turn["text"], name="AI" if turn["role"] == "assistant" else "Caller",
+                            sent=turn["role"] == "assistant")
+        for tool in record.get("tools", []):
+            ui.label(f"{tool['tool']}({tool['arguments']}) → {tool['error'] or tool['result']}"
+                     f" in {tool['duration_ms'] or 0:.0f} ms")
+
+
+def _call_details(view: CallView) -> None:
+    with ui.row().classes("items-center gap-4"):
+        ui.badge(view.state)
+        ui.label(f"mode {view.mode}")
+        ui.label(_duration(view.duration_s))
+        if view.end_reason:
+            ui.label(f"ended: {view.end_reason}").mark("end-reason")
+        if view.latencies_ms:
+            ui.label("AI answered in " + ", ".join(f"{ms:.0f} ms" for ms in view.latencies_ms[-5:]))
+        if view.dtmf:
+            ui.label(f"keys: {view.dtmf}")
+    with ui.column().classes("w-full"):
+        for turn in view.turns:
+            label = ("AI" if turn.role == "assistant" else "Caller") + (" (interrupted)" if turn.interrupted else "")
+            ui.chat_message(turn.text or "…", name=label, sent=turn.role == "assistant")
+    for tool in view.tools:
+        outcome = "running…" if tool.duration_ms is None else (tool.error or tool.result)
+        took = f" in {tool.duration_ms:.0f} ms" if tool.duration_ms is not None else ""
+        ui.label(f"tool {tool.tool}({tool.arguments}) → {outcome}{took}")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def _when(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _day(text: str | None, end: bool = False) -> float | None:
+    if not text:
+        return None
+    try:
+        day = dt.datetime.strptime(text.strip(), "%Y-%m-%d")
+    except ValueError:
+        ui.notify(f"{text!r} is not a date like 2026-11-24")
+        return None
+    return (day + dt.timedelta(days=1) if end else day).timestamp()

@@ -1,0 +1,143 @@
+"""The dashboard on real calls through the lab Asterisk: its buttons act on the call (checked in
+Asterisk), and once in a real headless Chromium (Debian's; no browser download) while a call runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from nicegui.testing import user_simulation
+
+from core.events import MediaConnected
+from plugins.ui_nicegui.live import LiveState
+from plugins.ui_nicegui.pages import Dashboard
+from tests.fake_realtime.script import Script, Turn
+from tests.fake_realtime.server import FakeRealtimeServer
+from tests.integration.conftest import API_KEY
+from tests.integration.test_call_audio import caller_turns
+from tests.integration.test_server import wait_healthy
+from tests.lab.asterisk import AsteriskLab
+from tests.lab.audio import speech
+from tests.lab.ports import free_tcp_port, free_udp_port_range
+from tests.lab.sipp import SippCaller
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+
+
+async def live_call_id(app) -> str:
+    while not app.calls or not any(c.pacer for c in app.calls.values()):
+        await asyncio.sleep(0.02)
+    return next(iter(app.calls))
+
+
+@pytest.mark.parametrize("action", ["hangup", "transfer"])
+async def test_dashboard_buttons_act_on_the_real_call(
+    asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, make_aribot, tmp_path: Path, action: str
+) -> None:
+    app = await make_aribot(fake.url, tools={"transfer_call": {"context": "aribot-continue", "allowed": ["200"]}})
+    state = LiveState()
+    app.bus.subscribe(None, state.on_event, owner="ui_nicegui")
+    board = Dashboard(app, state)
+    mark = len(asterisk_lab.log_text())
+    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(600, gap_ms=8000), audio_delay_ms=300,
+                        hangup="server")
+    run = asyncio.create_task(caller.run())
+    call_id = await live_call_id(app)
+    async with user_simulation(root=board.root) as user:
+        await user.open(f"/call/{call_id}")
+        if action == "hangup":
+            user.find("Hang up").click()
+        else:
+            user.find(marker="transfer-target").click()
+            user.find("200").click()
+            user.find(marker="transfer").click()
+        result = await asyncio.wait_for(run, 20)
+    assert result.ok and result.bye_received, result.error
+    assert await asterisk_lab.wait_clean(2.0) == ([], [])
+    if action == "transfer":
+        await asterisk_lab.wait_for_log(r"aribot-lab continued 200", since=mark)
+    else:
+        assert "aribot-lab continued" not in asterisk_lab.log_text()[mark:]
+    assert state.calls[call_id].end_reason == f"operator_{action}"
+
+
+def chromium(user_data: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1280,1000", f"--user-data-dir={user_data}"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+async def wait_page(driver, text: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in driver.page_source:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} did not appear in the browser within {timeout} s")
+        await asyncio.sleep(0.1)
+
+
+async def test_call_view_in_a_real_browser_during_a_real_call(
+    asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, tmp_path: Path
+) -> None:
+    """`aribot serve` with its dashboard; Chromium watches a live call's transcript stream in,
+    saves a screenshot of the call view, and finds the call in the history after the hangup."""
+    fake.script = Script(turns=[Turn.audio(speech(1500, seed=3), "Your parcel left the depot this morning.")],
+                         caller_transcripts=["Where is my parcel?"], speed=1.0)
+    ui_port, http_port = free_tcp_port(), free_tcp_port()
+    low, high = free_udp_port_range(64)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARIBOT_")} | {
+        "ARIBOT_ARI__URL": asterisk_lab.ari_url, "ARIBOT_ARI__USERNAME": asterisk_lab.ari_username,
+        "ARIBOT_ARI__PASSWORD": asterisk_lab.ari_password, "ARIBOT_ARI__APP": asterisk_lab.app,
+        "ARIBOT_OPENAI__URL": fake.url, "ARIBOT_OPENAI__API_KEY": API_KEY, "ARIBOT_ACTIVATION__MODE": "immediate",
+        "ARIBOT_RTP__PORT_MIN": str(low), "ARIBOT_RTP__PORT_MAX": str(high), "ARIBOT_HTTP__PORT": str(http_port),
+        "ARIBOT_UI__ENABLED": "true", "ARIBOT_UI__PORT": str(ui_port),
+        "ARIBOT_HISTORY__PATH": str(tmp_path / "history.sqlite3")}
+    server = await asyncio.create_subprocess_exec(Path(sys.executable).parent / "aribot", "serve", cwd=tmp_path,
+                                                  env=env, stdout=asyncio.subprocess.PIPE,
+                                                  stderr=asyncio.subprocess.STDOUT)
+    driver = None
+    try:
+        await wait_healthy(http_port)
+        driver = await asyncio.to_thread(chromium, tmp_path / "chromium")
+        await asyncio.to_thread(driver.get, f"http://127.0.0.1:{ui_port}/")
+        await wait_page(driver, "No calls right now.")
+        caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(800, gap_ms=5000), audio_delay_ms=300,
+                            hold_ms_after_audio=300)
+        run = asyncio.create_task(caller.run())
+        await wait_page(driver, "sipp")                        # the live call appears (caller id from sipp)
+        link = await asyncio.to_thread(driver.find_element, "partial link text", "sipp")
+        await asyncio.to_thread(link.click)
+        await wait_page(driver, "Where is my parcel?")          # the caller's words ...
+        await wait_page(driver, "Your parcel left the depot this morning.")   # ... and the AI's
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "dashboard-call-view.png"
+        await asyncio.to_thread(driver.save_screenshot, str(shot))
+        assert shot.stat().st_size > 10_000
+        result = await run
+        assert result.ok, result.error
+        await wait_page(driver, "ended: caller_hangup")
+        await asyncio.to_thread(driver.get, f"http://127.0.0.1:{ui_port}/history")
+        await wait_page(driver, "caller_hangup")                # the call moved to the history
+        link = await asyncio.to_thread(driver.find_element, "partial link text", time.strftime("%Y-%m-%d"))
+        await asyncio.to_thread(link.click)
+        await wait_page(driver, "Where is my parcel?")
+    finally:
+        if driver is not None:
+            await asyncio.to_thread(driver.quit)
+        if server.returncode is None:
+            server.send_signal(signal.SIGTERM)
+        output = (await asyncio.wait_for(server.communicate(), 15))[0].decode()
+    assert server.returncode == 0, output
+    assert await asterisk_lab.wait_clean(2.0) == ([], [])

@@ -1,0 +1,216 @@
+"""The NiceGUI dashboard with NiceGUI's simulated user: every page and action, fed by real bus
+events of a real App (no Asterisk needed here; the real-call actions are in the integration tests)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+from nicegui import ui
+from nicegui.testing import user_simulation
+
+from core import events as ev
+from core.app import App, configure
+from core.settings import SettingsError
+from plugins.ui_nicegui import check_access
+from plugins.ui_nicegui.live import LiveState
+from plugins.ui_nicegui.pages import Dashboard
+from plugins.ui_nicegui.server import BasicAuth, is_loopback
+
+
+class FakeCall:
+    """Stands in for a live core Call: records what the dashboard asks of it."""
+
+    def __init__(self, call_id: str) -> None:
+        self.id, self.caller_number, self.extension = call_id, "4915112345", "100"
+        self.channel = SimpleNamespace(context="from-sipp")
+        self.done: list[tuple[str, Any]] = []
+
+    def spawn(self, coro: Any) -> None:
+        asyncio.ensure_future(coro)
+
+    async def end(self, reason: str, **kw: Any) -> None:
+        self.done.append(("end", reason, kw))
+
+    async def instruct_ai(self, text: str) -> None:
+        self.done.append(("instruct", text))
+
+    def answer_tool(self, tool_call_id: str, answer: str) -> bool:
+        self.done.append(("answer", tool_call_id, answer))
+        return True
+
+    async def update_session(self, **kw: Any) -> None:
+        self.done.append(("update", kw))
+
+    def levels(self) -> tuple[float, float]:
+        return 0.5, 0.25
+
+
+@pytest.fixture
+def app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> App:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ARIBOT_ARI__URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("ARIBOT_TOOLS__TRANSFER_CALL__ALLOWED", '["200", "300@sales"]')
+    monkeypatch.setenv("ARIBOT_UI__REFRESH_HZ", "20")
+    settings, plugins = configure()
+    return App(settings, plugins)
+
+
+def started(app: App, call_id: str = "c1") -> FakeCall:
+    call = FakeCall(call_id)
+    app.calls[call_id] = call  # type: ignore[assignment]
+    app.bus.emit(call, ev.CallStarted(call_id=call_id, channel_id=call_id, caller_number=call.caller_number,
+                                      extension="100"))
+    return call
+
+
+def dashboard(app: App) -> Dashboard:
+    state = LiveState(keep_s=60)
+    app.bus.subscribe(None, state.on_event, owner="ui_nicegui")
+    return Dashboard(app, state)
+
+
+async def test_live_calls_page_follows_the_bus(app: App) -> None:
+    board = dashboard(app)
+    async with user_simulation(root=board.root) as user:
+        await user.open("/")
+        await user.should_see("No calls right now.")
+        call = started(app)
+        await user.should_see("4915112345")
+        app.bus.emit(call, ev.ActivationOpened(call_id="c1", mode="vad"))
+        app.bus.emit(call, ev.ToolCalled(call_id="c1", tool="lookup_order", tool_call_id="t1", arguments="{}"))
+        await user.should_see("tool: lookup_order")
+        app.bus.emit(call, ev.CallEnded(call_id="c1", reason="caller_hangup", duration_s=3.0))
+        await user.should_see("ended (caller_hangup)")
+        user.find("4915112345").click()
+        await user.should_see("Call from 4915112345 to 100")
+
+
+async def test_call_view_streams_words_marks_barge_ins_and_shows_tools(app: App) -> None:
+    board = dashboard(app)
+    call = started(app)
+    async with user_simulation(root=board.root) as user:
+        await user.open("/call/c1")
+        await user.should_see("Call from 4915112345 to 100")
+        for word in ("Where ", "is ", "my order?"):
+            app.bus.emit(call, ev.TranscriptDelta(call_id="c1", role="caller", item_id="u1", text=word))
+        await user.should_see("Where is my order?")
+        app.bus.emit(call, ev.TranscriptDelta(call_id="c1", role="assistant", item_id="a1", text="Let me"))
+        app.bus.emit(call, ev.BargeIn(call_id="c1", item_id="a1", played_ms=400, dropped_ms=900))
+        await user.should_see("AI (interrupted)")
+        app.bus.emit(call, ev.BotAudioStarted(call_id="c1", response_id="r1", item_id="a1", latency_ms=812.4))
+        await user.should_see("AI answered in 812 ms")
+        app.bus.emit(call, ev.ToolCalled(call_id="c1", tool="lookup_order", tool_call_id="t1", arguments='{"id": 7}'))
+        app.bus.emit(call, ev.ToolFinished(call_id="c1", tool="lookup_order", tool_call_id="t1",
+                                           result='{"status": "shipped"}', duration_ms=41.0))
+        await user.should_see('tool lookup_order({"id": 7}) → {"status": "shipped"} in 41 ms')
+
+
+async def test_call_actions_hang_up_transfer_instruct_and_answer_a_tool(app: App) -> None:
+    board = dashboard(app)
+    call = started(app)
+    async with user_simulation(root=board.root) as user:
+        await user.open("/call/c1")
+        user.find(marker="instruction").type("Offer a 10% discount")
+        user.find("Send to AI").click()
+        await user.should_see("Sent to the AI")
+        app.bus.emit(call, ev.ToolCalled(call_id="c1", tool="ask_manager", tool_call_id="t9", arguments="{}"))
+        app.bus.emit(call, ev.ToolAwaitingAnswer(call_id="c1", tool="ask_manager", tool_call_id="t9", arguments="{}"))
+        await user.should_see("ask_manager({}) waits for your answer")
+        user.find(marker="answer-t9").type("Yes, approved")
+        user.find("Send answer").click()
+        await user.should_see("Answer sent")
+        user.find(marker="transfer-target").click()
+        user.find("300@sales").click()
+        user.find(marker="transfer").click()
+        await user.should_see("Transferring to 300")
+        user.find("Hang up").click()
+        await user.should_see("Hanging up")
+    await asyncio.sleep(0.05)
+    assert ("instruct", "Offer a 10% discount") in call.done and ("answer", "t9", "Yes, approved") in call.done
+    transfer = next(d for d in call.done if d[0] == "end" and d[1] == "operator_transfer")
+    assert transfer[2]["target"] == {"context": "sales", "extension": "300", "priority": 1}
+    assert ("end", "operator_hangup", {"action": "hangup"}) in call.done
+
+
+async def test_session_page_saves_for_new_calls_and_applies_to_a_live_call(app: App) -> None:
+    board = dashboard(app)
+    call = started(app)
+    async with user_simulation(root=board.root) as user:
+        await user.open("/session")
+        user.find(marker="instructions").clear().type("You are a pirate.")
+        user.find(marker="voice").click()
+        user.find("cedar").click()
+        user.find(marker="tool-send_dtmf").click()
+        user.find("Save for new calls").click()
+        await user.should_see("Saved for new calls")
+        assert app.overrides["instructions"] == "You are a pirate." and app.overrides["voice"] == "cedar"
+        assert "send_dtmf" not in app.overrides["tools"] and "end_call" in app.overrides["tools"]
+        user.find(marker="apply-call").click()
+        user.find("4915112345 → 100").click()
+        user.find("Apply to this call").click()
+        await user.should_see("Applied to the call")
+    update = next(d for d in call.done if d[0] == "update")[1]
+    assert update["voice"] == "cedar" and update["instructions"] == "You are a pirate."
+
+
+async def test_plugins_page_toggles_a_plugin_for_new_calls(app: App) -> None:
+    board = dashboard(app)
+    async with user_simulation(root=board.root) as user:
+        await user.open("/plugins")
+        await user.should_see("tools_current_time")
+        user.find(marker="plugin-tools_current_time").click()
+        await user.should_see("tools_current_time disabled for new calls")
+        assert "current_time" not in app.tools.tools
+        user.find(marker="plugin-tools_current_time").click()
+        await user.should_see("tools_current_time enabled for new calls")
+        assert "current_time" in app.tools.tools
+
+
+def test_access_needs_a_password_off_loopback() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.7")
+    with pytest.raises(SettingsError, match="ui.password"):
+        check_access(SimpleNamespace(host="0.0.0.0", password=""))
+    check_access(SimpleNamespace(host="0.0.0.0", password="s3cret"))
+    check_access(SimpleNamespace(host="127.0.0.1", password=""))
+
+
+async def test_basic_auth_middleware_refuses_without_the_password() -> None:
+    async def page(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"dashboard"})
+
+    guarded = BasicAuth(page, "aribot", "s3cret")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(guarded), base_url="http://x") as client:
+        refused = await client.get("/")
+        wrong = await client.get("/", auth=("aribot", "nope"))
+        allowed = await client.get("/", auth=("aribot", "s3cret"))
+    assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic")
+    assert wrong.status_code == 401 and allowed.status_code == 200 and allowed.text == "dashboard"
+
+
+def test_ui_is_not_imported_by_the_core() -> None:
+    import subprocess
+    import sys
+    code = "import core.app, core.call, core.session, sys; print('nicegui' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+_ = ui  # the pages use NiceGUI's global ui; imported here so a missing NiceGUI fails loudly
+
+
+async def test_setup_page_shows_each_check(app: App) -> None:
+    board = dashboard(app)
+    async with user_simulation(root=board.root) as user:
+        await user.open("/setup")
+        await user.should_see("FAIL ari_login")              # ARI is unreachable in this test
+        await user.should_see("SKIP ari_app")
+        await user.should_see("OK settings")
+        await user.should_see("FAIL realtime")                # no OpenAI key is set
+        user.find("Run the checks again").click()
+        await user.should_see("FAIL ari_login")

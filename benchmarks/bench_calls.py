@@ -46,6 +46,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 @dataclass
 class StepResult:
     calls: int
+    browser: bool = False
+    pages_seen: int = 0
     ok: int = 0
     wall_s: float = 0.0
     pacing_error_ms: list[float] = field(default_factory=list)
@@ -108,10 +110,11 @@ async def wait_healthy(port: int) -> None:
     raise RuntimeError("aribot did not become healthy")
 
 
-async def run_step(lab: AsteriskLab, sniffer: RtpSniffer, calls: int, turns: int, workdir: Path) -> StepResult:
-    result = StepResult(calls)
+async def run_step(lab: AsteriskLab, sniffer: RtpSniffer, calls: int, turns: int, workdir: Path,
+                   browser: bool = False) -> StepResult:
+    result = StepResult(calls, browser=browser)
     workdir.mkdir(parents=True, exist_ok=True)
-    fake_port, http_port = free_tcp_port(), free_tcp_port()
+    fake_port, http_port, ui_port = free_tcp_port(), free_tcp_port(), free_tcp_port()
     fake = await asyncio.create_subprocess_exec(
         str(BIN / "python"), "-m", "tests.fake_realtime", "--port", str(fake_port), "--no-validate",
         cwd=REPO, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
@@ -121,7 +124,9 @@ async def run_step(lab: AsteriskLab, sniffer: RtpSniffer, calls: int, turns: int
         "ARIBOT_ARI__PASSWORD": lab.ari_password, "ARIBOT_ARI__APP": lab.app,
         "ARIBOT_OPENAI__URL": f"ws://127.0.0.1:{fake_port}/v1/realtime", "ARIBOT_OPENAI__API_KEY": "test-key",
         "ARIBOT_OPENAI__VAD_SILENCE_DURATION_MS": "500", "ARIBOT_RTP__PORT_MIN": str(low),
-        "ARIBOT_RTP__PORT_MAX": str(high), "ARIBOT_HTTP__PORT": str(http_port), "ARIBOT_UI__ENABLED": "false",
+        "ARIBOT_RTP__PORT_MAX": str(high), "ARIBOT_HTTP__PORT": str(http_port),
+        "ARIBOT_UI__ENABLED": "true" if browser else "false", "ARIBOT_UI__PORT": str(ui_port),
+        "ARIBOT_HISTORY__PATH": str(workdir / "history.sqlite3"),
         "ARIBOT_LOG__LEVEL": "WARNING", "ARIBOT_CALL__GREETING": ""}
     aribot = await asyncio.create_subprocess_exec(str(BIN / "aribot"), "serve", cwd=workdir, env=env)
     watched: list[int] = []
@@ -152,7 +157,10 @@ async def run_step(lab: AsteriskLab, sniffer: RtpSniffer, calls: int, turns: int
             collector = asyncio.create_task(collect())
             sampler = asyncio.create_task(sample_rss())
             cpu0, t0 = proc_cpu_s(aribot.pid), time.monotonic()
+            watcher = asyncio.create_task(watch_dashboard(ui_port, http_port, workdir)) if browser else None
             outcomes = await asyncio.gather(*(c.run() for c in callers))
+            if watcher is not None:
+                result.pages_seen = await watcher
             for _ in range(100):
                 if len(ended) >= calls:
                     break
@@ -186,6 +194,32 @@ async def run_step(lab: AsteriskLab, sniffer: RtpSniffer, calls: int, turns: int
     return result
 
 
+async def watch_dashboard(ui_port: int, http_port: int, workdir: Path) -> int:
+    """A real Chromium on the live-call page, then on one call's view, while the calls run."""
+    from tests.integration.test_dashboard import chromium
+
+    driver = await asyncio.to_thread(chromium, workdir / "chromium")
+    seen = 0
+    try:
+        await asyncio.to_thread(driver.get, f"http://127.0.0.1:{ui_port}/")
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):
+                async with session.get(f"http://127.0.0.1:{http_port}/calls") as resp:
+                    live = await resp.json()
+                if live:
+                    break
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(3)
+        seen += 1
+        if live:
+            await asyncio.to_thread(driver.get, f"http://127.0.0.1:{ui_port}/call/{live[0]['id']}")
+            await asyncio.sleep(6)
+            seen += 1
+    finally:
+        await asyncio.to_thread(driver.quit)
+    return seen
+
+
 def fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -197,8 +231,9 @@ def report(results: list[StepResult]) -> str:
     lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         pe = r.pacing_error_ms
+        label = f"{r.calls} + dashboard" if r.browser else str(r.calls)
         lines.append(
-            f"| {r.calls} | {r.ok} | {fmt(percentile(pe, 50))} / {fmt(percentile(pe, 99))} / "
+            f"| {label} | {r.ok} | {fmt(percentile(pe, 50))} / {fmt(percentile(pe, 99))} / "
             f"{fmt(max(pe) if pe else None)} | {fmt(r.hist_percentile('pacing_lateness_ms', 50))} / "
             f"{fmt(r.hist_percentile('pacing_lateness_ms', 99))} | {fmt(r.hist_percentile('first_frame_latency_ms', 50))} / "
             f"{fmt(r.hist_percentile('first_frame_latency_ms', 99))} | "
@@ -213,15 +248,20 @@ async def main() -> None:
     parser.add_argument("--calls", type=int, nargs="+", default=[1, 50], help="concurrent calls per step")
     parser.add_argument("--turns", type=int, default=4, help="caller turns per call (each answered with 1 s)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/aribot-bench"), help="sipp files and logs")
+    parser.add_argument("--browser", type=int, nargs="*", default=[], metavar="CALLS",
+                        help="also run these steps with the dashboard open in headless Chromium")
     args = parser.parse_args()
     lab = AsteriskLab(ensure_chroot())
     await lab.start()
     results = []
     try:
         with RtpSniffer() as sniffer:
-            for calls in args.calls:
-                print(f"running {calls} concurrent call(s), {args.turns} turns each ...", file=sys.stderr)
-                results.append(await run_step(lab, sniffer, calls, args.turns, args.workdir / str(calls)))
+            steps = [(calls, False) for calls in args.calls] + [(calls, True) for calls in args.browser]
+            for calls, browser in steps:
+                print(f"running {calls} concurrent call(s), {args.turns} turns each"
+                      f"{' with the dashboard open in Chromium' if browser else ''} ...", file=sys.stderr)
+                results.append(await run_step(lab, sniffer, calls, args.turns,
+                                              args.workdir / f"{calls}{'-ui' if browser else ''}", browser))
     finally:
         await lab.stop()
     print(f"aribot benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, {args.turns} turns per call\n")

@@ -5,7 +5,6 @@ or from the running App; every redraw is driven by one timer per page, only when
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Any
 
 from nicegui import ui
@@ -51,28 +50,33 @@ class Dashboard:
 
     # --- live calls ----------------------------------------------------------------------------
     def live_calls(self) -> None:
+        """One table whose rows are data: a redraw of 50 calls is one message, not 400 elements."""
         ui.label("Live calls").classes("text-2xl")
+        columns = [{"name": name, "label": label, "field": name, "align": "left"} for name, label in (
+            ("caller", "Caller"), ("extension", "To"), ("state", "State"), ("mode", "Mode"),
+            ("duration", "Duration"), ("speaking", "Speaking"), ("tool", "Tool"))]
+        table = ui.table(columns=columns, rows=[], row_key="id").classes("w-full").mark("live-calls")
+        table.add_slot("body-cell-caller", """<q-td :props="props">
+            <a :href="'/call/' + props.row.id" class="text-primary">{{ props.value }}</a></q-td>""")
+        empty = ui.label("No calls right now.")
 
-        @ui.refreshable
-        def calls() -> None:
-            live = self.state.live()
-            if not live:
-                ui.label("No calls right now.")
-            for call in live:
-                with ui.card().classes("w-full"), ui.row().classes("items-center gap-4"):
-                    ui.link(call.caller_number or call.caller_name or "unknown caller", f"/call/{call.call_id}")
-                    ui.label(f"to {call.extension}")
-                    ui.badge(call.state)
-                    ui.label(call.mode)
-                    ui.label(_duration(call.duration_s))
-                    if call.speaking:
-                        ui.label(f"{'caller' if call.speaking == 'caller' else 'AI'} speaking")
-                    if call.tool_in_progress:
-                        ui.label(f"tool: {call.tool_in_progress}")
-                    if call.end_reason:
-                        ui.label(f"ended ({call.end_reason})")
-        calls()
-        self._every_change(calls, lambda: (self.state.version, int(time.time())))
+        def rows() -> list[dict[str, Any]]:
+            return [{"id": c.call_id, "caller": c.caller_number or c.caller_name or "unknown caller",
+                     "extension": c.extension, "state": f"ended ({c.end_reason})" if c.end_reason else c.state,
+                     "mode": c.mode, "duration": _duration(c.duration_s),
+                     "speaking": {"caller": "caller", "assistant": "AI"}.get(c.speaking, ""),
+                     "tool": c.tool_in_progress} for c in self.state.live()]
+
+        seen: list[Any] = [None]
+
+        def tick() -> None:
+            now = rows()
+            if now != seen[0]:
+                seen[0] = now
+                table.update_rows(now)
+                empty.set_visibility(not now)
+        tick()
+        ui.timer(self.interval, tick)
 
     # --- one call ------------------------------------------------------------------------------
     def call_view(self, call_id: str) -> None:
@@ -97,12 +101,15 @@ class Dashboard:
         ui.timer(0.2, levels)
 
         @ui.refreshable
-        def details() -> None:
-            _call_details(view)
+        def summary() -> None:
+            _call_summary(view)
             if view.ended_at:
                 ui.link("Call history", f"/history/{call_id}")
-        details()
-        self._every_change(details, lambda: view.version)
+        summary()
+        self._every_change(summary, lambda: (view.state, view.mode, view.end_reason, len(view.latencies_ms),
+                                             view.dtmf, int(view.duration_s)))
+        transcript = Transcript(view)
+        ui.timer(self.interval, transcript.update)
         if live_call is not None:
             self._call_actions(call_id, view)
 
@@ -284,7 +291,41 @@ class Dashboard:
                      f" in {tool['duration_ms'] or 0:.0f} ms")
 
 
-def _call_details(view: CallView) -> None:
+class Transcript:
+    """The call's words and tools, updated in place: new turns are added, a growing turn only
+    changes its text (no redraw of the whole conversation for each word)."""
+
+    def __init__(self, view: CallView) -> None:
+        self.view = view
+        self.turns = ui.column().classes("w-full")
+        self.tools = ui.column().classes("w-full")
+        self.shown_turns: list[tuple[ui.label, ui.label]] = []
+        self.shown_tools: list[ui.label] = []
+        self.version = -1
+        self.update()
+
+    def update(self) -> None:
+        if self.view.version == self.version:
+            return
+        self.version = self.view.version
+        for index, turn in enumerate(self.view.turns):
+            if index == len(self.shown_turns):
+                with self.turns, ui.chat_message(name="AI" if turn.role == "assistant" else "Caller",
+                                                 sent=turn.role == "assistant"):
+                    self.shown_turns.append((ui.label(), ui.label().classes("text-xs italic")))
+            text, mark = self.shown_turns[index]
+            text.set_text(turn.text or "…")
+            mark.set_text("(interrupted)" if turn.interrupted else "")
+        for index, tool in enumerate(self.view.tools):
+            if index == len(self.shown_tools):
+                with self.tools:
+                    self.shown_tools.append(ui.label())
+            outcome = "running…" if tool.duration_ms is None else (tool.error or tool.result)
+            took = f" in {tool.duration_ms:.0f} ms" if tool.duration_ms is not None else ""
+            self.shown_tools[index].set_text(f"tool {tool.tool}({tool.arguments}) → {outcome}{took}")
+
+
+def _call_summary(view: CallView) -> None:
     with ui.row().classes("items-center gap-4"):
         ui.badge(view.state)
         ui.label(f"mode {view.mode}")
@@ -295,14 +336,6 @@ def _call_details(view: CallView) -> None:
             ui.label("AI answered in " + ", ".join(f"{ms:.0f} ms" for ms in view.latencies_ms[-5:]))
         if view.dtmf:
             ui.label(f"keys: {view.dtmf}")
-    with ui.column().classes("w-full"):
-        for turn in view.turns:
-            label = ("AI" if turn.role == "assistant" else "Caller") + (" (interrupted)" if turn.interrupted else "")
-            ui.chat_message(turn.text or "…", name=label, sent=turn.role == "assistant")
-    for tool in view.tools:
-        outcome = "running…" if tool.duration_ms is None else (tool.error or tool.result)
-        took = f" in {tool.duration_ms:.0f} ms" if tool.duration_ms is not None else ""
-        ui.label(f"tool {tool.tool}({tool.arguments}) → {outcome}{took}")
 
 
 def _duration(seconds: float) -> str:

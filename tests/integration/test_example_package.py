@@ -30,22 +30,27 @@ ARIBOT = Path(sys.executable).parent / "aribot"
 
 
 @pytest.fixture(scope="module")
-def installed_example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """pip install the example (a copy, so the build leaves nothing in the repo); uninstall after."""
-    source = tmp_path_factory.mktemp("example") / EXAMPLE.name
+def installed_example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """pip install the example with the test venv's pip, into a directory of its own that this
+    process (and the `aribot` it starts) puts on its path: other tests running in parallel with
+    the same venv never see it, and nothing is left behind."""
+    work = tmp_path_factory.mktemp("example")
+    source, target = work / EXAMPLE.name, work / "site"
     shutil.copytree(EXAMPLE, source)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(pip + ["install", "--no-deps", "--no-build-isolation", "--no-index", str(source)], check=True)
+    subprocess.run(pip + ["install", "--no-deps", "--no-build-isolation", "--no-index", "--target", str(target),
+                          str(source)], check=True)
+    sys.path.insert(0, str(target))
     importlib.invalidate_caches()
     try:
-        yield
+        yield target
     finally:
-        subprocess.run(pip + ["uninstall", "-y", "aribot-example-orders"], check=True)
+        sys.path.remove(str(target))
         sys.modules.pop("aribot_example_orders", None)
 
 
-def listed_plugins(tmp_path: Path, disabled: bool) -> dict[str, dict]:
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+def listed_plugins(tmp_path: Path, site: Path, disabled: bool) -> dict[str, dict]:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(site)}
     if disabled:
         env["ARIBOT_PLUGINS__DISABLED"] = '["example_orders"]'
     out = subprocess.run([str(ARIBOT), "plugins", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -55,10 +60,10 @@ def listed_plugins(tmp_path: Path, disabled: bool) -> dict[str, dict]:
 
 @pytest.mark.parametrize("disabled", [False, True], ids=["installed", "disabled"])
 async def test_example_package_drops_in_and_out(
-    installed_example: None, asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer,
+    installed_example: Path, asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer,
     make_aribot, tmp_path: Path, disabled: bool,
 ) -> None:
-    plugins = listed_plugins(tmp_path, disabled)
+    plugins = listed_plugins(tmp_path, installed_example, disabled)
     answer = speech(500, seed=5)
     fake.script = Script(turns=[Turn.function_call("lookup_order", {"order_id": "1001"}),
                                 Turn.audio(answer, "Your order has shipped.")])

@@ -18,6 +18,7 @@ import pytest
 from tests.lab.asterisk import AsteriskLab
 from tests.lab.audio import frames, silence, speech, ulaw_decode, ulaw_encode
 from tests.lab.fixtures import require_lab_chroot
+from tests.lab import ports
 from tests.lab.ports import _bindable, free_tcp_port, free_udp_port, free_udp_port_range
 from tests.lab.sipp import SippCaller, run_call
 from tests.lab.sipp_scenario import build_scenario, dtmf_pcap
@@ -94,6 +95,31 @@ def test_ports() -> None:
         assert free_udp_port() != busy.getsockname()[1]
 
 
+def test_ports_of_each_xdist_worker_are_disjoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ports, "_handed_out", {socket.SOCK_STREAM: {}, socket.SOCK_DGRAM: {}})
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    slices = []
+    for worker in ("gw0", "gw1"):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        low, high = ports._window()
+        picks = [free_udp_port() for _ in range(50)] + [free_udp_port_range(4)[0] for _ in range(50)]
+        assert all(low <= p < high for p in picks)
+        slices.append(range(low, high))
+    assert not set(slices[0]) & set(slices[1]) and len(slices[0]) > 4000
+
+
+def test_a_held_range_is_never_handed_out_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ports, "_handed_out", {socket.SOCK_STREAM: {}, socket.SOCK_DGRAM: {}})
+    monkeypatch.setattr(ports, "RESERVE_S", 0.0)  # ordinary reservations lapse at once
+    start, end = free_udp_port_range(400, hold=True)
+    picks = [free_udp_port_range(400)[0] for _ in range(40)]
+    assert len(set(picks)) < len(picks)  # ordinary ranges lapsed and were handed out again...
+    assert not [p for p in picks if start - 399 <= p <= end]  # ...the held range never was
+    low, split, high = ports._areas()
+    assert low <= start and end < split  # blocks keep to their own area, away from sipp's ports
+    assert all(split <= free_udp_port_range(4)[0] < high for _ in range(50))
+
+
 def test_rtp_parser_handles_csrc_extension_padding() -> None:
     rtp = struct.pack("!BBHII", 0xB1, 0x80 | 0, 7, 1600, 0xABCD)  # v2, P, X, CC=1, marker
     rtp += struct.pack("!I", 99) + struct.pack("!HH", 0xBEDE, 1) + b"\0" * 4
@@ -158,6 +184,20 @@ async def test_echo_call_is_byte_exact(
     assert 1.8 < echoed[-1].ts - echoed[0].ts < 3.0  # paced in real time, not a burst
     await asterisk.wait_for_log(r"Executing \[echo@from-sipp:2\] Echo", 2.0, since=since)
     assert await asterisk.wait_clean() == ([], [])
+
+
+async def test_watching_a_port_again_forgets_what_was_captured(sniffer: RtpSniffer) -> None:
+    port = free_udp_port()
+    packet = struct.pack("!BBHII", 0x80, 0, 1, 160, 0x1234) + b"\xff" * 160
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        sniffer.watch(port)
+        tx.sendto(packet, ("127.0.0.1", port))
+        assert len(await sniffer.wait_packets(port, 1, timeout=2.0)) == 1
+        sniffer.watch(port)  # a later test given the same port number starts from nothing
+        assert sniffer.packets(port) == []
+        tx.sendto(packet, ("127.0.0.1", port))
+        assert len(await sniffer.wait_packets(port, 1, timeout=2.0)) == 1
+    sniffer.unwatch(port)
 
 
 async def _stasis_app(lab: AsteriskLab, events: list[dict], ready: asyncio.Event) -> None:

@@ -161,9 +161,9 @@ class AsteriskLab:
     def _write_config(self) -> None:
         self.http_port = free_tcp_port()
         self.sip_port = free_udp_port()
-        start, end = free_udp_port_range(RTP_PORTS)
+        start, end = free_udp_port_range(RTP_PORTS, hold=True)
         while start <= self.sip_port <= end:
-            start, end = free_udp_port_range(RTP_PORTS)
+            start, end = free_udp_port_range(RTP_PORTS, hold=True)
         self.rtp_port_range = (start, end)
         cfg = LabConfig(
             etc_dir=f"{ETC_BASE}/{self.id}", var_dir=f"{VAR_BASE}/{self.id}",

@@ -4,10 +4,16 @@ Ports are picked at random (not from port 0) so that parallel test runs rarely c
 the kernel's ephemeral range (``net.ipv4.ip_local_port_range``) is avoided when enough of the
 window is left, so an outgoing connection cannot grab a port between our check and its use.
 Never assume 5060/8088 are free: another Asterisk may own them.
+
+Under pytest-xdist each worker draws from its own slice of the window (``PYTEST_XDIST_WORKER``
+``gwN`` of ``PYTEST_XDIST_WORKER_COUNT``): the reservations below are per process, so without
+the split one worker could hand a sipp media port out of the other worker's Asterisk RTP range.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import random
 import socket
 import time
@@ -20,18 +26,23 @@ _ATTEMPTS = 200
 # A reservation lapses after RESERVE_S: by then the port is bound (and so not bindable) or free
 # again, and a long test session does not fragment the window until no large block is left.
 RESERVE_S = 60.0
+BLOCK_MIN = 16
+# A range that something binds piecemeal for a long time (the lab Asterisk's RTP range: it binds
+# a port per call, for the whole session) is held until the process ends: a lapsed reservation
+# once let a sipp media port fall inside it, and the sniffer heard another call's audio there.
+# Values are the monotonic time at which the reservation ends.
 _handed_out: dict[socket.SocketKind, dict[int, float]] = {socket.SOCK_STREAM: {}, socket.SOCK_DGRAM: {}}
 
 
 def _reserved(ports: range | list[int], kind: socket.SocketKind = socket.SOCK_DGRAM) -> bool:
     now, taken = time.monotonic(), _handed_out[kind]
-    return any(now - taken.get(port, -RESERVE_S) < RESERVE_S for port in ports)
+    return any(taken.get(port, now) > now for port in ports)
 
 
-def _reserve(ports: range | list[int], kind: socket.SocketKind = socket.SOCK_DGRAM) -> None:
-    now = time.monotonic()
+def _reserve(ports: range | list[int], kind: socket.SocketKind = socket.SOCK_DGRAM, hold_s: float = RESERVE_S) -> None:
+    until = time.monotonic() + hold_s
     for port in ports:
-        _handed_out[kind][port] = now
+        _handed_out[kind][port] = until
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -43,14 +54,24 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
+def _worker_slice(low: int, high: int) -> tuple[int, int]:
+    """This xdist worker's share of [low, high): gw0 the first, gw1 the next, ..."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not (worker.startswith("gw") and worker[2:].isdigit() and count.isdigit() and int(count) > 1):
+        return low, high
+    index, size = int(worker[2:]), (high - low) // int(count)
+    return low + index * size, low + (index + 1) * size
+
+
 def _window() -> tuple[int, int]:
-    """[low, high) to draw from: 20000-60000, minus the ephemeral range if >= 4000 ports remain."""
+    """[low, high) to draw from: 20000-60000, minus the ephemeral range if >= 4000 ports remain,
+    then this xdist worker's slice of it."""
     eph_low, eph_high = _ephemeral_range()
     if eph_low - LOW >= 4000:
-        return LOW, min(HIGH, eph_low)
+        return _worker_slice(LOW, min(HIGH, eph_low))
     if HIGH - eph_high - 1 >= 4000:
-        return eph_high + 1, HIGH
-    return LOW, HIGH
+        return _worker_slice(eph_high + 1, HIGH)
+    return _worker_slice(LOW, HIGH)
 
 
 def _bindable(port: int, kind: socket.SocketKind) -> bool:
@@ -63,8 +84,16 @@ def _bindable(port: int, kind: socket.SocketKind) -> bool:
     return True
 
 
-def _random_port(kind: socket.SocketKind) -> int:
+def _areas() -> tuple[int, int, int]:
+    """``(low, split, high)``: ranges of BLOCK_MIN ports or more come from [low, split), single
+    ports and small blocks from [split, high). Scattered small ports (a sipp call takes 4, kept
+    RESERVE_S) would otherwise fragment the window until no 400-port RTP range fits."""
     low, high = _window()
+    return low, low + (high - low) // 2, high
+
+
+def _random_port(kind: socket.SocketKind) -> int:
+    _, low, high = _areas()
     for _ in range(_ATTEMPTS):
         port = random.randrange(low, high)
         if not _reserved([port], kind) and _bindable(port, kind):
@@ -83,16 +112,25 @@ def free_udp_port() -> int:
     return _random_port(socket.SOCK_DGRAM)
 
 
-def free_udp_port_range(count: int) -> tuple[int, int]:
-    """``(start, end)``: ``count`` consecutive free UDP ports, ``start`` even, ``end`` inclusive."""
+def free_udp_port_range(count: int, *, hold: bool = False) -> tuple[int, int]:
+    """``(start, end)``: ``count`` consecutive free UDP ports, ``start`` even, ``end`` inclusive.
+    ``hold``: never hand these ports out again in this process (for a range bound piecemeal for
+    a long time, such as an Asterisk's RTP range); otherwise they are reserved for RESERVE_S."""
     if count < 1:
         raise ValueError("count must be >= 1")
-    low, high = _window()
-    starts = [random.randrange(low, high - count) & ~1 for _ in range(_ATTEMPTS)]
-    starts += list(range(low + (low & 1), high - count, 2))  # then every even start, in order
+    blocks_low, split, singles_high = _areas()
+    if count >= BLOCK_MIN:  # every even start from a random one on, wrapping: packs blocks tightly
+        low, high = blocks_low, split
+        evens = list(range(low + (low & 1), high - count + 1, 2))
+        first = random.randrange(len(evens)) if evens else 0
+        starts = evens[first:] + evens[:first]
+    else:  # random starts, then every even start in order
+        low, high = split, singles_high
+        starts = [random.randrange(low, high - count) & ~1 for _ in range(_ATTEMPTS)]
+        starts += list(range(low + (low & 1), high - count, 2))
     for start in starts:
         block = range(start, start + count)
         if not _reserved(block) and all(_bindable(p, socket.SOCK_DGRAM) for p in block):
-            _reserve(block)
+            _reserve(block, hold_s=math.inf if hold else RESERVE_S)
             return start, start + count - 1
     raise RuntimeError(f"no block of {count} free UDP ports found in {low}-{high}")

@@ -160,6 +160,10 @@ class SippCaller:
         elif rc != 0:
             detail = _last_event(_read(self.workdir / "errors.log")) or _last_event(err.decode())
             error = f"sipp exited with {rc}: {detail or 'see ' + str(self.workdir)}"
+        offered = re.search(r"^m=audio (\d+) ", _read(self.workdir / "messages.log"), re.MULTILINE)
+        if not error and offered and int(offered.group(1)) != self.media_port:
+            # sipp moves on when its -mp port is taken; a sniffer on media_port would hear a stranger
+            error = f"sipp offered media port {offered.group(1)}, not {self.media_port} (port taken)"
         return SippResult(
             returncode=rc, ok=not error, error=error, hangup_by=hangup_by,
             media_port=self.media_port, sip_port=self.sip_port, started=started,

@@ -125,9 +125,10 @@ class RtpSniffer:
             self._sock = None
 
     def watch(self, port: int) -> None:
-        """Start keeping RTP packets whose UDP destination port is ``port``."""
+        """Start keeping RTP packets whose UDP destination port is ``port``, from now on: what an
+        earlier test captured on the same port number (handed out again) is forgotten."""
         with self._lock:
-            self._captured.setdefault(port, [])
+            self._captured[port] = []
             self._ports = self._ports | {port}
 
     def unwatch(self, port: int) -> None:

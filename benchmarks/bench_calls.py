@@ -30,11 +30,11 @@ from typing import Any
 
 import aiohttp
 
+from core.lab.asterisk import AsteriskLab
+from core.lab.ports import free_tcp_port, free_udp_port_range
+from core.lab.provision import ensure_chroot
 from core.metrics import HIST_BIN_MS, percentile
-from tests.lab.asterisk import AsteriskLab
 from tests.lab.audio import silence, speech
-from tests.lab.ports import free_tcp_port, free_udp_port_range
-from tests.lab.provision import ensure_chroot
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer
 

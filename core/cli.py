@@ -1,4 +1,4 @@
-"""Command line: ``aribot serve``, ``aribot plugins``, ``aribot config``."""
+"""Command line: ``aribot serve``, ``plugins``, ``config``, ``doctor``, ``lab`` and ``demo``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,12 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings, plugins = _load(args)
+    if args.demo_if_unconfigured and not settings.ari.password and not settings.openai.api_key:
+        print("aribot: no Asterisk (ari.password) and no OpenAI key (openai.api_key) configured: running the demo "
+              "(aribot demo) instead", flush=True)
+        args.calls, args.once, args.ui_port, args.sip_port, args.bind, args.password, args.log_level = (
+            1, False, None, 5062, "127.0.0.1", None, None)
+        return cmd_demo(args)
     logging.basicConfig(level=settings.log.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return asyncio.run(serve(settings, plugins))
 
@@ -79,6 +85,31 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if all(check.ok for check in checks) else 1
 
 
+def cmd_lab(args: argparse.Namespace) -> int:
+    from core.lab.run import run_lab
+    try:
+        return asyncio.run(run_lab(sip_port=args.sip_port, bind=args.bind, password=args.password, app=args.app))
+    except KeyboardInterrupt:  # before Asterisk started (e.g. while the chroot was being built)
+        print("aribot lab: interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from core.demo import DemoOptions, run_demo
+
+    settings, plugins = _load(args)
+    logging.basicConfig(level=args.log_level or "WARNING", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = DemoOptions(calls=args.calls, once=args.once, ui_port=args.ui_port, sip_port=args.sip_port,
+                          sip_bind=args.bind)
+    if args.password:
+        options.phone_password = args.password
+    try:
+        return asyncio.run(run_demo(settings, plugins, options))
+    except KeyboardInterrupt:  # before the demo's own handlers were installed
+        print("aribot demo: interrupted", file=sys.stderr)
+        return 130
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aribot", description="Answer Asterisk calls with a speech-to-speech AI.")
     parser.add_argument("--version", action="version", version=f"aribot {__version__}")
@@ -95,6 +126,28 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--all", action="store_true", help="also list disabled plugins")
         if name == "doctor":
             cmd.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "serve":
+            cmd.add_argument("--demo-if-unconfigured", action="store_true",
+                             help="with neither an ARI password nor an OpenAI key configured, run `aribot demo`")
+    lab = sub.add_parser("lab", help="run a private Asterisk 22 with a softphone account to try aribot (needs root)")
+    lab.add_argument("--sip-port", type=int, default=None,
+                     help="UDP port for SIP (default 5062, or a free port if 5062 is taken)")
+    lab.add_argument("--bind", default="127.0.0.1",
+                     help="SIP address (default 127.0.0.1; 0.0.0.0 lets a softphone on another machine in)")
+    lab.add_argument("--password", default=None, help="the softphone's SIP password (default: a random one, printed)")
+    lab.add_argument("--app", default="aribot", help="Stasis app the dialplan hands calls to (default aribot)")
+    lab.set_defaults(func=cmd_lab)
+    demo = sub.add_parser("demo", help="the sandbox Asterisk, aribot with its dashboard and a demo call "
+                                       "(local voice backend without an OpenAI key; needs root)")
+    demo.add_argument("--settings", help="a settings TOML file layered over the defaults")
+    demo.add_argument("--calls", type=int, default=1, help="demo calls to place at start (default 1)")
+    demo.add_argument("--once", action="store_true", help="stop when the demo calls have ended (default: on Ctrl-C)")
+    demo.add_argument("--ui-port", type=int, default=None, help="dashboard port (default: ui.port, or a free one)")
+    demo.add_argument("--sip-port", type=int, default=5062, help="softphone SIP port (default 5062, or a free one)")
+    demo.add_argument("--bind", default="127.0.0.1", help="SIP address (0.0.0.0 lets a softphone on another machine in)")
+    demo.add_argument("--password", default=None, help="the softphone's SIP password (default: a random one, printed)")
+    demo.add_argument("--log-level", default=None, help="aribot's log level on stderr (default WARNING)")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

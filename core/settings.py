@@ -146,6 +146,7 @@ CORE_RULES: tuple[Rule, ...] = (
     Rule("rtp.port_max", number(int, 1024, 65535), "an integer port 1024..65535"),
     Rule("rtp.format", choice("ulaw", "alaw"), "ulaw or alaw"),
     Rule("rtp.idle_silence", as_bool, "true or false"),
+    Rule("ai.backend", choice("openai", "azure", "local"), "openai, azure or local"),
     Rule("openai.provider", choice("openai", "azure"), "openai or azure"),
     Rule("openai.api_key", as_str, "a string"),
     Rule("openai.url", ws_url, "a ws:// or wss:// URL"),
@@ -274,7 +275,17 @@ def load_settings(
     env = os.environ if environ is None else environ
     apply_legacy_env(settings, env)
     validate(settings, rules)
+    reconcile_backend(settings)
     return settings
+
+
+def reconcile_backend(settings: Dynaconf) -> None:
+    """``ai.backend = "azure"`` and the older ``openai.provider = "azure"`` mean the same: make
+    both say so, whichever was set."""
+    if settings.ai.backend == "azure":
+        settings.set("openai.provider", "azure")
+    elif settings.ai.backend == "openai" and settings.openai.provider == "azure":
+        settings.set("ai.backend", "azure")
 
 
 def apply_legacy_env(settings: Dynaconf, env: dict[str, str] | os._Environ) -> None:

@@ -7,7 +7,8 @@ import asyncio
 import logging
 import math
 
-from .script import Script
+from plugins.local_backend.realtime.script import Script
+
 from .server import FakeRealtimeServer
 
 

@@ -14,11 +14,11 @@ import pytest
 
 from core.app import App, configure
 from core.ari import AriClient
+from core.lab.asterisk import AsteriskLab
+from core.lab.ports import free_udp_port_range
 from tests.contract.ari_docs import validate_request
 from tests.fake_realtime.server import FakeRealtimeServer
-from tests.lab.asterisk import AsteriskLab
 from tests.lab.fixtures import asterisk_lab, lab_chroot, rtp_sniffer  # noqa: F401
-from tests.lab.ports import free_udp_port_range
 
 API_KEY = "test-key"
 

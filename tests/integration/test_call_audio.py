@@ -7,9 +7,9 @@ import statistics
 from pathlib import Path
 
 from core.events import MediaConnected
-from tests.fake_realtime.script import Script, Turn
+from core.lab.asterisk import AsteriskLab
+from plugins.local_backend.realtime.script import Script, Turn
 from tests.fake_realtime.server import FakeRealtimeServer
-from tests.lab.asterisk import AsteriskLab
 from tests.lab.audio import silence, speech
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer

@@ -14,16 +14,16 @@ import pytest
 from nicegui.testing import user_simulation
 
 from core.events import MediaConnected
+from core.lab.asterisk import AsteriskLab
+from core.lab.ports import free_tcp_port, free_udp_port_range
+from plugins.local_backend.realtime.script import Script, Turn
 from plugins.ui_nicegui.live import LiveState
 from plugins.ui_nicegui.pages import Dashboard
-from tests.fake_realtime.script import Script, Turn
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.conftest import API_KEY
 from tests.integration.test_call_audio import caller_turns
 from tests.integration.test_server import wait_healthy
-from tests.lab.asterisk import AsteriskLab
 from tests.lab.audio import speech
-from tests.lab.ports import free_tcp_port, free_udp_port_range
 from tests.lab.sipp import SippCaller
 
 REPO = Path(__file__).resolve().parents[2]

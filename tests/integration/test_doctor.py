@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from core.doctor import run_checks
+from core.lab.asterisk import AsteriskLab
+from core.lab.ports import free_udp_port_range
 from core.settings import LEGACY_ENV
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.conftest import API_KEY
-from tests.lab.asterisk import AsteriskLab
-from tests.lab.ports import free_udp_port_range
 
 ARIBOT = Path(sys.executable).parent / "aribot"
 LEGACY = {name for names in LEGACY_ENV.values() for name in names}

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_realtime.script import Script, Turn
+from core.lab.asterisk import AsteriskLab
+from plugins.local_backend.realtime.script import Script, Turn
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.probe import FRAME, Probe
 from tests.integration.test_call_audio import heard
-from tests.lab.asterisk import AsteriskLab
 from tests.lab.audio import silence, speech
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer

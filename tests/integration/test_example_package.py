@@ -15,11 +15,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.fake_realtime.script import Script, Turn
+from core.lab.asterisk import AsteriskLab
+from plugins.local_backend.realtime.script import Script, Turn
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.test_call_audio import caller_turns, heard, padded
 from tests.integration.test_tools import outputs
-from tests.lab.asterisk import AsteriskLab
 from tests.lab.audio import speech
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer

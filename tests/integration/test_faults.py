@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from core.events import CallEnded, MediaConnected
+from core.lab.asterisk import AsteriskLab
+from core.lab.ports import free_tcp_port
 from core.rtp import RtpPacket
-from tests.fake_realtime.script import Script, Turn
+from plugins.local_backend.realtime.script import Script, Turn
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.test_call_audio import caller_turns, heard, padded
-from tests.lab.asterisk import AsteriskLab
 from tests.lab.audio import speech
-from tests.lab.ports import free_tcp_port
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer
 from tests.lab.tcpproxy import TcpProxy

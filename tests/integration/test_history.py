@@ -11,14 +11,14 @@ import aiohttp
 import pytest
 
 from core import events as ev
+from core.lab.asterisk import AsteriskLab
 from core.plugins import Plugins
 from plugins.history import plugin as history_plugin
 from plugins.history.store import HistoryStore
-from tests.fake_realtime.script import Script, Turn
+from plugins.local_backend.realtime.script import Script, Turn
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.probe import Probe
 from tests.integration.test_call_audio import caller_turns
-from tests.lab.asterisk import AsteriskLab
 from tests.lab.audio import speech
 from tests.lab.sipp import SippCaller
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.lab.asterisk import AsteriskLab
+from core.lab import ports
+from core.lab.asterisk import AsteriskLab
+from core.lab.ports import _bindable, free_tcp_port, free_udp_port, free_udp_port_range
 from tests.lab.audio import frames, silence, speech, ulaw_decode, ulaw_encode
 from tests.lab.fixtures import require_lab_chroot
-from tests.lab import ports
-from tests.lab.ports import _bindable, free_tcp_port, free_udp_port, free_udp_port_range
 from tests.lab.sipp import SippCaller, run_call
 from tests.lab.sipp_scenario import build_scenario, dtmf_pcap
 from tests.lab.sniffer import RtpSniffer, parse_ipv4_rtp

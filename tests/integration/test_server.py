@@ -15,14 +15,14 @@ import pytest
 
 from core import hookimpl
 from core.events import CallEnded
+from core.lab.asterisk import AsteriskLab
+from core.lab.ports import free_tcp_port, free_udp_port_range
 from core.plugins import Plugins
-from tests.fake_realtime.script import Script, Turn
+from plugins.local_backend.realtime.script import Script, Turn
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.conftest import API_KEY
 from tests.integration.test_call_audio import caller_turns, heard, padded
-from tests.lab.asterisk import AsteriskLab
 from tests.lab.audio import speech
-from tests.lab.ports import free_tcp_port, free_udp_port_range
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from core import hookimpl
+from core.lab.asterisk import AsteriskLab
 from core.plugins import Plugins
-from tests.fake_realtime.script import Script, Turn
+from plugins.local_backend.realtime.script import Script, Turn
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.probe import Probe
 from tests.integration.test_call_audio import caller_turns, heard, padded
-from tests.lab.asterisk import AsteriskLab
 from tests.lab.audio import silence, speech
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.asterisk import AsteriskLab
-from tests.lab.provision import EXPECTED_VERSION, asterisk_version, default_chroot
+from core.lab.asterisk import AsteriskLab
+from core.lab.provision import EXPECTED_VERSION, asterisk_version, default_chroot
 from tests.lab.sniffer import RtpSniffer
 
 

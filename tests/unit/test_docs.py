@@ -1,6 +1,8 @@
-"""The README's configuration table is generated from settings.toml and must stay in step.
+"""Generated documentation must stay in step with its source: the README's configuration table
+(from settings.toml) and the sample Asterisk files in docs/asterisk.md (rendered by the sandbox's
+own ``LabConfig``, so the samples are the files every integration test runs Asterisk with).
 
-Regenerate it with: .venv/bin/python -m tests.unit.test_docs
+Regenerate both with: .venv/bin/python -m tests.unit.test_docs
 """
 
 from __future__ import annotations
@@ -8,8 +10,30 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from core.lab.asterisk_config import LabConfig
+
 REPO = Path(__file__).resolve().parents[2]
 BEGIN, END = "<!-- settings-table:begin -->", "<!-- settings-table:end -->"
+ASTERISK_DOC = REPO / "docs" / "asterisk.md"
+SAMPLES = ("http.conf", "ari.conf", "extensions.conf", "pjsip.conf", "rtp.conf")
+# The values the samples show; the sandbox uses free ports and random passwords instead.
+SAMPLE_CONFIG = LabConfig(
+    etc_dir="/etc/asterisk", var_dir="/var/lib/asterisk", mod_dir="/usr/lib/asterisk/modules", app="aribot",
+    http_port=8088, sip_port=5060, rtp_start=10000, rtp_end=20000, ari_username="aribot",
+    ari_password="change-me", phone_password="change-me-too",
+)  # fmt: skip
+
+
+def sample_block(name: str) -> str:
+    return f"<!-- sample:{name} -->\n```ini\n{SAMPLE_CONFIG.files()[name].rstrip()}\n```\n<!-- /sample:{name} -->"
+
+
+def render_asterisk_doc(text: str) -> str:
+    """``text`` with every sample block (or bare ``<!-- sample:NAME -->`` marker) re-rendered."""
+    for name in SAMPLES:
+        pattern = re.compile(rf"<!-- sample:{re.escape(name)} -->(?:.*?<!-- /sample:{re.escape(name)} -->)?", re.S)
+        text = pattern.sub(lambda _m, n=name: sample_block(n), text, count=1)
+    return text
 
 
 def settings_table() -> str:
@@ -40,7 +64,15 @@ def test_readme_table_matches_settings() -> None:
     assert current == settings_table(), "README settings table is stale: run python -m tests.unit.test_docs"
 
 
+def test_asterisk_doc_samples_are_the_sandbox_files() -> None:
+    text = ASTERISK_DOC.read_text()
+    for name in SAMPLES:
+        assert sample_block(name) in text, f"docs/asterisk.md: {name} is stale: run python -m tests.unit.test_docs"
+    assert "Stasis(aribot,${EXTEN})" in text and "password = change-me-too" in text
+
+
 if __name__ == "__main__":
+    ASTERISK_DOC.write_text(render_asterisk_doc(ASTERISK_DOC.read_text()))
     readme_path = REPO / "README.md"
     text = readme_path.read_text()
     head, rest = text.split(BEGIN, 1)

@@ -17,9 +17,9 @@ from aiohttp import web
 
 from core.cli import main
 from core.doctor import NAMES, Check, check_ari, check_realtime, check_rtp, render, run_checks
+from core.lab.ports import free_tcp_port, free_udp_port_range
 from core.settings import SettingsError, env_name, load_settings
 from tests.fake_realtime.server import FakeRealtimeServer
-from tests.lab.ports import free_tcp_port, free_udp_port_range
 
 PASSWORD = "ari-Secret-pw-9"
 API_KEY = "sk-test-GOOD-key-123"

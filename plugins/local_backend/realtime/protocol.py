@@ -43,13 +43,14 @@ class RealtimeProtocol(ItemEvents):
         self.session = default_session(conn.model)
         self.conversation_id = new_id("conv")
         self.conversation = Conversation()
-        self.audio = InputAudio(self.script.silence_amplitude)
+        self.audio = InputAudio(self.script.silence_amplitude, self.script.energy_threshold)
         self.active: ResponseRun | None = None
         self.voice_locked = False
         self.user_turns = 0
         self.next_turn = 0
         self.default_turns = 0
         self.speech_item_id: str | None = None
+        self.last_user_audio = b""  # the audio of the last committed user turn (for Script.compose)
         self.idle_anchor_ms: float | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.specs = client_event_specs(conn.azure)
@@ -225,7 +226,7 @@ class RealtimeProtocol(ItemEvents):
         item_id = self.speech_item_id or new_item_id()
         await self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": vad_event.audio_end_ms,
                          "item_id": item_id})
-        await self._commit_buffer(item_id)
+        await self._commit_buffer(item_id, self._input_between(self.audio.speech_audio_start_ms, vad_event.audio_end_ms))
         if detection.get("create_response", True):
             await self._auto_response("vad")
 
@@ -240,11 +241,18 @@ class RealtimeProtocol(ItemEvents):
         await self.emit({"type": "input_audio_buffer.timeout_triggered", "audio_start_ms": int(self.idle_anchor_ms),
                          "audio_end_ms": int(self.audio.processed_ms), "item_id": item_id})
         self.idle_anchor_ms = None
-        await self._commit_buffer(item_id)
+        await self._commit_buffer(item_id, b"")
         await self._auto_response("idle_timeout")
 
-    async def _commit_buffer(self, item_id: str) -> None:
+    def _input_between(self, start_ms: float, end_ms: float) -> bytes:
+        """The appended input audio from ``start_ms`` to ``end_ms`` on the input clock (the session
+        keeping one input format, as aribot's does)."""
+        per_ms = bytes_per_ms(self.input_format)
+        return bytes(self.conn.input_audio[int(start_ms) * per_ms:int(end_ms) * per_ms])
+
+    async def _commit_buffer(self, item_id: str, audio: bytes) -> None:
         """committed -> conversation.item.added -> .done, then (async) input transcription."""
+        self.last_user_audio = audio
         self.speech_item_id = None
         self.audio.reset_buffer()
         item = with_object({"id": item_id, "type": "message", "status": "completed", "role": "user",
@@ -256,10 +264,14 @@ class RealtimeProtocol(ItemEvents):
         self.user_turns += 1
         transcription = self.session["audio"]["input"]["transcription"]
         if transcription is not None:
-            self.spawn(self._transcribe(item_id, self.script.caller_transcript(self.user_turns), transcription))
+            self.spawn(self._transcribe(item_id, self.user_turns, audio, transcription))
 
-    async def _transcribe(self, item_id: str, transcript: str, config: dict[str, Any]) -> None:
+    async def _transcribe(self, item_id: str, number: int, audio: bytes, config: dict[str, Any]) -> None:
         await asyncio.sleep(self.script.transcription_delay_s)
+        if self.script.transcribe is not None:
+            transcript = await self.script.transcribe(audio)
+        else:
+            transcript = self.script.caller_transcript(number)
         words = re.findall(r"\s*\S+", transcript)
         middle = max(1, len(words) // 2)
         for piece in ("".join(words[:middle]), "".join(words[middle:])):
@@ -285,7 +297,9 @@ class RealtimeProtocol(ItemEvents):
         buffered = self.audio.buffered_ms(self.turn_detection is not None)
         if buffered < 100:
             raise errors.commit_empty(buffered)
-        await self._commit_buffer(self.speech_item_id or new_item_id())
+        end_ms = self.audio.processed_ms
+        await self._commit_buffer(self.speech_item_id or new_item_id(),
+                                  self._input_between(end_ms - buffered, end_ms))
 
     async def clear(self, event: dict[str, Any]) -> None:
         """Drop the uncommitted buffer."""
@@ -327,7 +341,9 @@ class RealtimeProtocol(ItemEvents):
             await run.wait_finished()
         await self._start_response(trigger, {})
 
-    def _next_turn(self) -> Turn:
+    def _next_turn(self, trigger: str, params: dict[str, Any]) -> Turn:
+        if self.script.compose is not None:
+            return self.script.compose(trigger, self.last_user_audio, params)
         if self.next_turn < len(self.script.turns):
             self.next_turn += 1
             return self.script.turns[self.next_turn - 1]
@@ -344,7 +360,7 @@ class RealtimeProtocol(ItemEvents):
                                           f"declared: {sorted(n for n in names if n)}")
 
     async def _start_response(self, trigger: str, params: dict[str, Any]) -> None:
-        turn = self._next_turn()
+        turn = self._next_turn(trigger, params)
         self._check_tools(turn, params)
         record = ResponseRecord(id=new_id("resp"), kind=turn.kind, trigger=trigger, turn=turn,
                                 created_at=time.time())

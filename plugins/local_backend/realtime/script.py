@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +104,12 @@ class Script:
     ``response_latency_s`` / ``response_done_delay_s``: pauses after ``response.created`` and
     before ``rate_limits.updated`` + ``response.done`` (both end early on cancellation).
     ``silence_amplitude``: input samples at most this loud count as silence for VAD.
+    ``energy_threshold``: if > 0, a 20 ms window is speech when its RMS (16-bit linear) exceeds it
+    instead (the local backend's turn detection on real, noisy phone audio).
+    ``transcribe``: computes the caller's transcript from a committed turn's audio (the local
+    backend's recogniser) instead of ``caller_transcripts``.
+    ``compose``: computes each response (trigger "vad" / "client" / "idle_timeout", the last
+    committed user audio, the response.create parameters) instead of ``turns``.
     ``semantic_vad_silence_ms``: the fixed end-of-turn silence used per semantic_vad eagerness.
     """
 
@@ -120,6 +127,9 @@ class Script:
     response_done_delay_s: float = 0.0
     transcription_delay_s: float = 0.0
     silence_amplitude: int = 0
+    energy_threshold: int = 0
+    transcribe: Callable[[bytes], Awaitable[str]] | None = None
+    compose: Callable[[str, bytes, dict[str, Any]], Turn] | None = None
     semantic_vad_silence_ms: dict[str, int] = field(
         default_factory=lambda: {"low": 1000, "medium": 500, "auto": 500, "high": 200}
     )

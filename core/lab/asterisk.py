@@ -9,6 +9,12 @@ aiohttp session per ARI request), so a session-scoped pytest fixture can start i
     asyncio.run(lab.start())             # ready when /ari/asterisk/ping answers (~0.25 s)
     status, body = await lab.ari("POST", f"/channels/{cid}/answer")
     asyncio.run(lab.stop())              # core stop now, kill if needed, remove its dirs
+
+``aribot lab`` (core/lab/run.py) runs one with a fixed SIP port and a softphone endpoint
+(``phone_password``). ``extra_dialplan`` adds contexts to extensions.conf; files the dialplan
+should play can go into ``var_dir`` (``path_in_chroot`` gives the name Asterisk sees)::
+
+    lab = AsteriskLab(chroot, extra_dialplan="[hello]\nexten => s,1,Playback(...)\n")
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ from typing import Any
 
 import aiohttp
 
-from tests.lab.asterisk_config import LabConfig
-from tests.lab.ports import free_tcp_port, free_udp_port, free_udp_port_range
+from core.lab.asterisk_config import LabConfig
+from core.lab.ports import free_tcp_port, free_udp_port, free_udp_port_range
 
 ASTERISK = "/usr/sbin/asterisk"
 ETC_BASE = "/etc/aribot-lab"  # inside the chroot
@@ -102,12 +108,24 @@ def _query(params: dict[str, Any]) -> list[tuple[str, str]]:
 class AsteriskLab:
     """A private Asterisk instance: config in <root>/etc/aribot-lab/<id>, state in /var/tmp."""
 
-    def __init__(self, chroot: Path, *, app: str = "aribot-test") -> None:
+    def __init__(
+        self, chroot: Path, *, app: str = "aribot-test", sip_port: int | None = None,
+        sip_bind: str = "127.0.0.1", phone_password: str | None = None,
+        phone_username: str = "phone", extra_dialplan: str = "",
+    ) -> None:  # fmt: skip
+        """``sip_port`` None: a free port. ``sip_bind``: the SIP transport's address.
+        ``phone_password``: add a softphone endpoint ``phone_username`` (context from-phone).
+        ``extra_dialplan``: appended verbatim to extensions.conf (may be changed until start)."""
         self.root = Path(chroot)
         self.app = app
         self.id = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.ari_username = "aribot-lab"
         self.ari_password = secrets.token_urlsafe(16)
+        self.sip_bind = sip_bind
+        self.phone_username = phone_username
+        self.phone_password = phone_password
+        self.extra_dialplan = extra_dialplan
+        self._wanted_sip_port = sip_port
         self.http_port = 0
         self.sip_port = 0
         self.rtp_port_range = (0, 0)
@@ -124,6 +142,18 @@ class AsteriskLab:
     def var_dir(self) -> Path:
         """Host path of this instance's writable state (log, run, spool, lib)."""
         return self.root / VAR_BASE.lstrip("/") / self.id
+
+    def path_in_chroot(self, host_path: Path | str) -> str:
+        """The name Asterisk sees for ``host_path`` (a path inside the chroot), e.g. to reference
+        a sound file under ``var_dir`` from the dialplan (without its extension for Playback)."""
+        try:
+            return "/" + str(Path(host_path).absolute().relative_to(self.root.absolute()))
+        except ValueError:
+            raise ValueError(f"{host_path} is not inside the chroot {self.root}") from None
+
+    def host_path(self, chroot_path: str) -> Path:
+        """The host path of ``chroot_path`` (a path as Asterisk sees it), e.g. a recording."""
+        return self.root / chroot_path.lstrip("/")
 
     @property
     def log_path(self) -> Path:
@@ -160,7 +190,7 @@ class AsteriskLab:
     # --- lifecycle ---------------------------------------------------------------------------
     def _write_config(self) -> None:
         self.http_port = free_tcp_port()
-        self.sip_port = free_udp_port()
+        self.sip_port = self._wanted_sip_port or free_udp_port()
         start, end = free_udp_port_range(RTP_PORTS, hold=True)
         while start <= self.sip_port <= end:
             start, end = free_udp_port_range(RTP_PORTS, hold=True)
@@ -170,6 +200,8 @@ class AsteriskLab:
             mod_dir=_module_dir(self.root), app=self.app, http_port=self.http_port,
             sip_port=self.sip_port, rtp_start=start, rtp_end=end,
             ari_username=self.ari_username, ari_password=self.ari_password,
+            phone_password=self.phone_password, phone_username=self.phone_username,
+            sip_bind=self.sip_bind, extra_dialplan=self.extra_dialplan,
         )  # fmt: skip
         self.config_dir.mkdir(parents=True)
         for name, text in cfg.files().items():

@@ -89,7 +89,7 @@ def _areas() -> tuple[int, int, int]:
     ports and small blocks from [split, high). Scattered small ports (a sipp call takes 4, kept
     RESERVE_S) would otherwise fragment the window until no 400-port RTP range fits."""
     low, high = _window()
-    return low, low + (high - low) // 2, high
+    return low, low + (high - low) * 3 // 4, high
 
 
 def _random_port(kind: socket.SocketKind) -> int:

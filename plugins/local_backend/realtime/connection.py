@@ -18,16 +18,16 @@ from .script import Script
 
 if TYPE_CHECKING:
     from .protocol import RealtimeProtocol
-    from .server import FakeRealtimeServer
+    from .server import RealtimeServer
 
-log = logging.getLogger("tests.fake_realtime")
+log = logging.getLogger("aribot.realtime_server")
 T = TypeVar("T")
 
 
 class FakeConnection:
     """Everything one client did and got, with ``time.time()`` stamps, plus ways to wait for it."""
 
-    def __init__(self, ws: ServerConnection, server: FakeRealtimeServer, *, model: str, azure: bool,
+    def __init__(self, ws: ServerConnection, server: RealtimeServer, *, model: str, azure: bool,
                  script: Script, headers: dict[str, str], path: str) -> None:
         self.ws = ws
         self.server = server

@@ -1,6 +1,8 @@
 """Provision the Debian sid chroot that holds the lab's Asterisk 22.10.1 (asterisk-ari.md §5.9).
 
-``python -m tests.lab.provision [PATH]`` builds it (as root) or returns at once if it is there.
+``python -m core.lab.provision [PATH]`` (what scripts/setup runs) builds it as root, or returns at
+once if it is there. ``aribot lab`` and benchmarks/ call ``ensure_chroot``; the tests only check
+for it (tests/lab/fixtures.py) and fail with what to do.
 The chroot is built in a temporary sibling directory and renamed into place only when Asterisk
 reports the expected version, so an interrupted build never leaves a chroot that looks valid.
 """
@@ -45,7 +47,8 @@ def asterisk_version(path: Path) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
-def _is_ready(path: Path) -> bool:
+def is_ready(path: Path) -> bool:
+    """True if the chroot at ``path`` runs the expected Asterisk version."""
     return re.search(rf"\b{re.escape(EXPECTED_VERSION)}\b", asterisk_version(path)) is not None
 
 
@@ -141,14 +144,14 @@ def _replace(tmp: Path, path: Path) -> None:
 def ensure_chroot(path: Path | None = None) -> Path:
     """Return the chroot path, building it first if it lacks a working Asterisk 22.10.1."""
     path = (path or default_chroot()).absolute()
-    if _is_ready(path):
+    if is_ready(path):
         return path
     _check_prerequisites()
     mirror = debian_mirror()
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(f".{path.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent build finishes first; then re-check
-        if _is_ready(path):
+        if is_ready(path):
             return path
         tmp = path.with_name(f".{path.name}.building")
         log = path.with_name(f"{path.name}.build.log")
@@ -156,7 +159,7 @@ def ensure_chroot(path: Path | None = None) -> Path:
         _remove_tree(tmp)  # leftovers of an interrupted build
         try:
             _build(tmp, mirror, log)
-            if not _is_ready(tmp):
+            if not is_ready(tmp):
                 found = asterisk_version(tmp) or "nothing"
                 raise ProvisionError(
                     f"expected Asterisk {EXPECTED_VERSION} in the new chroot, got {found}: "
@@ -174,7 +177,7 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     target = Path(argv[0]) if argv else default_chroot()
     try:
-        if not _is_ready(target):
+        if not is_ready(target):
             _check_prerequisites()
             print(f"provision: building {target} (about 30 s)...", file=sys.stderr, flush=True)
         path = ensure_chroot(target)

@@ -44,8 +44,25 @@ def quiet_codes(format_type: str, silence_amplitude: int) -> bytes:
     return bytes(code for code in range(256) if abs(decode(code)) <= limit)
 
 
-def is_speech(window: bytes, format_type: str, silence_amplitude: int = 0) -> bool:
-    """True if any sample of the window is louder than ``silence_amplitude``."""
+@functools.cache
+def _squares(format_type: str) -> tuple[int, ...]:
+    decode = ulaw_to_linear if format_type == "audio/pcmu" else alaw_to_linear
+    return tuple(decode(code) ** 2 for code in range(256))
+
+
+def rms(window: bytes, format_type: str) -> float:
+    """Root mean square of a G.711 window, in 16-bit linear units."""
+    if not window:
+        return 0.0
+    squares = _squares(format_type)
+    return (sum(squares[code] for code in window) / len(window)) ** 0.5
+
+
+def is_speech(window: bytes, format_type: str, silence_amplitude: int = 0, energy_threshold: int = 0) -> bool:
+    """True if any sample of the window is louder than ``silence_amplitude`` or, when
+    ``energy_threshold`` is set (G.711 only), if the window's RMS exceeds it."""
+    if energy_threshold > 0 and format_type != "audio/pcm":
+        return rms(window, format_type) > energy_threshold
     if format_type == "audio/pcm":
         samples = array("h", window[: len(window) // 2 * 2])
         if sys.byteorder == "big":
@@ -75,8 +92,9 @@ VadEvent = SpeechStarted | SpeechStopped
 class InputAudio:
     """The input audio clock (ms of audio appended this session), the uncommitted buffer and VAD."""
 
-    def __init__(self, silence_amplitude: int = 0) -> None:
+    def __init__(self, silence_amplitude: int = 0, energy_threshold: int = 0) -> None:
         self.silence_amplitude = silence_amplitude
+        self.energy_threshold = energy_threshold
         self.clock_ms: float = 0.0  # all audio appended so far
         self.processed_ms: float = 0.0  # audio VAD has looked at (whole windows only)
         self.buffer_start_ms: float = 0.0
@@ -127,7 +145,7 @@ class InputAudio:
 
     def _step(self, window: bytes, format_type: str, start_ms: float, turn_detection: dict[str, Any],
               silence_ms: int) -> VadEvent | None:
-        speech = is_speech(window, format_type, self.silence_amplitude)
+        speech = is_speech(window, format_type, self.silence_amplitude, self.energy_threshold)
         if not self.speaking:
             if not speech:
                 return None

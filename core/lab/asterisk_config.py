@@ -1,23 +1,32 @@
-"""The lab Asterisk's configuration files (asterisk-ari.md §5), rendered from a few parameters."""
+"""The lab Asterisk's configuration files (asterisk-ari.md §5), rendered from a few parameters.
+
+Always there: the ``sipp`` endpoint (no auth, identified by source IP 127.0.0.1, context
+``from-sipp``) that the tests call through. With ``phone_password`` set there is also a
+password-protected endpoint for a softphone (context ``from-phone``), and ``[global]`` then
+identifies requests by From user before source IP, so a phone registering from 127.0.0.1 is
+still challenged as the phone, not taken for sipp.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # asterisk-ari.md §5.2, plus what the lab's dialplan and tests use (Echo, Playback, snoop,
-# TALK_DETECT) and res_pjsip_authenticator_digest only to silence "No SIP authenticator".
+# TALK_DETECT), res_pjsip_authenticator_digest (the phone's digest auth; without a phone only to
+# silence "No SIP authenticator") and res_pjsip_registrar (the phone's REGISTER).
 MODULES = (
     # core
     "res_sorcery_config", "res_sorcery_memory", "res_sorcery_astdb", "res_timing_timerfd",
     "pbx_config",
     # codecs / formats
-    "codec_ulaw", "codec_alaw", "codec_gsm", "format_wav", "format_pcm", "format_gsm",
+    "codec_ulaw", "codec_alaw", "codec_gsm", "codec_resample", "format_wav", "format_pcm", "format_gsm",
     "format_sln",
     # SIP / RTP
     "res_rtp_asterisk", "res_rtp_multicast", "res_pjproject", "res_pjsip", "res_pjsip_session",
     "res_pjsip_pubsub", "res_pjsip_sdp_rtp", "res_pjsip_endpoint_identifier_ip",
     "res_pjsip_endpoint_identifier_user", "res_pjsip_dtmf_info", "res_pjsip_logger", "res_pjsip_caller_id",
-    "res_pjsip_nat", "res_pjsip_authenticator_digest", "chan_pjsip",
+    "res_pjsip_nat", "res_pjsip_authenticator_digest", "res_pjsip_registrar", "chan_pjsip",
     # media channels, HTTP / websockets
     "chan_rtp", "res_http_websocket", "res_websocket_client",
     # bridges
@@ -39,6 +48,19 @@ EMPTY_CONFIGS = (
 )  # fmt: skip
 
 
+def check_phone_account(username: str, password: str | None) -> None:
+    """Raise ValueError unless ``username``/``password`` can be written into pjsip.conf as is."""
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]+", username) or username in (
+        "sipp", "sipp-identify", "transport-udp", "global",
+    ):
+        raise ValueError(
+            f"phone username {username!r}: use letters, digits and _.+- "
+            "(and not the name of another pjsip.conf section)"
+        )
+    if password is not None and not re.fullmatch(r"[!-:<-~]+", password):
+        raise ValueError("phone password: use printable ASCII without spaces or ';'")
+
+
 @dataclass(frozen=True)
 class LabConfig:
     """Everything that varies between lab instances. Paths are as seen inside the chroot."""
@@ -53,6 +75,18 @@ class LabConfig:
     rtp_end: int
     ari_username: str
     ari_password: str
+    phone_password: str | None = None  # None: no phone endpoint (the tests' configuration)
+    phone_username: str = "phone"
+    sip_bind: str = "127.0.0.1"  # the SIP transport's address; 0.0.0.0 lets other machines in
+    extra_dialplan: str = ""  # appended verbatim to extensions.conf (more contexts)
+
+    def __post_init__(self) -> None:
+        check_phone_account(self.phone_username, self.phone_password)
+
+    @property
+    def phone_auth_name(self) -> str:
+        """The pjsip.conf section name of the phone's auth object."""
+        return f"{self.phone_username}-auth"
 
     def files(self) -> dict[str, str]:
         """File name -> content for every file in ``etc_dir``."""
@@ -111,14 +145,20 @@ read_only = no
 """
 
     def pjsip_conf(self) -> str:
+        phone = self.phone_password is not None
+        # With a phone, ask the From user first (ip first would take a phone on 127.0.0.1 for
+        # sipp) and let sipp be found only by its source IP, so that nobody can reach the
+        # unauthenticated sipp endpoint from elsewhere by calling themselves "sipp".
+        order = "endpoint_identifier_order = username,ip\n" if phone else ""
+        sipp_by_ip = "identify_by = ip\n" if phone else ""
         return f"""[global]
 type = global
 user_agent = aribot-lab
-
+{order}
 [transport-udp]
 type = transport
 protocol = udp
-bind = 127.0.0.1:{self.sip_port}
+bind = {self.sip_bind}:{self.sip_port}
 
 [sipp]
 type = endpoint
@@ -131,11 +171,42 @@ dtmf_mode = rfc4733
 rtp_symmetric = yes
 force_rport = yes
 rewrite_contact = yes
-
+{sipp_by_ip}
 [sipp-identify]
 type = identify
 endpoint = sipp
 match = 127.0.0.1
+""" + (self.phone_pjsip_conf() if phone else "")
+
+    def phone_pjsip_conf(self) -> str:
+        """The softphone's endpoint, digest auth and AOR (one contact; a new REGISTER wins)."""
+        user = self.phone_username
+        return f"""
+[{user}]
+type = endpoint
+transport = transport-udp
+context = from-phone
+disallow = all
+allow = ulaw,alaw
+direct_media = no
+dtmf_mode = rfc4733
+rtp_symmetric = yes
+force_rport = yes
+rewrite_contact = yes
+identify_by = username
+auth = {self.phone_auth_name}
+aors = {user}
+
+[{self.phone_auth_name}]
+type = auth
+auth_type = userpass
+username = {user}
+password = {self.phone_password}
+
+[{user}]
+type = aor
+max_contacts = 1
+remove_existing = yes
 """
 
     def rtp_conf(self) -> str:
@@ -170,6 +241,21 @@ exten => _8XX,1,NoOp(aribot-lab choices ${{EXTEN}})
 
 [aribot-continue]
 exten => _X.,1,NoOp(aribot-lab continued ${{EXTEN}})
+ same => n,Hangup()
+""" + (self.phone_extensions() if self.phone_password is not None else "") + self.extra_dialplan
+
+    def phone_extensions(self) -> str:
+        """``[from-phone]``: echo -> Echo(); any number (or none: ``s``) -> the Stasis app."""
+        return f"""
+[from-phone]
+exten => echo,1,Answer()
+ same => n,Echo()
+ same => n,Hangup()
+exten => _X.,1,NoOp(aribot-lab phone ${{EXTEN}})
+ same => n,Stasis({self.app},${{EXTEN}})
+ same => n,Hangup()
+exten => s,1,NoOp(aribot-lab phone s)
+ same => n,Stasis({self.app},${{EXTEN}})
  same => n,Hangup()
 """
 

@@ -1,0 +1,136 @@
+"""The local voice backend (``[ai] backend = "local"``): an audio-path echo test with no AI account.
+
+At start-up the plugin runs aribot's own GA Realtime server (``plugins.local_backend.realtime``)
+on a free loopback port and points ``openai.url`` at it; the core then talks to it through the
+same Realtime client as to OpenAI, with nothing special on its side. Each caller turn (energy
+turn detection, ``[local] energy_threshold``) is answered with a short spoken phrase (espeak-ng)
+followed by the caller's own words played back, and transcribed offline (pocketsphinx), so the
+dashboard shows words. Responses the core asks for itself (no-input re-prompts, goodbyes, a
+greeting) get a fitting fixed phrase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from core import hookimpl
+from core.settings import Rule, as_bool, as_str, number
+from plugins.local_backend.realtime.script import AudioOutput, Script, Turn
+from plugins.local_backend.realtime.server import RealtimeServer
+from plugins.local_backend.voice import Recogniser, VoiceError, synthesize
+
+log = logging.getLogger("aribot.local_backend")
+
+PHRASES = {
+    "heard": "I heard you say:",
+    "hello": "Hello! This is the aribot local echo test. Say something, and I will play it back to you.",
+    "still_there": "Are you still there? Say something, and I will play it back.",
+    "goodbye": "Thank you for testing aribot. Goodbye!",
+    "empty": "I did not catch that. Please say it again.",
+}
+PAUSE_MS = 250
+
+
+@dataclass
+class LocalBackend:
+    """The server and the phrases it speaks, for one running App."""
+
+    voice: str = "en-us"
+    words_per_minute: int = 160
+    energy_threshold: int = 300
+    transcribe: bool = True
+    max_echo_seconds: float = 10.0
+    fmt: str = "ulaw"
+    api_key: str = field(default_factory=lambda: secrets.token_urlsafe(16), repr=False)
+    phrases: dict[str, bytes] = field(default_factory=dict, repr=False)
+    server: RealtimeServer | None = None
+    recogniser: Recogniser = field(default_factory=Recogniser)
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url
+
+    def _silence(self, ms: int) -> bytes:
+        return (b"\xff" if self.fmt == "ulaw" else b"\xd5") * (8 * ms)
+
+    def compose(self, trigger: str, user_audio: bytes, params: dict[str, Any]) -> Turn:
+        """The answer to one response request (see the module docstring)."""
+        if trigger == "vad":
+            echo = user_audio[: int(self.max_echo_seconds * 8000)]
+            if len(echo) < 1600:
+                return Turn((AudioOutput(self.phrases["empty"], PHRASES["empty"]),))
+            audio = self.phrases["heard"] + self._silence(PAUSE_MS) + echo + self._silence(PAUSE_MS)
+            return Turn((AudioOutput(audio, PHRASES["heard"] + " (your own words, played back)"),))
+        instructions = str(params.get("instructions") or "").lower()
+        if "goodbye" in instructions:
+            key = "goodbye"
+        elif trigger == "idle_timeout" or "still there" in instructions:
+            key = "still_there"
+        else:
+            key = "hello"
+        return Turn((AudioOutput(self.phrases[key], PHRASES[key]),))
+
+    async def start(self) -> None:
+        """Synthesise the phrases (once), then serve on a free loopback port."""
+        loop = asyncio.get_running_loop()
+        for key, text in PHRASES.items():
+            self.phrases[key] = await loop.run_in_executor(
+                None, lambda t=text: synthesize(t, voice=self.voice, words_per_minute=self.words_per_minute,
+                                                fmt=self.fmt))
+        script = Script(energy_threshold=self.energy_threshold, obfuscation=False, delta_bytes=(800, 1600),
+                        transcribe=self.recogniser.transcribe if self.transcribe else None, compose=self.compose)
+        self.server = RealtimeServer(api_key=self.api_key, script=script)
+        await self.server.start("127.0.0.1", 0)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+
+
+def _voice_name(value: Any) -> str:
+    text = as_str(value).strip()
+    if not text or not all(c.isalnum() or c in "-_+" for c in text):
+        raise ValueError(value)
+    return text
+
+
+@hookimpl
+def register_settings_rules(register):
+    register(Rule("local.voice", _voice_name, "an espeak-ng voice name such as en-us"))
+    register(Rule("local.words_per_minute", number(int, 80, 450), "words per minute 80..450"))
+    register(Rule("local.energy_threshold", number(int, 1, 32767), "an RMS level 1..32767 (16-bit linear)"))
+    register(Rule("local.transcribe", as_bool, "true or false"))
+    register(Rule("local.max_echo_seconds", number(float, 1, 120), "seconds 1..120"))
+
+
+@hookimpl
+async def startup(app):
+    if app.settings.ai.backend != "local":
+        return
+    cfg = app.settings.local
+    backend = LocalBackend(voice=cfg.voice, words_per_minute=cfg.words_per_minute,
+                           energy_threshold=cfg.energy_threshold, transcribe=cfg.transcribe,
+                           max_echo_seconds=cfg.max_echo_seconds, fmt=app.settings.rtp.format)
+    try:
+        await backend.start()
+    except VoiceError as exc:
+        raise RuntimeError(f"the local backend cannot start: {exc}") from None
+    app.settings.set("openai.url", backend.url)
+    app.settings.set("openai.api_key", backend.api_key)
+    app.settings.set("openai.provider", "openai")
+    app.extensions["local_backend"] = backend
+    log.info("local backend (espeak-ng + %s) serving on %s: each caller turn is answered with a phrase and "
+             "the caller's own words", "pocketsphinx" if cfg.transcribe else "no transcription", backend.url)
+
+
+@hookimpl
+async def shutdown(app):
+    backend = app.extensions.pop("local_backend", None)
+    if backend is not None:
+        await backend.stop()

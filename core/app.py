@@ -4,7 +4,10 @@ plugin start-up/shut-down, and a clean stop that leaves nothing behind in Asteri
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +29,12 @@ def configure(settings_file: str | Path | None = None) -> tuple[Any, Plugins]:
     plugins = load_plugins(settings)
     validate(settings, plugins.settings_rules(), core=False)
     return settings, plugins
+
+
+def resource_prefix(app_name: str, kind: str) -> str:
+    """Id prefix of the channels ("em") and bridges ("br") aribot creates for Stasis app
+    ``app_name``: the app is named (hashed), so a sweep never touches another aribot's resources."""
+    return f"aribot-{kind}-{hashlib.sha1(app_name.encode()).hexdigest()[:8]}"
 
 
 class App:
@@ -102,6 +111,29 @@ class App:
         await self.plugins.acall("startup", app=self)  # before calls can arrive: plugins see every event
         self._stream_task = asyncio.create_task(self.stream.run(), name="ari-events")
 
+    async def drain(self, timeout: float) -> None:
+        """Graceful shutdown, first part: take no new calls (they are continued in the dialplan),
+        let live calls finish for up to ``timeout`` s, then end each one politely: the AI says
+        ``[call] shutdown_goodbye`` and the call is hung up or continued per ``on_shutdown``.
+        ``stop()`` follows; cancelling this (a second signal) leaves the rest to ``stop()``."""
+        self.draining = True
+        live = [c for c in self.calls.values() if not c.overflow]
+        log.info("draining: new calls are continued in the dialplan; %d live call(s) may go on for up to %.0f s",
+                 len(live), timeout)
+        deadline = time.monotonic() + timeout
+        while self.serving and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        left = [c for c in self.calls.values() if not c.overflow and not c.stopping]
+        if not left:
+            return
+        log.info("draining: ending %d call(s) still live after %.0f s with a goodbye (%s)", len(left), timeout,
+                 self.settings.call.on_shutdown)
+        for call in left:
+            call.spawn(call.end("shutdown", goodbye=self.settings.call.shutdown_goodbye,
+                                action=self.settings.call.on_shutdown))
+        with contextlib.suppress(asyncio.TimeoutError):  # each end() is bounded; this is a backstop
+            await asyncio.wait_for(asyncio.gather(*(call.done.wait() for call in left)), 60.0)
+
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking calls, end live calls per ``[call] on_shutdown``, clean Asterisk, close."""
         self.draining = True
@@ -122,6 +154,40 @@ class App:
         if self.http is not None:
             await self.http.stop()
         await self.ari.close()
+
+    def resource_prefix(self, kind: str) -> str:
+        return resource_prefix(self.settings.ari.app, kind)
+
+    async def sweep_leftovers(self) -> tuple[int, int]:
+        """Delete this app's ExternalMedia channels and bridges that belong to no live call (left by
+        a crash of aribot, or by calls that ended while ARI was unreachable); returns the counts."""
+        channels = await self.ari.call("list_channels")
+        bridges = await self.ari.call("list_bridges")
+        # after listing: a call registers itself before it creates its leg and bridge, so whatever
+        # the lists hold of a call that started meanwhile is owned by now
+        owned_legs = {call.leg_id for call in self.calls.values()}
+        owned_bridges = {call.bridge_id for call in self.calls.values()}
+        stale_channels = [c["id"] for c in channels or () if str(c.get("id", "")).startswith(self.resource_prefix("em"))
+                          and c["id"] not in owned_legs]
+        stale_bridges = [b["id"] for b in bridges or () if str(b.get("id", "")).startswith(self.resource_prefix("br"))
+                         and b["id"] not in owned_bridges]
+        for op, key, ids in (("hangup", "channelId", stale_channels), ("destroy_bridge", "bridgeId", stale_bridges)):
+            for resource in ids:
+                try:
+                    await self.ari.call(op, **{key: resource})
+                except AriNotFound:
+                    pass
+                except AriError as exc:
+                    log.warning("could not delete leftover %s (%s); it stays in Asterisk", resource, exc)
+        if stale_channels or stale_bridges:
+            log.warning("deleted %d leftover media channel(s) and %d bridge(s) of this app that belonged to no "
+                        "live call", len(stale_channels), len(stale_bridges))
+        return len(stale_channels), len(stale_bridges)
+
+    @property
+    def serving(self) -> int:
+        """Live calls being served (not those refused for capacity)."""
+        return sum(1 for call in self.calls.values() if not call.overflow)
 
     @property
     def ari_connected(self) -> bool:
@@ -166,9 +232,14 @@ class App:
             log.info("call %s arrived while stopping; continuing it in the dialplan", channel.id)
             asyncio.create_task(self._refuse(channel.id))
             return
+        limit, live = self.settings.call.max_concurrent, self.serving
         call = Call(self, channel, event.args)
         self.calls[call.id] = call
-        task = asyncio.create_task(call.run(), name=f"call-{call.id}")
+        if limit and live >= limit:
+            call.overflow = True
+            task = asyncio.create_task(call.run_overflow(live), name=f"overflow-{call.id}")
+        else:
+            task = asyncio.create_task(call.run(), name=f"call-{call.id}")
         self._call_tasks.add(task)
         task.add_done_callback(self._call_tasks.discard)
 
@@ -179,15 +250,21 @@ class App:
             log.warning("could not continue refused call %s in the dialplan (%s)", channel_id, exc)
 
     async def _on_connect(self, reconnect: bool) -> None:
-        """Filter out events aribot never uses; after a reconnect, end calls whose caller
-        vanished while events were not flowing."""
+        """Filter out events aribot never uses; after a reconnect, end calls whose caller vanished
+        while events were not flowing; then delete this app's leftover media channels and bridges."""
         try:
             await self.ari.call("set_event_filter", applicationName=self.settings.ari.app,
                                 body={"disallowed": [{"type": name} for name in UNUSED_EVENTS]})
         except AriError as exc:
             log.warning("could not set the ARI event filter (%s); all events will be delivered", exc)
-        if not reconnect:
-            return
+        if reconnect:
+            await self._reconcile_calls()
+        try:
+            await self.sweep_leftovers()
+        except AriError as exc:
+            log.warning("could not look for leftover channels and bridges (%s); will try at the next connect", exc)
+
+    async def _reconcile_calls(self) -> None:
         for call in list(self.calls.values()):
             try:
                 await self.ari.call("get_channel", channelId=call.id)

@@ -79,8 +79,9 @@ class Call(CallControls):
         self.caller_name = channel.caller_name
         self.extension = parse_stasis_args(args)[0] or channel.exten
         self.owner = f"call:{self.id}"  # owner of this call's bus subscriptions
-        self.leg_id = new_id("aribot-em")
-        self.bridge_id = new_id("aribot-br")
+        self.overflow = False  # refused for capacity: run_overflow() instead of run()
+        self.leg_id = new_id(app.resource_prefix("em"))
+        self.bridge_id = new_id(app.resource_prefix("br"))
         self.started_at = time.time()
         self.state = "ringing"
         self.choices = CallChoices(self.extension, app.activation_mode, self.settings.call.greeting,
@@ -318,6 +319,10 @@ class Call(CallControls):
                           self.id, self.mode_name)
             self.gate.open(f"mode failed: {exc!r}")
 
+    async def play_prompt(self, media: list[str], what: str, until: tuple[asyncio.Event, ...] = ()) -> bool:
+        """Play media to the caller (e.g. a filler while the AI reconnects); see ``_play``."""
+        return await self._play(media, what, until)
+
     async def _play(self, media: list[str], what: str, until: tuple[asyncio.Event, ...] = ()) -> bool:
         """Play media to the caller and wait until it finished (False if it failed, did not start,
         the caller left, or one of ``until`` was set first)."""
@@ -418,6 +423,38 @@ class Call(CallControls):
         self.app.forget(self)
         self.emit(ev.CallEnded(call_id=self.id, reason=self.end_reason, duration_s=duration, stats=stats))
         self.done.set()
+
+    async def run_overflow(self, live: int) -> None:
+        """A call beyond ``[call] max_concurrent``: answered, the overload prompt, then hung up or
+        continued in the dialplan (``on_overload``); never half-served. It is still a call on the
+        bus (started, ended with reason "overload"), so the history and the dashboard show it."""
+        cfg = self.settings.call
+        self.state = "refusing"
+        self.finish("overload", cfg.on_overload)  # decided: a later StasisEnd does not rename it
+        self.emit(ev.CallStarted(call_id=self.id, channel_id=self.id, caller_number=self.caller_number,
+                                 caller_name=self.caller_name, extension=self.extension, args=tuple(self.args)))
+        log.warning("call %s: over capacity (%d live calls, [call] max_concurrent = %d); playing the overload "
+                    "prompt, then %s", self.id, live, cfg.max_concurrent,
+                    "continuing in the dialplan" if cfg.on_overload == "continue" else "hanging up")
+        self._consumer = asyncio.ensure_future(self._consume())
+        try:
+            await self.ari.call("answer", channelId=self.id)
+            await self._play(list(cfg.overload_prompt), "overload prompt")
+        except AriNotFound:
+            self.caller_left.set()
+        except AriError as exc:
+            log.warning("call %s: could not answer the over-capacity call (%s)", self.id, exc)
+        try:
+            if not self.caller_left.is_set():
+                await self.set_variable("ARIBOT_END_REASON", self.end_reason)
+                await self._leave(cfg.on_overload)
+        finally:
+            self._consumer.cancel()
+            self.state = "ended"
+            self.app.forget(self)
+            self.emit(ev.CallEnded(call_id=self.id, reason=self.end_reason, duration_s=time.time() - self.started_at,
+                                   stats={}))
+            self.done.set()
 
     async def _delete(self, op: str, **ids: str) -> None:
         try:

@@ -39,19 +39,28 @@ async def serve(settings: Any, plugins: Any) -> int:
     from core.app import App
 
     app = App(settings, plugins)
-    stop = asyncio.Event()
+    signals: asyncio.Queue[int] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, signals.put_nowait, sig)
     log.info("aribot %s serving Stasis app %r via %s (activation %s)", __version__, settings.ari.app,
              settings.ari.url, settings.activation.mode)
     if not settings.openai.api_key:
         log.warning("openai.api_key is empty (ARIBOT_OPENAI__API_KEY / OPENAI_API_KEY): the Realtime API will "
                     "refuse calls and callers will hear the fallback prompt")
     await app.start()
-    await stop.wait()
-    log.info("signal received: stopping")
-    await app.stop()
+    first = await signals.get()
+    log.info("%s received: stopping gracefully (a second signal stops at once)", signal.Signals(first).name)
+    drain = asyncio.create_task(app.drain(settings.call.drain_timeout))
+    second = asyncio.create_task(signals.get())
+    await asyncio.wait({drain, second}, return_when=asyncio.FIRST_COMPLETED)
+    if second.done():
+        log.warning("second signal: ending %d live call(s) at once", app.serving)
+        drain.cancel()
+        await asyncio.gather(drain, return_exceptions=True)
+    else:
+        second.cancel()
+    await app.stop()  # records are written by the plugins' shutdown, after the calls ended
     log.info("stopped cleanly")
     return 0
 

@@ -88,6 +88,18 @@ class RealtimeReady(Event):
     connect_ms: float
 
 
+@event("call.realtime_rollover")
+@dataclass(frozen=True, kw_only=True)
+class RealtimeRollover(Event):
+    """The Realtime WebSocket closed mid-call (or reached ``openai.max_session_s``) and a new
+    session took over with the conversation so far replayed as items."""
+
+    reason: str           # "closed_1001", "closed_1011", ..., or "max_session_s"
+    attempt: int          # 1 for the first try of this rollover
+    replayed_items: int
+    gap_ms: float         # from the old session's end to the new one being ready
+
+
 @event("call.activation_opened")
 @dataclass(frozen=True, kw_only=True)
 class ActivationOpened(Event):
@@ -160,6 +172,7 @@ class ResponseDone(Event):
     response_id: str
     status: str
     reason: str = ""
+    usage: dict[str, Any] = field(default_factory=dict)  # the Realtime usage object (tokens) as sent
 
 
 @event("call.barge_in")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
@@ -18,10 +19,35 @@ log = logging.getLogger("aribot.http")
 LOG_QUEUE = 2000
 
 
+OPEN_PATHS = frozenset({"/healthz"})  # a load balancer's probe needs no token
+
+
+def token_guard(token: str) -> Any:
+    """aiohttp middleware: every route but OPEN_PATHS needs ``Authorization: Bearer <token>`` (or
+    ``?token=`` where a header cannot be set, e.g. a browser's WebSocket to /logs)."""
+    expected = token.encode()
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path in OPEN_PATHS:
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        given = header[7:] if header[:7].lower() == "bearer " else request.query.get("token", "")
+        if not hmac.compare_digest(given.encode(), expected):
+            log.warning("HTTP API: %s %s from %s refused: %s token", request.method, request.path, request.remote,
+                        "wrong" if given else "no")
+            return web.json_response({"error": "a valid token is required (Authorization: Bearer <http.token>)"},
+                                     status=401, headers={"WWW-Authenticate": 'Bearer realm="aribot"'})
+        return await handler(request)
+
+    return guard
+
+
 class HttpApi:
     def __init__(self, app: "App") -> None:
         self.app = app
-        self.web = web.Application()
+        token = app.settings.http.token
+        self.web = web.Application(middlewares=[token_guard(token)] if token else [])
         self.web.add_routes([
             web.get("/healthz", self.healthz),
             web.get("/calls", self.calls),
@@ -43,7 +69,8 @@ class HttpApi:
         await site.start()
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         self.port = sockets[0].getsockname()[1] if sockets else int(cfg.port)
-        log.info("HTTP API on http://%s:%d (/healthz, /calls, /tools, /logs)", cfg.host, self.port)
+        log.info("HTTP API on http://%s:%d (/healthz, /calls, /tools, /logs)%s", cfg.host, self.port,
+                 ", token required" if cfg.token else "")
 
     async def stop(self) -> None:
         self.app.bus.unsubscribe(self._receiver)

@@ -31,6 +31,16 @@ class Samples:
     def values(self) -> list[float]:
         return list(self._data)
 
+    def since(self, seen: int) -> list[float]:
+        """The samples added after the first ``seen`` (oldest first), as many as are still kept."""
+        new = min(self.count - seen, len(self._data))
+        if new <= 0:
+            return []
+        end = self._next if len(self._data) == self._cap else len(self._data)  # one past the newest
+        if new <= end:
+            return list(self._data[end - new:end])
+        return list(self._data[len(self._data) - (new - end):]) + list(self._data[:end])
+
     def percentile(self, q: float) -> float | None:
         return percentile(self._data, q)
 

@@ -99,6 +99,12 @@ class RtpSender:
                            self.ssrc) + payload
 
 
+# Asterisk sends 50 packets/s at 20 ms (100 at 10 ms); a call accepts up to 200/s with a burst of
+# 100 (a second of jitter catch-up at 10 ms) and drops the rest as "rate_limited".
+RATE_LIMIT_PPS = 200.0
+RATE_BURST = 100
+
+
 class RtpEndpoint(asyncio.DatagramProtocol):
     """The per-call UDP socket. Valid audio from Asterisk goes to ``on_audio(payload, t)``;
     anything else is dropped and counted by reason, and logged once per reason per call."""
@@ -114,6 +120,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.rx_bytes = 0
         self.tx_packets = 0
         self.dropped: Counter[str] = Counter()
+        self._tokens = float(RATE_BURST)  # token bucket: CPU and memory per call stay bounded in a flood
+        self._refilled = time.perf_counter()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -125,6 +133,12 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             self._drop("foreign_source", f"from {addr[0]}:{addr[1]}, expected "
                        f"{'%s:%s' % self.remote if self.remote else 'nothing yet'}")
             return
+        self._tokens = min(RATE_BURST, self._tokens + (now - self._refilled) * RATE_LIMIT_PPS)
+        self._refilled = now
+        if self._tokens < 1.0:
+            self._drop("rate_limited", f"more than {RATE_LIMIT_PPS} packets/s from Asterisk")
+            return
+        self._tokens -= 1.0
         try:
             packet = RtpPacket.parse(data)
         except RtpError as exc:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from core.call import Call
 
 log = logging.getLogger("aribot.session")
+MAX_REPLAY = 200  # items of the conversation replayed into a new session, newest kept
 
 
 class SessionRefused(RuntimeError):
@@ -53,7 +54,17 @@ class RealtimeSession:
         self._create_in_flight: tuple[str, dict[str, Any]] | None = None  # sent, not yet created
         self._request_seq = 0
         self.stats = {"late_deltas_dropped": 0, "appended_frames": 0, "input_dropped_frames": 0,
-                      "input_held_frames": 0, "barge_ins": 0, "truncates": 0, "errors": 0, "responses": 0}
+                      "input_held_frames": 0, "barge_ins": 0, "truncates": 0, "errors": 0, "responses": 0,
+                      "rollovers": 0}
+        # the conversation so far, in order, as GA items to replay into a new session (None: an
+        # item whose text is not known yet, e.g. a caller turn still being transcribed)
+        self.history: dict[str, dict[str, Any] | None] = {}
+        self._history_seq = 0
+        self._unsent: tuple[bytes, float | None] | None = None  # the append a closed socket refused
+        self._sender: asyncio.Task[None] | None = None
+        self._rolling = ""  # why aribot itself closed the socket to roll over ("" = it did not)
+        self.opened_at = 0.0
+        self.caller_speaking = False
 
     # --- caller audio ---------------------------------------------------------------------------
     def feed(self, payload: bytes, received_at: float | None) -> None:
@@ -79,7 +90,11 @@ class RealtimeSession:
                 while len(chunks) < batch:
                     chunks.append((await self._outq.get())[0])
                 payload = b"".join(chunks)
-            await self.conn.send(append_message(payload))
+            try:
+                await self.conn.send(append_message(payload))
+            except RealtimeClosed:
+                self._unsent = (payload, received_at)  # sent again into the next session
+                raise
             self.stats["appended_frames"] += 1
             if received_at is not None:
                 inbound.add((time.perf_counter() - received_at) * 1000)
@@ -100,23 +115,163 @@ class RealtimeSession:
             return
         connect_ms = (time.perf_counter() - started) * 1000
         self.call.emit(ev.RealtimeReady(call_id=self.call.id, session_id=self.session_id, connect_ms=connect_ms))
+        await self._go_live()
+        if float(self.cfg.max_session_s):
+            self._spawn(self._watch_age())
+        while True:
+            try:
+                assert self.conn is not None
+                async for event in self.conn.events():
+                    await self.handle(event)
+                return
+            except RealtimeClosed as exc:
+                if self.call.ending:
+                    return
+                if not await self._rollover(exc):
+                    return
+
+    async def _go_live(self) -> None:
+        """The session is configured: send what was buffered meanwhile, then stream."""
         for item in self._pending:
             self._outq.put_nowait(item)
         self._pending.clear()
         self.ready = True
-        self._spawn(self._send_audio())
+        self.opened_at = time.monotonic()
+        self._sender = self._spawn(self._send_audio())
         await self._send_waiting()  # responses asked for before the session was ready
+
+    # --- rollover: a new session that carries the conversation on --------------------------------
+    async def _rollover(self, exc: RealtimeClosed) -> bool:
+        """The socket closed mid-call (or aribot closed it at ``max_session_s``): open a new
+        session, replay the conversation as items, carry the caller's unsent audio over. False
+        (after the fallback) when ``openai.reconnect_attempts`` tries failed or are 0."""
+        reason, planned = (self._rolling or f"closed_{exc.code}"), bool(self._rolling)
+        self._rolling = ""
+        closed_at = time.perf_counter()
+        self.ready = False
+        await self._stop_sender()
+        attempts = int(self.cfg.reconnect_attempts)
+        if not attempts:
+            return await self._give_up(exc)
+        if not planned:
+            log.warning("call %s: Realtime WebSocket %s; opening a new session with the conversation so far "
+                        "(up to %d tries)", self.call.id, exc, attempts)
+            self.call.emit(ev.RealtimeError(call_id=self.call.id, code=reason, message=exc.reason, fatal=False))
+        else:
+            log.info("call %s: Realtime session is %.0f s old (openai.max_session_s); rolling over to a new one",
+                     self.call.id, time.monotonic() - self.opened_at)
+        self._reset_responses()
+        filler = list(self.cfg.reconnect_filler)
+        back = asyncio.Event()
+        if filler and not planned:
+            self._spawn(self.call.play_prompt(filler, "reconnect filler", until=(back,)))
         try:
-            assert self.conn is not None
-            async for event in self.conn.events():
-                await self.handle(event)
-        except RealtimeClosed as exc:
-            if not self.call.ending:
-                self.ready = False
-                self.call.emit(ev.RealtimeError(call_id=self.call.id, code=f"closed_{exc.code}",
-                                                message=exc.reason, fatal=True))
-                await self.call.wait_playout(limit=10.0)  # let the caller hear the sentence in flight
-                self.call.fail("realtime_closed", f"Realtime WebSocket {exc}")
+            for attempt in range(1, attempts + 1):
+                try:
+                    timeout = float(self.cfg.connect_timeout) or None
+                    async with asyncio.timeout(timeout):
+                        await self._connect()
+                    replayed = await self._replay()
+                except (RealtimeUnavailable, RealtimeClosed, SessionRefused, TimeoutError) as error:
+                    log.warning("call %s: new Realtime session, try %d of %d, failed: %s", self.call.id, attempt,
+                                attempts, error or "timeout")
+                    if self.conn is not None:
+                        await self.conn.close()
+                    await asyncio.sleep(min(2.0, 0.25 * 2 ** (attempt - 1)))
+                    continue
+                gap_ms = (time.perf_counter() - closed_at) * 1000
+                self.stats["rollovers"] += 1
+                self.call.emit(ev.RealtimeRollover(call_id=self.call.id, reason=reason, attempt=attempt,
+                                                   replayed_items=replayed, gap_ms=gap_ms))
+                log.info("call %s: new Realtime session %s after %.0f ms (%d item(s) of the conversation replayed)",
+                         self.call.id, self.session_id, gap_ms, replayed)
+                await self._go_live()
+                return True
+        finally:
+            back.set()
+        return await self._give_up(exc, tried=attempts)
+
+    async def _give_up(self, exc: RealtimeClosed, tried: int = 0) -> bool:
+        self.call.emit(ev.RealtimeError(call_id=self.call.id, code=f"closed_{exc.code}", message=exc.reason,
+                                        fatal=True))
+        await self.call.wait_playout(limit=10.0)  # let the caller hear the sentence in flight
+        after = f" and {tried} new session(s) failed" if tried else ""
+        self.call.fail("realtime_closed", f"Realtime WebSocket {exc}{after}")
+        return False
+
+    async def _stop_sender(self) -> None:
+        """Stop streaming into the dead socket; keep every frame not known to be sent, in order."""
+        if self._sender is not None:
+            self._sender.cancel()
+            await asyncio.gather(self._sender, return_exceptions=True)
+            self._sender = None
+        carried = [self._unsent] if self._unsent is not None else []
+        self._unsent = None
+        while not self._outq.empty():
+            carried.append(self._outq.get_nowait())
+        carried += list(self._pending)
+        self._pending.clear()
+        self._pending.extend(carried[-self._pending.maxlen:] if self._pending.maxlen else carried)
+
+    def _reset_responses(self) -> None:
+        """Nothing of the old session's responses can finish now: requests in flight are asked
+        again in the new session; audio already received still plays."""
+        if self._create_in_flight is not None:
+            self._waiting.appendleft(self._create_in_flight)
+            self._create_in_flight = None
+        if self.active_response is not None:
+            self.cancelled.add(self.active_response)
+            self.active_response = None
+        self.caller_speaking = False
+
+    async def _replay(self) -> int:
+        """The conversation so far into the new session, oldest first (the last MAX_REPLAY items)."""
+        items = [item for item in self.history.values() if item is not None][-MAX_REPLAY:]
+        assert self.conn is not None
+        for item in items:
+            await self.conn.send({"type": "conversation.item.create", "item": item})
+        return len(items)
+
+    async def _watch_age(self) -> None:
+        """Roll over at ``openai.max_session_s``, at a quiet moment: no response, nothing left to
+        play, the caller not speaking (providers close sessions at a hard limit, e.g. 60 min)."""
+        limit = float(self.cfg.max_session_s)
+        while True:
+            await asyncio.sleep(0.5)
+            quiet = (self.ready and not self.active_response and not self.caller_speaking
+                     and not self.call.playout.buffered_bytes and self._create_in_flight is None)
+            if quiet and time.monotonic() - self.opened_at >= limit and self.conn is not None:
+                self._rolling = "max_session_s"
+                await self.conn.close()
+
+    def remember(self, key: str, item: dict[str, Any] | None) -> None:
+        """Keep ``item`` (or a placeholder) in the replayable history, in conversation order."""
+        if key not in self.history or item is not None:
+            self.history[key] = item
+
+    def _client_key(self) -> str:
+        self._history_seq += 1
+        return f"aribot-{self._history_seq}"
+
+    async def on_input_audio_buffer_committed(self, event: dict[str, Any]) -> None:
+        self.remember(str(event.get("item_id", "")), None)
+
+    async def on_response_output_item_added(self, event: dict[str, Any]) -> None:
+        item = event.get("item") or {}
+        if item.get("type") in ("message", "function_call"):
+            self.remember(str(item.get("id", "")), None)
+
+    async def on_response_output_item_done(self, event: dict[str, Any]) -> None:
+        item = event.get("item") or {}
+        key = str(item.get("id", ""))
+        if item.get("type") == "function_call":
+            self.remember(key, {"type": "function_call", "call_id": item.get("call_id", ""),
+                                "name": item.get("name", ""), "arguments": item.get("arguments", "")})
+        elif item.get("type") == "message" and event.get("response_id") not in self.cancelled:
+            text = "".join(str(part.get("transcript") or part.get("text") or "") for part in item.get("content") or ())
+            if text.strip():
+                self.remember(key, {"type": "message", "role": "assistant",
+                                    "content": [{"type": "output_text", "text": text}]})
 
     async def _connect(self) -> None:
         self.conn = RealtimeConnection(realtime_url(self.cfg), auth_headers(self.cfg),
@@ -200,6 +355,7 @@ class RealtimeSession:
         self.call.playout.end_item(event.get("item_id", ""))
 
     async def on_input_audio_buffer_speech_started(self, event: dict[str, Any]) -> None:
+        self.caller_speaking = True
         self.call.emit(ev.SpeechStarted(call_id=self.call.id, item_id=event.get("item_id", "")))
         if self.cfg.interrupt_response:
             await self.barge_in()
@@ -245,8 +401,9 @@ class RealtimeSession:
 
     async def add_item(self, role: str, text: str) -> None:
         """A text message of ``role`` (user or system) in the conversation."""
-        await self.send({"type": "conversation.item.create", "item": {
-            "type": "message", "role": role, "content": [{"type": "input_text", "text": text}]}})
+        item = {"type": "message", "role": role, "content": [{"type": "input_text", "text": text}]}
+        self.remember(self._client_key(), item)
+        await self.send({"type": "conversation.item.create", "item": item})
 
     def _next_tag(self) -> str:
         self._request_seq += 1
@@ -273,6 +430,7 @@ class RealtimeSession:
 
     async def on_input_audio_buffer_speech_stopped(self, event: dict[str, Any]) -> None:
         self.speech_stopped_at = time.perf_counter()
+        self.caller_speaking = False
         self.call.emit(ev.SpeechStopped(call_id=self.call.id, item_id=event.get("item_id", "")))
 
     async def on_conversation_item_input_audio_transcription_delta(self, event: dict[str, Any]) -> None:
@@ -280,6 +438,10 @@ class RealtimeSession:
                                           item_id=event.get("item_id", ""), text=event.get("delta", "")))
 
     async def on_conversation_item_input_audio_transcription_completed(self, event: dict[str, Any]) -> None:
+        text = str(event.get("transcript", ""))
+        if text.strip():
+            self.remember(str(event.get("item_id", "")), {"type": "message", "role": "user",
+                                                         "content": [{"type": "input_text", "text": text}]})
         self.call.emit(ev.Transcript(call_id=self.call.id, role="caller",
                                      item_id=event.get("item_id", ""), text=event.get("transcript", "")))
 
@@ -331,8 +493,9 @@ class RealtimeSession:
             self.drop_request(*filler_tag)  # a filler not said yet is no longer wanted
         self.call.emit(ev.ToolFinished(call_id=self.call.id, tool=name, tool_call_id=call_id, result=outcome.output,
                                        error=outcome.error, duration_ms=(time.perf_counter() - started) * 1000))
-        await self.send({"type": "conversation.item.create",
-                         "item": {"type": "function_call_output", "call_id": call_id, "output": outcome.output}})
+        output = {"type": "function_call_output", "call_id": call_id, "output": outcome.output}
+        self.remember(f"output-{call_id}", output)
+        await self.send({"type": "conversation.item.create", "item": output})
         self.tool_calls[response_id][call_id] = True
         if outcome.respond:
             self.need_response = True
@@ -400,7 +563,8 @@ class RealtimeSession:
         if status == "failed":
             log.warning("call %s: Realtime response %s failed (%s); the call goes on", self.call.id,
                         response_id, reason or "no reason given")
-        self.call.emit(ev.ResponseDone(call_id=self.call.id, response_id=response_id, status=status, reason=reason))
+        self.call.emit(ev.ResponseDone(call_id=self.call.id, response_id=response_id, status=status, reason=reason,
+                                       usage=dict(response.get("usage") or {})))
         tag = (response.get("metadata") or {}).get("aribot_request")
         if tag is None and self._create_in_flight is not None:
             # No metadata echoed and no error for our response.create by now (a racing VAD

@@ -7,6 +7,7 @@ given with ``--settings`` → .secrets.toml → the original quickstart's env na
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +133,7 @@ def log_level(value: Any) -> str:
 
 
 CORE_RULES: tuple[Rule, ...] = (
+    Rule("http.token", as_str, "a string"),
     Rule("ari.url", http_url, "an http:// or https:// URL of Asterisk's HTTP server"),
     Rule("ari.username", as_str, "a string"),
     Rule("ari.password", as_str, "a string"),
@@ -165,6 +167,9 @@ CORE_RULES: tuple[Rule, ...] = (
     Rule("openai.noise_reduction", choice("near_field", "far_field", ""), "near_field, far_field or empty"),
     Rule("openai.max_output_tokens", max_tokens, "an integer 1..4096 or \"inf\""),
     Rule("openai.connect_timeout", number(float, 0, 300), "seconds 0..300 (0 = no limit)"),
+    Rule("openai.reconnect_attempts", number(int, 0, 20), "an integer 0..20 (0 = end the call at once)"),
+    Rule("openai.max_session_s", number(float, 0, 86400), "seconds 0..86400 (0 = no limit of aribot's own)"),
+    Rule("openai.reconnect_filler", media_list, "comma-separated media URIs such as sound:one-moment-please, or empty"),
     Rule("openai.append_frames", number(int, 1, 50), "an integer 1..50"),
     Rule("openai.input_buffer_ms", number(int, 0, 120000), "milliseconds 0..120000"),
     Rule("tools.timeout", number(float, 0.1, 600), "seconds 0.1..600"),
@@ -174,6 +179,11 @@ CORE_RULES: tuple[Rule, ...] = (
     Rule("tools.manual", str_list, "a list of tool names"),
     Rule("tools.manual_timeout", number(float, 1, 3600), "seconds 1..3600"),
     Rule("call.greeting", as_str, "a media URI such as sound:hello-world, or empty"),
+    Rule("call.drain_timeout", number(float, 0, 86400), "seconds 0..86400"),
+    Rule("call.shutdown_goodbye", as_str, "instructions for the AI, or empty for none"),
+    Rule("call.max_concurrent", number(int, 0, 100000), "an integer 0..100000 (0 = no limit)"),
+    Rule("call.overload_prompt", media_list, "comma-separated media URIs such as sound:all-circuits-busy-now"),
+    Rule("call.on_overload", choice("hangup", "continue"), "hangup or continue"),
     Rule("call.fallback_prompt", media_list, "comma-separated media URIs such as sound:im-sorry"),
     Rule("call.on_failure", choice("hangup", "continue"), "hangup or continue"),
     Rule("call.on_shutdown", choice("hangup", "continue"), "hangup or continue"),
@@ -308,8 +318,24 @@ def validate(settings: Dynaconf, extra_rules: Iterable[Rule] = (), *, core: bool
             f"setting rtp.port_min = {settings.rtp.port_min} is above rtp.port_max = "
             f"{settings.rtp.port_max}: expected port_min <= port_max"
         )
+    if not errors and core and not is_loopback_host(settings.http.host) and not settings.http.token:
+        errors.append(
+            f"setting http.host = {settings.http.host!r} is not loopback: the HTTP API (calls, tools, /logs) "
+            "then needs a token; set http.token (ARIBOT_HTTP__TOKEN) or bind it to 127.0.0.1"
+        )
     if errors:
         raise SettingsError("; ".join(errors))
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost."""
+    text = str(host).strip().strip("[]").lower()
+    if text == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
 
 
 def effective(settings: Dynaconf, *, mask: bool = True) -> dict[str, Any]:

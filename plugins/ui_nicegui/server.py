@@ -8,7 +8,6 @@ import asyncio
 import base64
 import contextlib
 import hmac
-import ipaddress
 import logging
 from typing import Any, Callable
 
@@ -16,17 +15,10 @@ import uvicorn
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from core.settings import is_loopback_host
+
 log = logging.getLogger("aribot.ui")
-
-
-def is_loopback(host: str) -> bool:
-    """True for addresses only this machine can reach (a dashboard there needs no password)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+is_loopback = is_loopback_host  # a dashboard on such an address needs no password
 
 
 class BasicAuth:

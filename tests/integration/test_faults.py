@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from core.app import resource_prefix
 from core.events import CallEnded, MediaConnected
 from core.lab.asterisk import AsteriskLab
 from core.lab.ports import free_tcp_port
@@ -94,7 +95,7 @@ async def test_realtime_closing_mid_call(
 ) -> None:
     answer = speech(600, seed=3)
     fake.script = Script(turns=[Turn.audio(answer, "first")])
-    app = await make_aribot(fake.url)
+    app = await make_aribot(fake.url, openai={"reconnect_attempts": 0})  # rollover: see test_rollover.py
     ended = subscribe(app, CallEnded)
     caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(700, 700), audio_delay_ms=300,
                         hangup="server")
@@ -231,3 +232,49 @@ async def test_ari_websocket_dropped_and_restored(
     finally:
         await app.stop()
         await proxy.close()
+
+
+async def test_leftovers_of_this_app_are_swept_and_live_calls_and_other_apps_are_not(
+    asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ours, theirs = resource_prefix(asterisk_lab.app, "br"), resource_prefix("another-app", "br")
+    for bridge in (f"{ours}-crashed1", f"{theirs}-alive1"):  # as if an aribot had crashed with calls live
+        status, _ = await asterisk_lab.ari("POST", f"/bridges/{bridge}", type="mixing")
+        assert status == 200
+    answer = speech(600, seed=12)
+    fake.script = Script(turns=[Turn.audio(answer, "hi")])
+    app = await make_aribot(fake.url)
+    try:
+        for _ in range(100):  # the sweep runs just after the events WebSocket connected
+            _, bridges = await asterisk_lab.ari("GET", "/bridges")
+            if len(bridges) < 2:
+                break
+            await asyncio.sleep(0.02)
+        assert [b["id"] for b in bridges] == [f"{theirs}-alive1"]   # swept at connect: only ours
+        await swept_during_a_call(asterisk_lab, rtp_sniffer, fake, app, tmp_path, caplog)
+    finally:
+        await asterisk_lab.ari("DELETE", f"/bridges/{theirs}-alive1")
+
+
+async def swept_during_a_call(asterisk_lab, rtp_sniffer, fake, app, tmp_path, caplog) -> None:
+    answer = fake.script.turns[0].outputs[0].audio
+    ours = resource_prefix(asterisk_lab.app, "br")
+    assert len(log_lines(caplog, "deleted 0 leftover media channel(s) and 1 bridge(s)")) == 1
+    # during a live call: a stray leg and bridge of ours go, the call's own stay and it goes on
+    caller_audio = caller_turns(800)
+    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=500, hold_ms_after_audio=300)
+    rtp_sniffer.watch(caller.media_port)
+    run = asyncio.create_task(caller.run())
+    conn = await fake.wait_for_connection()
+    await conn.wait_for_input_audio(2000)
+    stray = f"{resource_prefix(asterisk_lab.app, 'em')}-stray1"
+    status, _ = await asterisk_lab.ari("POST", "/channels/externalMedia", app=asterisk_lab.app, channelId=stray,
+                                       external_host="127.0.0.1:9", format="ulaw")
+    assert status == 200
+    await asterisk_lab.ari("POST", f"/bridges/{ours}-crashed2", type="mixing")
+    assert await app.sweep_leftovers() == (1, 1)
+    result = await run
+    assert result.ok, result.error
+    assert bytes(conn.input_audio) == caller_audio
+    assert b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port)) == padded(answer)

@@ -69,13 +69,14 @@ async def wait_healthy(port: int, timeout: float = 10.0) -> dict:
 async def test_cli_serve_call_and_sigterm_mid_call(
     asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, tmp_path: Path, legacy: bool
 ) -> None:
-    """`aribot serve` configured only by env vars answers a call; SIGTERM during the call hangs
-    it up, exits 0 and leaves Asterisk clean."""
-    answer = speech(600, seed=31)
-    fake.script = Script(turns=[Turn.audio(answer, "hi")])
+    """`aribot serve` configured only by env vars answers a call; SIGTERM during the call (with no
+    drain time) ends it with the AI's goodbye, exits 0 and leaves Asterisk clean."""
+    answer, goodbye = speech(600, seed=31), speech(400, seed=32)
+    fake.script = Script(turns=[Turn.audio(answer, "hi"), Turn.audio(goodbye, "Goodbye.")])
     http_port = free_tcp_port()
+    env = serve_env(asterisk_lab, fake.url, http_port, legacy=legacy) | {"ARIBOT_CALL__DRAIN_TIMEOUT": "0"}
     proc = await asyncio.create_subprocess_exec(
-        str(ARIBOT), "serve", cwd=tmp_path, env=serve_env(asterisk_lab, fake.url, http_port, legacy=legacy),
+        str(ARIBOT), "serve", cwd=tmp_path, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
         health = await wait_healthy(http_port)
@@ -96,7 +97,7 @@ async def test_cli_serve_call_and_sigterm_mid_call(
             await proc.wait()
     assert proc.returncode == 0, output
     assert result.ok and result.bye_received, result.error
-    assert b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port)) == padded(answer)
+    assert b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port)) == padded(answer) + padded(goodbye)
     assert "stopped cleanly" in output and "ended (shutdown)" in output
     assert lab_password_absent(output, asterisk_lab)
     assert await asterisk_lab.wait_clean(2.0) == ([], [])

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from core.rtp import FRAME_BYTES, PortPool, RtpEndpoint, RtpError, RtpPacket, RtpSender
+from core.rtp import FRAME_BYTES, RATE_BURST, PortPool, RtpEndpoint, RtpError, RtpPacket, RtpSender
 
 
 def test_round_trip() -> None:
@@ -85,6 +85,30 @@ async def test_endpoint_accepts_only_asterisk_and_valid_audio() -> None:
     pool.release(endpoint)
     asterisk.close()
     stranger.close()
+
+
+def test_a_flood_from_asterisk_is_rate_limited_and_counted() -> None:
+    got: list[bytes] = []
+    endpoint = RtpEndpoint("c1", 0, lambda payload, t: got.append(payload))
+    endpoint.remote = ("127.0.0.1", 4000)
+    packet = RtpPacket(0, 1, 160, 5, b"\x10" * 160).build()
+    for _ in range(1000):  # 20 s of audio at once: far above any real stream
+        endpoint.datagram_received(packet, ("127.0.0.1", 4000))
+    assert RATE_BURST <= len(got) < RATE_BURST + 10   # the burst, plus what refilled meanwhile
+    assert endpoint.dropped["rate_limited"] == 1000 - len(got)
+    endpoint._refilled -= 1.0  # a second later the bucket has refilled
+    endpoint.datagram_received(packet, ("127.0.0.1", 4000))
+    assert len(got) > RATE_BURST and endpoint.rx_packets == len(got)
+
+
+def test_a_normal_stream_is_never_rate_limited() -> None:
+    endpoint = RtpEndpoint("c1", 0, lambda payload, t: None)
+    endpoint.remote = ("127.0.0.1", 4000)
+    packet = RtpPacket(0, 1, 160, 5, b"\x10" * 160).build()
+    for _ in range(3000):  # a minute at 50 packets/s, with time moving 20 ms per packet
+        endpoint._refilled -= 0.020
+        endpoint.datagram_received(packet, ("127.0.0.1", 4000))
+    assert endpoint.rx_packets == 3000 and not endpoint.dropped
 
 
 async def test_port_pool_skips_busy_ports_and_exhausts() -> None:

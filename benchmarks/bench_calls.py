@@ -35,6 +35,7 @@ from core.lab.ports import free_tcp_port, free_udp_port_range
 from core.lab.provision import ensure_chroot
 from core.metrics import HIST_BIN_MS, percentile
 from tests.lab.audio import silence, speech
+from tests.lab.flood import RtpFlood
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer
 
@@ -47,6 +48,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 class StepResult:
     calls: int
     browser: bool = False
+    flood: bool = False  # one call flooded with forged RTP at 10x its rate; pacing figures of the others
+    flood_port: int = 0
     pages_seen: int = 0
     ok: int = 0
     wall_s: float = 0.0
@@ -111,8 +114,9 @@ async def wait_healthy(port: int) -> None:
 
 
 async def run_step(lab: AsteriskLab, sniffer: RtpSniffer, calls: int, turns: int, workdir: Path,
-                   browser: bool = False) -> StepResult:
-    result = StepResult(calls, browser=browser)
+                   browser: bool = False, flood: bool = False) -> StepResult:
+    result = StepResult(calls, browser=browser, flood=flood)
+    flooder: asyncio.Task[int] | None = None
     workdir.mkdir(parents=True, exist_ok=True)
     fake_port, http_port, ui_port = free_tcp_port(), free_tcp_port(), free_tcp_port()
     fake = await asyncio.create_subprocess_exec(
@@ -144,6 +148,9 @@ async def run_step(lab: AsteriskLab, sniffer: RtpSniffer, calls: int, turns: int
                     event = json.loads(msg.data)
                     if event["type"] == "call.media_connected":
                         port = int(event["remote"].rsplit(":", 1)[1])
+                        if flood and flooder is None:  # the first call: 500 forged packets/s "from Asterisk"
+                            nonlocal_flood(event, port)
+                            continue
                         sniffer.watch(port)
                         watched.append(port)
                     elif event["type"] == "call.ended":
@@ -153,6 +160,14 @@ async def run_step(lab: AsteriskLab, sniffer: RtpSniffer, calls: int, turns: int
                 while True:
                     result.rss_peak_kb = max(result.rss_peak_kb, proc_rss_kb(aribot.pid))
                     await asyncio.sleep(0.25)
+
+            def nonlocal_flood(event: dict[str, Any], port: int) -> None:
+                nonlocal flooder
+                local = event["local"].rsplit(":", 1)
+                result.flood_port = port
+                remote = event["remote"].rsplit(":", 1)[0]
+                flooder = asyncio.create_task(RtpFlood(src=(remote, port), dst=(local[0], int(local[1])),
+                                                       pps=500).run(seconds=3600))
 
             collector = asyncio.create_task(collect())
             sampler = asyncio.create_task(sample_rss())
@@ -184,6 +199,8 @@ async def run_step(lab: AsteriskLab, sniffer: RtpSniffer, calls: int, turns: int
                 if not b.marker and a.ssrc == b.ssrc:
                     result.pacing_error_ms.append(abs((b.ts - a.ts) * 1000 - 20.0))
     finally:
+        if flooder is not None:
+            flooder.cancel()
         for port in watched:
             sniffer.unwatch(port)
             sniffer.clear(port)
@@ -232,6 +249,7 @@ def report(results: list[StepResult]) -> str:
     for r in results:
         pe = r.pacing_error_ms
         label = f"{r.calls} + dashboard" if r.browser else str(r.calls)
+        label += " + RTP flood on 1 (others' pacing)" if r.flood else ""
         lines.append(
             f"| {label} | {r.ok} | {fmt(percentile(pe, 50))} / {fmt(percentile(pe, 99))} / "
             f"{fmt(max(pe) if pe else None)} | {fmt(r.hist_percentile('pacing_lateness_ms', 50))} / "
@@ -250,18 +268,24 @@ async def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/aribot-bench"), help="sipp files and logs")
     parser.add_argument("--browser", type=int, nargs="*", default=[], metavar="CALLS",
                         help="also run these steps with the dashboard open in headless Chromium")
+    parser.add_argument("--flood", type=int, nargs="*", default=[], metavar="CALLS",
+                        help="also run these steps with one call flooded at 10x its RTP rate (forged to come "
+                             "from Asterisk; needs root); pacing is then measured on the other calls")
     args = parser.parse_args()
     lab = AsteriskLab(ensure_chroot())
     await lab.start()
     results = []
     try:
         with RtpSniffer() as sniffer:
-            steps = [(calls, False) for calls in args.calls] + [(calls, True) for calls in args.browser]
-            for calls, browser in steps:
+            steps = ([(calls, False, False) for calls in args.calls] + [(calls, True, False) for calls in args.browser]
+                     + [(calls, False, True) for calls in args.flood])
+            for calls, browser, flood in steps:
                 print(f"running {calls} concurrent call(s), {args.turns} turns each"
-                      f"{' with the dashboard open in Chromium' if browser else ''} ...", file=sys.stderr)
-                results.append(await run_step(lab, sniffer, calls, args.turns,
-                                              args.workdir / f"{calls}{'-ui' if browser else ''}", browser))
+                      f"{' with the dashboard open in Chromium' if browser else ''}"
+                      f"{' with one call flooded' if flood else ''} ...", file=sys.stderr)
+                tag = "-ui" if browser else "-flood" if flood else ""
+                results.append(await run_step(lab, sniffer, calls, args.turns, args.workdir / f"{calls}{tag}",
+                                              browser, flood))
     finally:
         await lab.stop()
     print(f"aribot benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, {args.turns} turns per call\n")

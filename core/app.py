@@ -59,6 +59,7 @@ class App:
         self._legs: dict[str, Call] = {}
         self._call_tasks: set[asyncio.Task[Any]] = set()
         self.draining = False
+        self._asterisk_started = ""  # Asterisk's startup_time at the last connect
         self.unrouted_events = 0
         self.http: Any = None
         self._stream_task: asyncio.Task[None] | None = None
@@ -257,21 +258,38 @@ class App:
                                 body={"disallowed": [{"type": name} for name in UNUSED_EVENTS]})
         except AriError as exc:
             log.warning("could not set the ARI event filter (%s); all events will be delivered", exc)
+        restarted = await self._asterisk_restarted()
         if reconnect:
-            await self._reconcile_calls()
+            await self._reconcile_calls("asterisk_restarted" if restarted else "caller_hangup")
         try:
             await self.sweep_leftovers()
         except AriError as exc:
             log.warning("could not look for leftover channels and bridges (%s); will try at the next connect", exc)
 
-    async def _reconcile_calls(self) -> None:
+    async def _asterisk_restarted(self) -> bool:
+        """True if Asterisk's start-up time changed since the last connect (it restarted)."""
+        try:
+            info = await self.ari.call("asterisk_info", only="status")
+        except AriError as exc:
+            log.debug("could not read Asterisk's start-up time (%s)", exc)
+            return False
+        started = str(((info or {}).get("status") or {}).get("startup_time", ""))
+        before, self._asterisk_started = self._asterisk_started, started
+        if before and started and before != started:
+            log.warning("Asterisk restarted (up since %s); %d live call(s) lost their channels", started,
+                        len(self.calls))
+            return True
+        return False
+
+    async def _reconcile_calls(self, reason: str) -> None:
         for call in list(self.calls.values()):
             try:
                 await self.ari.call("get_channel", channelId=call.id)
             except AriNotFound:
-                log.warning("call %s: caller channel is gone after the ARI reconnect; ending the call", call.id)
+                log.warning("call %s: caller channel is gone after the ARI reconnect; ending the call (%s)",
+                            call.id, reason)
                 call.caller_left.set()
-                call.finish("caller_hangup")
+                call.finish(reason)
             except AriError as exc:
                 log.warning("call %s: could not check the caller after reconnect (%s)", call.id, exc)
 

@@ -198,4 +198,6 @@ class RealtimeConnection:
 
 def _closed(exc: ConnectionClosed) -> RealtimeClosed:
     frame = exc.rcvd or exc.sent
-    return RealtimeClosed(frame.code if frame else None, frame.reason if frame else "connection lost")
+    if frame is None:  # no close frame either way: RFC 6455's 1006, "abnormal closure"
+        return RealtimeClosed(1006, "connection lost without a close frame")
+    return RealtimeClosed(frame.code, frame.reason)

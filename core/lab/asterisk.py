@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import re
 import secrets
@@ -217,8 +218,16 @@ class AsteriskLab:
             raise AsteriskLabError(f"no Asterisk chroot at {self.root}: run scripts/setup")
         sweep_stale(self.root)
         self._write_config()
+        self._launch()
+        try:
+            await self._wait_ready(timeout)
+        except BaseException:
+            await self.stop()
+            raise
+
+    def _launch(self) -> None:
         cmd = [*LAUNCHER, str(self.root), ASTERISK, "-f", "-n", "-C", self._conf_in_chroot]
-        with open(self.var_dir / "log" / "stdout.log", "wb") as out:
+        with open(self.var_dir / "log" / "stdout.log", "ab") as out:
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -226,11 +235,32 @@ class AsteriskLab:
         self._finalizer = weakref.finalize(
             self, _reap, self._proc, [self.config_dir, self.var_dir]
         )
-        try:
-            await self._wait_ready(timeout)
-        except BaseException:
-            await self.stop()
-            raise
+
+    async def restart(self, down_s: float = 0.0, timeout: float = 10.0, *, crash: bool = False) -> None:
+        """Stop Asterisk (``core stop now``: it hangs up every channel first, as an operator's
+        restart does; ``crash``: SIGKILL, nothing is told to anyone) and start it again with the
+        same config and ports."""
+        proc = self._proc
+        if proc is None:
+            raise AsteriskLabError("this AsteriskLab was not started")
+        if crash and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await asyncio.to_thread(proc.wait, 5.0)
+        if proc.poll() is None:
+            try:
+                await asyncio.to_thread(self.cli, "core stop now")
+            except (AsteriskLabError, OSError, subprocess.SubprocessError):
+                pass
+            try:
+                await asyncio.to_thread(proc.wait, 5.0)
+            except subprocess.TimeoutExpired:
+                await asyncio.to_thread(_kill_group, proc)
+        if self._finalizer is not None:
+            self._finalizer.detach()  # keep the dirs: the same instance starts again
+        await asyncio.sleep(down_s)
+        self._launch()
+        await self._wait_ready(timeout)
 
     async def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from plugins.local_backend.realtime.script import Script, Turn
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.test_call_audio import caller_turns, heard, padded
 from tests.lab.audio import speech
+from tests.lab.flood import RtpFlood
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer
 from tests.lab.tcpproxy import TcpProxy
@@ -199,7 +201,13 @@ async def test_ari_websocket_dropped_and_restored(
         run = asyncio.create_task(caller.run())
         conn = await fake.wait_for_connection()
         await conn.wait_for_input_audio(4000)
+        cut = time.monotonic()
         assert await proxy.drop_all() >= 1
+        while app.ari_connected and time.monotonic() - cut < 2:
+            await asyncio.sleep(0.005)
+        await asyncio.wait_for(app.stream.connected.wait(), 5)
+        print(f"ARI events WebSocket cut mid-call: reconnected {(time.monotonic() - cut) * 1000:.0f} ms later, "
+              "the call's audio never stopped")
         result = await run
         assert result.ok, result.error
         assert bytes(conn.input_audio) == caller_audio
@@ -278,3 +286,41 @@ async def swept_during_a_call(asterisk_lab, rtp_sniffer, fake, app, tmp_path, ca
     assert result.ok, result.error
     assert bytes(conn.input_audio) == caller_audio
     assert b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port)) == padded(answer)
+
+
+async def test_an_rtp_flood_from_asterisks_address_is_rate_limited_and_spares_other_calls(
+    asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """10x the normal packet rate, forged to come from Asterisk's own address and port for the
+    ExternalMedia leg (so it passes the source check), on one call of two."""
+    answers = {}
+
+    def script_for(conn) -> Script:
+        answers[conn] = speech(800, seed=900 + len(answers))
+        return Script(turns=[Turn.audio(answers[conn], "ok")])
+
+    fake.script = script_for
+    app = await make_aribot(fake.url)
+    ended, media = subscribe(app, CallEnded), subscribe(app, MediaConnected)
+    flooded, calm = (SippCaller(asterisk_lab, tmp_path / name, caller_turns(800, gap_ms=4000, seed=n),
+                                audio_delay_ms=500, hold_ms_after_audio=300) for n, name in ((1, "a"), (2, "b")))
+    rtp_sniffer.watch(calm.media_port)
+    runs = [asyncio.create_task(flooded.run())]
+    while not media:
+        await asyncio.sleep(0.01)
+    local, remote = media[0].local.rsplit(":", 1), media[0].remote.rsplit(":", 1)
+    flood = RtpFlood(src=(remote[0], int(remote[1])), dst=(local[0], int(local[1])), pps=500)
+    flooding = asyncio.create_task(flood.run(seconds=3.0))
+    runs.append(asyncio.create_task(calm.run()))
+    results = await asyncio.gather(*runs)
+    await flooding
+    assert all(r.ok for r in results), [r.error for r in results]
+    by_call = {e.call_id: e for e in ended}
+    hit = by_call[media[0].call_id].stats["rtp_dropped"]
+    assert flood.sent >= 1400 and hit.get("rate_limited", 0) >= 500, (flood.sent, hit)
+    calm_conn = next(c for c in fake.connections if bytes(c.input_audio) == calm.audio)   # untouched, byte-exact
+    assert b"".join(p.payload for p in heard(rtp_sniffer, calm.media_port)) == padded(answers[calm_conn])
+    other = next(e for e in ended if e.call_id != media[0].call_id)
+    assert other.stats["rtp_dropped"] == {}
+    assert len(log_lines(caplog, "rate_limited")) == 1   # one line, then only counted

@@ -20,6 +20,7 @@ from tests.integration.test_faults import log_lines, prompt_frames, subscribe
 from tests.lab.audio import speech
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer
+from tests.lab.tcpproxy import TcpProxy
 
 FRAME_MS = 20
 
@@ -121,3 +122,39 @@ async def test_when_no_new_session_can_be_opened_the_caller_gets_the_fallback(
     assert prompt_frames(rtp_sniffer, caller.media_port) > 50   # then the fallback prompt
     lines = log_lines(caplog, "realtime_closed")
     assert len(lines) == 1 and "2 new session(s) failed" in lines[0]
+
+
+async def test_a_cut_network_path_to_the_realtime_api_is_survived(
+    asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path,
+) -> None:
+    """A TCP proxy between aribot and the Realtime server cuts the connection mid-call (no close
+    frame: 1006): the call goes on in a new session through the same path."""
+    proxy = TcpProxy("127.0.0.1", fake.port)
+    port = await proxy.start()
+    first, second = speech(600, seed=86), speech(600, seed=87)
+    scripts = [Script(turns=[Turn.audio(first, "First.")], caller_transcripts=["Question one."]),
+               Script(turns=[Turn.audio(second, "Second.")])]
+    fake.script = lambda conn: scripts[min(len(fake.connections), len(scripts) - 1)]
+    app = await make_aribot(f"ws://127.0.0.1:{port}/v1/realtime")
+    rollovers = subscribe(app, RealtimeRollover)
+    caller_audio = caller_turns(800, 800, gap_ms=4000)
+    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=500, hold_ms_after_audio=300)
+    rtp_sniffer.watch(caller.media_port)
+    run = asyncio.create_task(caller.run())
+    conn = await fake.wait_for_connection()
+    await conn.wait_for(lambda: (conn.responses and conn.responses[0].done) or None, timeout=10)
+    await asyncio.sleep(0.5)  # the caller's transcript has arrived
+    assert await proxy.drop_all() == 1
+    result = await run
+    assert result.ok, result.error
+    old, new = fake.connections
+    assert [r.reason for r in rollovers] == ["closed_1006"]
+    assert created_items(new)[:2] == [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Question one."}]},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "First."}]},
+    ]
+    assert b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port)) == padded(first) + padded(second)
+    lost = carried_over(caller_audio, bytes(old.input_audio), bytes(new.input_audio))
+    print(f"rollover after a cut TCP path: gap {rollovers[0].gap_ms:.0f} ms, caller audio lost {lost // 8} ms")
+    assert lost <= 8 * 25 * FRAME_MS  # frames in flight on the cut socket are lost: at most 500 ms
+    await proxy.close()

@@ -11,6 +11,8 @@ server; each prints one figure line, collected here into a table:
 - ARI events WebSocket cut mid-call: time until reconnected (test_faults)
 - Asterisk killed and started again / stopped and started: time until both live calls were
   ended and recorded (test_asterisk_restart)
+- aribot killed mid-call and started again: time until the orphaned caller was released, the dead
+  aribot's leg and bridge deleted and the record closed as crashed (test_aribot_crash)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ TESTS = [
     "tests/integration/test_rollover.py::test_a_cut_network_path_to_the_realtime_api_is_survived",
     "tests/integration/test_faults.py::test_ari_websocket_dropped_and_restored",
     "tests/integration/test_asterisk_restart.py",
+    "tests/integration/test_aribot_crash.py",
 ]
 PATTERNS = {
     "Realtime 1001 close: new session ready (ms)": r"rollover after a 1001 close: gap (\d+) ms",
@@ -38,6 +41,7 @@ PATTERNS = {
     "ARI WebSocket cut: reconnected (ms)": r"ARI events WebSocket cut mid-call: reconnected (\d+) ms",
     "Asterisk killed + started: calls ended (s)": r"Asterisk crash \+ start: both calls ended and recorded ([\d.]+) s",
     "Asterisk stopped + started: calls ended (s)": r"Asterisk stop \+ start: both calls ended and recorded ([\d.]+) s",
+    "aribot killed + started: caller released (s)": r"aribot killed mid-call: the caller was released ([\d.]+) s",
 }
 
 

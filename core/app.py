@@ -60,6 +60,7 @@ class App:
         self._call_tasks: set[asyncio.Task[Any]] = set()
         self.draining = False
         self._asterisk_started = ""  # Asterisk's startup_time at the last connect
+        self._orphans: asyncio.Task[None] | None = None
         self.unrouted_events = 0
         self.http: Any = None
         self._stream_task: asyncio.Task[None] | None = None
@@ -145,6 +146,9 @@ class App:
             call.finish("shutdown", self.settings.call.on_shutdown)
         if self._call_tasks:
             await asyncio.wait(set(self._call_tasks), timeout=grace)
+        if self._orphans is not None:
+            self._orphans.cancel()
+            await asyncio.gather(self._orphans, return_exceptions=True)
         await self.stream.stop()
         if self._stream_task is not None:
             self._stream_task.cancel()
@@ -184,6 +188,43 @@ class App:
             log.warning("deleted %d leftover media channel(s) and %d bridge(s) of this app that belonged to no "
                         "live call", len(stale_channels), len(stale_bridges))
         return len(stale_channels), len(stale_bridges)
+
+    def _in_our_stasis(self, channel: dict[str, Any]) -> bool:
+        dialplan = channel.get("dialplan") or {}
+        data = str(dialplan.get("app_data", ""))
+        return dialplan.get("app_name") == "Stasis" and (data == self.settings.ari.app
+                                                        or data.startswith(self.settings.ari.app + ","))
+
+    async def end_orphans(self, settle_s: float = 1.0) -> int:
+        """Callers left in this app's Stasis by an aribot that died (no live call here owns them):
+        ``ARIBOT_END_REASON=crashed``, then hung up or continued per ``[call] on_failure``. A
+        channel is an orphan only if it is still unowned ``settle_s`` later (a new call's
+        StasisStart may be on its way)."""
+        channels = await self.ari.call("list_channels")
+        legs = self.resource_prefix("em")  # media legs (live or not) are sweep_leftovers' business
+        suspects = {c["id"] for c in channels or () if self._in_our_stasis(c) and not str(c["id"]).startswith(legs)
+                    and c["id"] not in self.calls and c["id"] not in self._legs}
+        if not suspects:
+            return 0
+        await asyncio.sleep(settle_s)
+        orphans = [cid for cid in suspects if cid not in self.calls and cid not in self._legs and not self.draining]
+        action = self.settings.call.on_failure
+        for channel_id in orphans:
+            try:
+                await self.ari.call("set_variable", channelId=channel_id, variable="ARIBOT_END_REASON", value="crashed")
+                if action == "continue":
+                    await self.ari.call("continue_in_dialplan", channelId=channel_id)
+                else:
+                    await self.ari.call("hangup", channelId=channel_id, reason="normal")
+            except AriNotFound:
+                pass
+            except AriError as exc:
+                log.warning("could not end orphaned caller %s (%s)", channel_id, exc)
+        if orphans:
+            log.warning("%d caller(s) were left in Stasis app %r by an aribot that stopped without ending "
+                        "their calls; they were %s (ARIBOT_END_REASON=crashed)", len(orphans), self.settings.ari.app,
+                        "continued in the dialplan" if action == "continue" else "hung up")
+        return len(orphans)
 
     @property
     def serving(self) -> int:
@@ -265,6 +306,13 @@ class App:
             await self.sweep_leftovers()
         except AriError as exc:
             log.warning("could not look for leftover channels and bridges (%s); will try at the next connect", exc)
+        self._orphans = asyncio.create_task(self._end_orphans_logged(), name="end-orphans")
+
+    async def _end_orphans_logged(self) -> None:
+        try:
+            await self.end_orphans()
+        except AriError as exc:
+            log.warning("could not look for orphaned callers (%s); will try at the next connect", exc)
 
     async def _asterisk_restarted(self) -> bool:
         """True if Asterisk's start-up time changed since the last connect (it restarted)."""

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from nicegui.testing import user_simulation
 
-from core.events import MediaConnected
 from core.lab.asterisk import AsteriskLab
 from core.lab.ports import free_tcp_port, free_udp_port_range
 from plugins.local_backend.realtime.script import Script, Turn

@@ -16,7 +16,6 @@ from aiohttp import web
 
 from core import events as ev
 from core.events import EventBus
-from core.plugins import Plugins
 from core.settings import SettingsError, load_settings
 from plugins.history import plugin as history_plugin
 from plugins.history.routes import SLOT, add_routes

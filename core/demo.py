@@ -25,6 +25,7 @@ from typing import Any
 
 from core.events import CallEnded, CallStarted
 from core.lab.asterisk import AsteriskLab
+from core.lab.ports import free_udp_port_range
 
 log = logging.getLogger("aribot.demo")
 
@@ -82,15 +83,9 @@ def _free_port(preferred: int, kind: int = socket.SOCK_DGRAM) -> int:
             return int(sock.getsockname()[1])
 
 
-def _free_udp_range(count: int) -> tuple[int, int]:
-    from core.lab.ports import free_udp_port_range
-
-    return free_udp_port_range(count)
-
-
 def configure_for_lab(settings: Any, lab: AsteriskLab, options: DemoOptions) -> str:
     """Point ``settings`` at the sandbox; returns the backend in use ("local" or the configured one)."""
-    low, high = _free_udp_range(64)
+    low, high = free_udp_port_range(64)
     settings.set("ari.url", lab.ari_url)
     settings.set("ari.username", lab.ari_username)
     settings.set("ari.password", lab.ari_password)

@@ -211,7 +211,7 @@ class RealtimeSession:
             carried.append(self._outq.get_nowait())
         carried += list(self._pending)
         self._pending.clear()
-        self._pending.extend(carried[-self._pending.maxlen:] if self._pending.maxlen else carried)
+        self._pending.extend(carried)  # a bounded deque: beyond input_buffer_ms the oldest go
 
     def _reset_responses(self) -> None:
         """Nothing of the old session's responses can finish now: requests in flight are asked

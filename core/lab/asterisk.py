@@ -247,15 +247,7 @@ class AsteriskLab:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             await asyncio.to_thread(proc.wait, 5.0)
-        if proc.poll() is None:
-            try:
-                await asyncio.to_thread(self.cli, "core stop now")
-            except (AsteriskLabError, OSError, subprocess.SubprocessError):
-                pass
-            try:
-                await asyncio.to_thread(proc.wait, 5.0)
-            except subprocess.TimeoutExpired:
-                await asyncio.to_thread(_kill_group, proc)
+        await self._halt(proc)
         if self._finalizer is not None:
             self._finalizer.detach()  # keep the dirs: the same instance starts again
         await asyncio.sleep(down_s)
@@ -287,18 +279,23 @@ class AsteriskLab:
 
     async def stop(self) -> None:
         """``core stop now``, then SIGTERM/SIGKILL if needed; remove the instance's dirs."""
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            try:
-                await asyncio.to_thread(self.cli, "core stop now")
-            except (AsteriskLabError, OSError, subprocess.SubprocessError):
-                pass
-            try:
-                await asyncio.to_thread(proc.wait, 5.0)
-            except subprocess.TimeoutExpired:
-                await asyncio.to_thread(_kill_group, proc)
+        if self._proc is not None:
+            await self._halt(self._proc)
         if self._finalizer is not None:
             self._finalizer()  # removes the dirs (and kills, should anything be left)
+
+    async def _halt(self, proc: subprocess.Popen[bytes]) -> None:
+        """``core stop now``, then SIGTERM/SIGKILL if Asterisk is still running 5 s later."""
+        if proc.poll() is not None:
+            return
+        try:
+            await asyncio.to_thread(self.cli, "core stop now")
+        except (AsteriskLabError, OSError, subprocess.SubprocessError):
+            pass
+        try:
+            await asyncio.to_thread(proc.wait, 5.0)
+        except subprocess.TimeoutExpired:
+            await asyncio.to_thread(_kill_group, proc)
 
     # --- control -----------------------------------------------------------------------------
     def cli(self, command: str, timeout: float = 10.0) -> str:

@@ -15,7 +15,7 @@ from core.lab.ports import free_tcp_port
 from plugins.local_backend.realtime.script import Script, Turn
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.test_call_audio import caller_turns
-from tests.integration.test_server import ARIBOT, serve_env, wait_healthy
+from tests.integration.test_server import serve_env, start_serve
 from tests.lab.audio import speech
 from tests.lab.sipp import SippCaller
 
@@ -29,13 +29,7 @@ async def test_a_killed_aribot_leaves_nothing_behind_after_its_restart(
     env = serve_env(asterisk_lab, fake.url, http_port, legacy=False) | {
         "ARIBOT_HISTORY__PATH": str(tmp_path / "history.sqlite3")}
 
-    async def serve() -> asyncio.subprocess.Process:
-        proc = await asyncio.create_subprocess_exec(str(ARIBOT), "serve", cwd=tmp_path, env=env,
-                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        await wait_healthy(http_port)
-        return proc
-
-    first = await serve()
+    first = await start_serve(tmp_path, env, http_port)
     caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(800, gap_ms=15000), audio_delay_ms=300,
                         hangup="server")
     run = asyncio.create_task(caller.run())
@@ -47,7 +41,7 @@ async def test_a_killed_aribot_leaves_nothing_behind_after_its_restart(
     _, channels = await asterisk_lab.ari("GET", "/channels")
     assert len(channels) == 2   # the caller, stuck in Stasis, and the dead aribot's media leg
     killed_at = time.monotonic()
-    second = await serve()
+    second = await start_serve(tmp_path, env, http_port)
     try:
         result = await run
         recovered_s = time.monotonic() - killed_at

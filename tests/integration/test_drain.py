@@ -14,7 +14,7 @@ from core.lab.ports import free_tcp_port
 from plugins.local_backend.realtime.script import Script, Turn
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.test_call_audio import caller_turns, heard, padded
-from tests.integration.test_server import ARIBOT, serve_env, wait_healthy
+from tests.integration.test_server import serve_env, start_serve
 from tests.lab.audio import silence, speech
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer
@@ -22,14 +22,11 @@ from tests.lab.sniffer import RtpSniffer
 CALLS = 5
 
 
-async def start_serve(lab: AsteriskLab, fake: FakeRealtimeServer, tmp_path: Path, drain_s: float):
+async def serve_draining(lab: AsteriskLab, fake: FakeRealtimeServer, tmp_path: Path, drain_s: float):
     http_port = free_tcp_port()
     env = serve_env(lab, fake.url, http_port, legacy=False) | {
         "ARIBOT_CALL__DRAIN_TIMEOUT": str(drain_s), "ARIBOT_HISTORY__PATH": str(tmp_path / "history.sqlite3")}
-    proc = await asyncio.create_subprocess_exec(str(ARIBOT), "serve", cwd=tmp_path, env=env,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    await wait_healthy(http_port)
-    return proc
+    return await start_serve(tmp_path, env, http_port)
 
 
 async def test_sigterm_drains_five_calls_each_with_its_goodbye(
@@ -43,7 +40,7 @@ async def test_sigterm_drains_five_calls_each_with_its_goodbye(
         return Script(turns=[Turn.audio(answers[conn], "Hello."), Turn.audio(goodbyes[conn], "Goodbye now.")])
 
     fake.script = script_for
-    proc = await start_serve(asterisk_lab, fake, tmp_path, drain_s=1.0)
+    proc = await serve_draining(asterisk_lab, fake, tmp_path, drain_s=1.0)
     mark = len(asterisk_lab.log_text())
     try:
         callers = [SippCaller(asterisk_lab, tmp_path / f"sipp{i}", caller_turns(600, gap_ms=12000, seed=i + 1),
@@ -93,7 +90,7 @@ async def test_a_second_signal_stops_at_once(
     asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, tmp_path: Path
 ) -> None:
     fake.script = Script(turns=[Turn.audio(speech(400, seed=41), "Hello.")])
-    proc = await start_serve(asterisk_lab, fake, tmp_path, drain_s=600.0)
+    proc = await serve_draining(asterisk_lab, fake, tmp_path, drain_s=600.0)
     try:
         caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(500, gap_ms=15000), audio_delay_ms=300,
                             hangup="server")

@@ -50,6 +50,14 @@ def serve_env(lab: AsteriskLab, realtime_url: str, http_port: int, *, legacy: bo
     return env | common | names
 
 
+async def start_serve(cwd: Path, env: dict[str, str], http_port: int) -> asyncio.subprocess.Process:
+    """`aribot serve` as a subprocess (output captured), once its /healthz answers 200."""
+    proc = await asyncio.create_subprocess_exec(str(ARIBOT), "serve", cwd=cwd, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    await wait_healthy(http_port)
+    return proc
+
+
 async def wait_healthy(port: int, timeout: float = 10.0) -> dict:
     deadline = asyncio.get_running_loop().time() + timeout
     async with aiohttp.ClientSession() as session:

@@ -33,6 +33,7 @@ PHRASES = {
     "empty": "I did not catch that. Please say it again.",
 }
 PAUSE_MS = 250
+KEEP_RECORDS = 500  # events per connection the local backend keeps for its own look-ups
 
 
 @dataclass
@@ -84,7 +85,8 @@ class LocalBackend:
                                                 fmt=self.fmt))
         script = Script(energy_threshold=self.energy_threshold, obfuscation=False, delta_bytes=(800, 1600),
                         transcribe=self.recogniser.transcribe if self.transcribe else None, compose=self.compose)
-        self.server = RealtimeServer(api_key=self.api_key, script=script)
+        # a call may last an hour: each connection keeps only its recent events (bounded memory)
+        self.server = RealtimeServer(api_key=self.api_key, script=script, keep_records=KEEP_RECORDS)
         await self.server.start("127.0.0.1", 0)
 
     async def stop(self) -> None:

@@ -13,10 +13,11 @@ from .validation import check_server_event
 class FakeRealtimeServer(RealtimeServer):
     """A strict local stand-in for ``wss://api.openai.com/v1/realtime`` (GA protocol).
 
-    ``validate_outgoing=False`` skips the SDK check (benchmarks: it costs CPU per frame).
+    ``validate_outgoing=False`` skips the SDK check (benchmarks: it costs CPU per frame);
+    ``keep_records`` bounds what each connection records (see ``RealtimeServer``).
     """
 
     def __init__(self, *, api_key: str | None = "test-key", script: ScriptSource = None,
-                 validate_outgoing: bool = True) -> None:
+                 validate_outgoing: bool = True, keep_records: int | None = None) -> None:
         super().__init__(api_key=api_key, script=script,
-                         validator=check_server_event if validate_outgoing else None)
+                         validator=check_server_event if validate_outgoing else None, keep_records=keep_records)

@@ -879,3 +879,25 @@ async def test_client_disconnect_mid_response_stops_cleanly(make_server: Callabl
     assert await conn.wait_closed() == 1000 and conn.closed_by == "client"
     await conn.wait_for(lambda: conn.responses[0].status == "disconnected", 2, "response stopped")
     assert not conn.responses[0].done and len(conn.responses[0].audio) < 3000 * 8
+
+
+async def test_keep_records_bounds_what_a_long_connection_keeps() -> None:
+    """The local backend and the capacity benchmark keep only recent events per connection, and
+    drop a connection once it closed: an hour-long call costs the server bounded memory."""
+    server = await FakeRealtimeServer(script=Script(speed=math.inf), keep_records=5).start()
+    try:
+        client = await open_client(server)
+        conn = await server.wait_for_connection()
+        await client.append(b"\xff" * 160 * 40)
+        await conn.wait_for_input_audio(160 * 40)
+        assert len(conn.input_audio) == 160 * 40          # the audio itself is all there
+        assert len(conn.appends) == 5 and len(conn.received) == 5
+        assert all(event["type"] == "input_audio_buffer.append" for _t, event in conn.received)
+        await client.ws.close()
+        for _ in range(100):
+            if not server.connections:
+                break
+            await asyncio.sleep(0.01)
+        assert server.connections == []
+    finally:
+        await server.stop()

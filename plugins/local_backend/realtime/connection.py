@@ -6,7 +6,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, MutableSequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from websockets.asyncio.server import ServerConnection
@@ -24,11 +25,15 @@ log = logging.getLogger("aribot.realtime_server")
 T = TypeVar("T")
 
 
+def _records(keep: int | None) -> MutableSequence[Any]:
+    return [] if keep is None else deque(maxlen=keep)
+
+
 class FakeConnection:
     """Everything one client did and got, with ``time.time()`` stamps, plus ways to wait for it."""
 
     def __init__(self, ws: ServerConnection, server: RealtimeServer, *, model: str, azure: bool,
-                 script: Script, headers: dict[str, str], path: str) -> None:
+                 script: Script, headers: dict[str, str], path: str, keep_records: int | None = None) -> None:
         self.ws = ws
         self.server = server
         self.model = model
@@ -37,14 +42,15 @@ class FakeConnection:
         self.headers = headers
         self.path = path
         self.opened_at = time.time()
-        self.received: list[tuple[float, dict[str, Any]]] = []
-        self.sent: list[tuple[float, dict[str, Any]]] = []
+        # everything (a list), or the last keep_records (a bounded deque)
+        self.received: MutableSequence[tuple[float, dict[str, Any]]] = _records(keep_records)
+        self.sent: MutableSequence[tuple[float, dict[str, Any]]] = _records(keep_records)
         self.errors_sent: list[dict[str, Any]] = []
         self.input_audio = bytearray()
-        self.appends: list[tuple[float, int]] = []
+        self.appends: MutableSequence[tuple[float, int]] = _records(keep_records)
         self.audio_before_pcmu = False
         self.truncations: list[TruncationRecord] = []
-        self.responses: list[ResponseRecord] = []
+        self.responses: MutableSequence[ResponseRecord] = _records(keep_records)
         self.speech_started_times: list[float] = []
         self.session_updates: list[dict[str, Any]] = []
         self.skipped_auto_responses = 0

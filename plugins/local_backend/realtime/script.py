@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Awaitable, Callable
@@ -85,6 +86,7 @@ class Turn:
         return "_then_".join("audio" if isinstance(o, AudioOutput) else "function_call" for o in self.outputs)
 
 
+@functools.lru_cache(maxsize=16)
 def default_audio(duration_ms: int = 1000, bytes_per_ms: int = 8) -> bytes:
     """Deterministic non-silent audio: bytes 0x10..0x6F only, never µ-law silence (0xFF / 0x7F)."""
     return bytes(0x10 + (i * 7) % 0x60 for i in range(duration_ms * bytes_per_ms))

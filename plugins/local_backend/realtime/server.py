@@ -45,11 +45,15 @@ class RealtimeServer:
 
     ``validator`` returns the problems of each frame about to be sent (none: no check).
     ``refuse_status`` and ``accept_delay_s`` may be changed at any time to inject faults.
+    ``keep_records``: each connection keeps only its last this many sent and received events and
+    appends (None: all of them, for tests that inspect a whole call); a long call then costs the
+    server bounded memory (the local backend in aribot, the capacity benchmark).
     """
 
     def __init__(self, *, api_key: str | None = "test-key", script: ScriptSource = None,
-                 validator: Validator | None = None) -> None:
+                 validator: Validator | None = None, keep_records: int | None = None) -> None:
         self.api_key = api_key
+        self.keep_records = keep_records
         self.script = script
         self.validator = validator
         self.refuse_status: int | None = None
@@ -185,7 +189,7 @@ class RealtimeServer:
         model = parse_qs(url.query)["model"][0]
         headers = _headers_dict(request.headers)
         conn = FakeConnection(ws, self, model=model, azure=azure, script=Script(), headers=headers,
-                              path=request.path)
+                              path=request.path, keep_records=self.keep_records)
         conn.script = self._script_for(conn)
         conn.protocol = RealtimeProtocol(conn)
         self.connections.append(conn)
@@ -199,7 +203,11 @@ class RealtimeServer:
             await self._refuse(conn, ProtocolError("beta_api_not_supported", BETA_REMOVED),
                                "invalid_request_error.beta_api_not_supported")
             return
-        await conn.run()
+        try:
+            await conn.run()
+        finally:
+            if self.keep_records is not None:  # bounded records: a closed connection is not kept either
+                self.connections.remove(conn)
 
     async def _refuse(self, conn: FakeConnection, error: ProtocolError, reason: str) -> None:
         """Complete the upgrade, send one ``error`` and close with 3000 (reference §1.1)."""

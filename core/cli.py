@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 from core import __version__
 from core.plugins import PluginError
+from core.runtime import freeze_startup_objects, tune_gc
 from core.settings import SettingsError, effective
 
 log = logging.getLogger("aribot")
@@ -31,6 +32,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             1, False, None, 5062, "127.0.0.1", None, None)
         return cmd_demo(args)
     logging.basicConfig(level=settings.log.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tune_gc()
     return asyncio.run(serve(settings, plugins))
 
 
@@ -49,6 +51,7 @@ async def serve(settings: Any, plugins: Any) -> int:
         log.warning("openai.api_key is empty (ARIBOT_OPENAI__API_KEY / OPENAI_API_KEY): the Realtime API will "
                     "refuse calls and callers will hear the fallback prompt")
     await app.start()
+    freeze_startup_objects()
     first = await signals.get()
     log.info("%s received: stopping gracefully (a second signal stops at once)", signal.Signals(first).name)
     drain = asyncio.create_task(app.drain(settings.call.drain_timeout))

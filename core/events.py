@@ -320,6 +320,7 @@ class EventBus:
     def __init__(self) -> None:
         self._signals = Namespace()
         self._owned: dict[str, list[tuple[NamedSignal, Receiver]]] = defaultdict(list)
+        self._owner_of: dict[Receiver, str] = {}  # shim -> owner: unsubscribe touches one owner's list
         self._tasks: set[asyncio.Task[Any]] = set()
         self.receiver_errors = 0
 
@@ -338,19 +339,30 @@ class EventBus:
             sig = self._signals.signal(cls.name)
             sig.connect(shim, sender=sender, weak=False)
             self._owned[owner].append((sig, shim))
+        self._owner_of[shim] = owner
         return shim
 
     def unsubscribe(self, shim: Receiver) -> None:
-        for pairs in self._owned.values():
-            for sig, fn in [p for p in pairs if p[1] is shim]:
+        """Disconnect one receiver. Cost grows with its owner's receivers, not with all calls'
+        (a call's next_event() subscribes and unsubscribes once per wait)."""
+        owner = self._owner_of.pop(shim, None)
+        pairs = self._owned.get(owner) if owner is not None else None
+        if not pairs:
+            return
+        keep = []
+        for sig, fn in pairs:
+            if fn is shim:
                 sig.disconnect(fn)
-                pairs.remove((sig, fn))
+            else:
+                keep.append((sig, fn))
+        pairs[:] = keep
 
     def disconnect_owner(self, owner: str) -> int:
         """Unplug every receiver a plugin connected; returns how many."""
         pairs = self._owned.pop(owner, [])
         for sig, shim in pairs:
             sig.disconnect(shim)
+            self._owner_of.pop(shim, None)
         return len(pairs)
 
     def emit(self, sender: Any, ev: Event) -> None:

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.protocol import State
 
 log = logging.getLogger("aribot.realtime")
 # websockets logs the handshake, Authorization / api-key headers included, at DEBUG: its logger
@@ -25,6 +26,9 @@ WS_LOG = logging.getLogger("aribot.realtime.websocket")
 WS_LOG.setLevel(logging.INFO)
 
 AUDIO_FORMATS = {"ulaw": {"type": "audio/pcmu"}, "alaw": {"type": "audio/pcma"}}
+# send_now() writes only while the socket's write buffer holds less than this (websockets' own
+# flow control pauses at 64 KiB); above it the awaited send() waits for the buffer to drain
+DIRECT_WRITE_LIMIT = 32 * 1024
 
 
 class RealtimeUnavailable(ConnectionError):
@@ -170,6 +174,25 @@ class RealtimeConnection:
             await self.ws.send(message)
         except ConnectionClosed as exc:
             raise _closed(exc) from exc
+
+    def send_now(self, message: str) -> bool:
+        """Write one text message at once, in the caller's own step of the event loop: the
+        per-frame ``input_audio_buffer.append`` path, which saves a task switch, a queue and an
+        async context per 20 ms frame (benchmarks/bench_capacity.py). False, having sent nothing,
+        when that cannot be done safely now (the connection is not open, a fragmented message is
+        being sent, or the write buffer is filling up): then use ``send()``, which waits."""
+        ws = self.ws
+        if ws is None:
+            return False
+        try:
+            if (ws.protocol.state is not State.OPEN or ws.send_in_progress is not None
+                    or ws.transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT):
+                return False
+            ws.protocol.send_text(message.encode())
+        except AttributeError:  # a websockets release without these internals: always the awaited path
+            return False
+        ws.send_data()
+        return True
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Decoded events until the socket closes (then RealtimeClosed is raised)."""

@@ -62,42 +62,62 @@ class RealtimeSession:
         self._history_seq = 0
         self._unsent: tuple[bytes, float | None] | None = None  # the append a closed socket refused
         self._sender: asyncio.Task[None] | None = None
+        self._sender_busy = False  # the sender task holds a frame it has not finished sending
+        self._batch: list[bytes] = []  # frames gathered for the next append (openai.append_frames > 1)
+        self._batch_at: float | None = None  # when the first of them was received
         self._rolling = ""  # why aribot itself closed the socket to roll over ("" = it did not)
         self.opened_at = 0.0
         self.caller_speaking = False
 
     # --- caller audio ---------------------------------------------------------------------------
     def feed(self, payload: bytes, received_at: float | None) -> None:
-        """Caller audio that passed the activation gate; buffered until the session is ready."""
-        if self.ready:
-            self._outq.put_nowait((payload, received_at))
+        """Caller audio that passed the activation gate; buffered until the session is ready.
+
+        Once ready, each append is written at once in this very step of the event loop when nothing
+        is queued or being sent (``RealtimeConnection.send_now``: no task switch per frame), else it
+        waits behind the queue, so the order is kept. With ``openai.append_frames`` > 1 the frames
+        are gathered here first: one message per that many frames, the first of them sent
+        (append_frames - 1) x 20 ms later."""
+        if not self.ready:
+            if len(self._pending) == self._pending.maxlen:
+                self.stats["input_dropped_frames"] += 1
+                if self.stats["input_dropped_frames"] == 1:
+                    log.warning("call %s: Realtime session not ready after %d ms of caller audio; dropping "
+                                "the oldest audio", self.call.id, self.cfg.input_buffer_ms)
+            self._pending.append((payload, received_at))
             return
-        if len(self._pending) == self._pending.maxlen:
-            self.stats["input_dropped_frames"] += 1
-            if self.stats["input_dropped_frames"] == 1:
-                log.warning("call %s: Realtime session not ready after %d ms of caller audio; dropping "
-                            "the oldest audio", self.call.id, self.cfg.input_buffer_ms)
-        self._pending.append((payload, received_at))
+        if self._frames_per_append > 1:
+            if not self._batch:
+                self._batch_at = received_at
+            self._batch.append(payload)
+            if len(self._batch) < self._frames_per_append:
+                return
+            payload, received_at = b"".join(self._batch), self._batch_at
+            self._batch.clear()
+        if (not self._sender_busy and self._outq.empty() and self.conn is not None
+                and self.conn.send_now(append_message(payload))):
+            self._appended(received_at)
+            return
+        self._outq.put_nowait((payload, received_at))
+
+    def _appended(self, received_at: float | None) -> None:
+        self.stats["appended_frames"] += 1  # append messages sent (one per append_frames frames)
+        if received_at is not None:
+            self.call.metrics.inbound_latency.add((time.perf_counter() - received_at) * 1000)
 
     async def _send_audio(self) -> None:
+        """The queued appends, in order, each awaited (the socket was busy when they came)."""
         assert self.conn is not None
-        inbound = self.call.metrics.inbound_latency
-        batch = self._frames_per_append
         while True:
+            self._sender_busy = False
             payload, received_at = await self._outq.get()
-            if batch > 1:  # one append per `batch` frames: fewer messages, (batch-1)*20 ms later
-                chunks = [payload]
-                while len(chunks) < batch:
-                    chunks.append((await self._outq.get())[0])
-                payload = b"".join(chunks)
+            self._sender_busy = True
             try:
                 await self.conn.send(append_message(payload))
             except RealtimeClosed:
                 self._unsent = (payload, received_at)  # sent again into the next session
                 raise
-            self.stats["appended_frames"] += 1
-            if received_at is not None:
-                inbound.add((time.perf_counter() - received_at) * 1000)
+            self._appended(received_at)
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -205,10 +225,14 @@ class RealtimeSession:
             self._sender.cancel()
             await asyncio.gather(self._sender, return_exceptions=True)
             self._sender = None
+            self._sender_busy = False
         carried = [self._unsent] if self._unsent is not None else []
         self._unsent = None
         while not self._outq.empty():
             carried.append(self._outq.get_nowait())
+        if self._batch:
+            carried.append((b"".join(self._batch), self._batch_at))
+            self._batch.clear()
         carried += list(self._pending)
         self._pending.clear()
         self._pending.extend(carried)  # a bounded deque: beyond input_buffer_ms the oldest go

@@ -1,15 +1,18 @@
 """Call history in SQLite: one row per call, its transcript turns, tool calls and a timeline.
 
-Every event is written as its own committed transaction, so a crash of aribot loses at most the
-event in flight (a transcript turn is written when it completes, never per delta). All database
-work runs on one connection owned by one worker thread (a single-thread executor: FIFO, so events
-are written in the order they were emitted); the asyncio loop, which also paces RTP every 20 ms,
-never waits for the disk. Measured on this project's 2-core machine (``python -m
-plugins.history.bench``): ``submit()`` costs the loop 2-4 µs (p99 ~20 µs); the write and commit
-cost the worker thread ~18 µs (p99 ~60 µs; an occasional WAL checkpoint takes 10-170 ms, in the
-worker). A 20 ms pacer beside 2000 events/s (far more than 50 calls emit) kept its lateness
-(p99 1.1 ms with and without history). WAL with synchronous=NORMAL keeps every commit across a
-crash of the process; only a power loss or OS crash can drop the last few commits.
+Events are written as they happen, by one worker thread that owns the one connection (FIFO, so
+events are written in the order they were emitted); the asyncio loop, which also paces RTP every
+20 ms, never waits for the disk. ``submit()`` only appends the event to a queue; the worker takes
+everything queued at once and writes it as one transaction (group commit): one event alone is one
+commit, as before, and under load (hundreds of calls) a commit carries every event of the last
+few milliseconds, so a crash of aribot loses at most those (a transcript turn is written when it
+completes, never per delta). Per event this costs the worker about a third of a commit of its own,
+and the worker holds the GIL that much less, which is what delays the pacer (the capacity
+benchmark, benchmarks/bench_capacity.py, measures it with and without history). Measured on this
+project's 2-core machine (``python -m plugins.history.bench``), one event per commit: ``submit()``
+costs the loop 2-4 µs; the write and commit cost the worker ~18 µs (an occasional WAL checkpoint
+takes 10-170 ms, in the worker). WAL with synchronous=NORMAL keeps every commit across a crash of
+the process; only a power loss or OS crash can drop the last few commits.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +76,9 @@ class HistoryStore:
         self._executor: ThreadPoolExecutor | None = None
         self._live: dict[str, _Live] = {}
         self._failing = False
+        self._queue: deque[ev.Event] = deque()  # submitted, not yet taken by the worker
+        self._batch_queued = False              # a _write_queued job is waiting in the executor
+        self.commits = 0
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def open(self) -> None:
@@ -144,10 +151,40 @@ class HistoryStore:
 
     # --- writing ------------------------------------------------------------------------------
     def submit(self, event: ev.Event) -> Future[None] | None:
-        """Queue ``event`` for writing and return at once (for bus receivers); failures are logged."""
+        """Queue ``event`` for writing and return at once (for bus receivers); failures are logged.
+        Returns the executor job that will write it when this call scheduled one."""
         if self._executor is None or isinstance(event, ev.TranscriptDelta):
             return None
-        return self._executor.submit(self._write_logged, event)
+        self._queue.append(event)
+        if self._batch_queued:
+            return None
+        self._batch_queued = True
+        return self._executor.submit(self._write_queued)
+
+    def _write_queued(self) -> None:
+        """Worker: write everything queued so far in one transaction. If that fails, each event is
+        tried on its own, so one bad event costs only itself."""
+        self._batch_queued = False  # before taking: an event queued from now on schedules a new job
+        events: list[ev.Event] = []
+        while self._queue:
+            events.append(self._queue.popleft())
+        if len(events) == 1:
+            self._write_logged(events[0])
+            return
+        if not events:
+            return
+        try:
+            with self.conn:
+                for event in events:
+                    self._apply(event)
+            self.commits += 1
+        except Exception:
+            for event in events:  # forget what the failed transaction counted; re-read from the database
+                self._live.pop(event.call_id, None)
+            for event in events:
+                self._write_logged(event)
+        else:
+            self._recovered()
 
     async def record(self, event: ev.Event) -> None:
         """Write one event now (in the worker thread); errors are raised."""
@@ -163,48 +200,57 @@ class HistoryStore:
                 log.error("call history: could not record %s of call %s in %s (%s); calls go on, the history "
                           "misses events until writes succeed again", event.name, event.call_id, self.path, exc)
             return
+        self._recovered()
+
+    def _recovered(self) -> None:
         if self._failing:
             self._failing = False
             log.warning("call history: writes to %s succeed again (%d events lost in all)", self.path,
                         self.failed_writes)
 
     def _write(self, event: ev.Event) -> None:
+        """Write one event as its own transaction."""
+        with self.conn:
+            self._apply(event)
+        self.commits += 1
+
+    def _apply(self, event: ev.Event) -> None:
+        """The statements for one event, inside the caller's transaction."""
         if isinstance(event, ev.TranscriptDelta):
             return  # turns are written when they complete (call.transcript)
         conn, cid, ts = self.conn, event.call_id, event.ts
         live, first = self._live.get(cid), cid not in self._live
         if live is None:
             live = _Live(self._last_seq(cid))
-        with conn:
-            if first:   # a call first seen mid-way (e.g. history enabled during it) still gets a row
-                conn.execute("INSERT OR IGNORE INTO calls (id, started_at) VALUES (?, ?)", (cid, ts))
-            if isinstance(event, ev.CallStarted):
-                conn.execute("UPDATE calls SET caller_number = ?, caller_name = ?, extension = ?, started_at = ? "
-                             "WHERE id = ?", (event.caller_number, event.caller_name, event.extension, ts, cid))
-            elif isinstance(event, ev.CallAnswered):
-                conn.execute("UPDATE calls SET answered_at = ? WHERE id = ?", (ts, cid))
-            elif isinstance(event, ev.CallEnded):
-                conn.execute("UPDATE calls SET ended_at = ?, end_reason = ?, duration_s = ?, stats = ? WHERE id = ?",
-                             (ts, event.reason, event.duration_s, json.dumps(event.stats, default=str), cid))
-            elif isinstance(event, ev.Transcript):
+        if first:   # a call first seen mid-way (e.g. history enabled during it) still gets a row
+            conn.execute("INSERT OR IGNORE INTO calls (id, started_at) VALUES (?, ?)", (cid, ts))
+        if isinstance(event, ev.CallStarted):
+            conn.execute("UPDATE calls SET caller_number = ?, caller_name = ?, extension = ?, started_at = ? "
+                         "WHERE id = ?", (event.caller_number, event.caller_name, event.extension, ts, cid))
+        elif isinstance(event, ev.CallAnswered):
+            conn.execute("UPDATE calls SET answered_at = ? WHERE id = ?", (ts, cid))
+        elif isinstance(event, ev.CallEnded):
+            conn.execute("UPDATE calls SET ended_at = ?, end_reason = ?, duration_s = ?, stats = ? WHERE id = ?",
+                         (ts, event.reason, event.duration_s, json.dumps(event.stats, default=str), cid))
+        elif isinstance(event, ev.Transcript):
+            live.seq += 1
+            conn.execute("INSERT INTO turns VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (cid, live.seq, event.role, event.item_id, event.text,
+                          live.started.get(event.item_id, ts), event.item_id in live.interrupted))
+        elif isinstance(event, ev.ToolCalled):
+            live.seq += 1
+            conn.execute("INSERT INTO tools (call_id, seq, tool, tool_call_id, arguments, ts) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", (cid, live.seq, event.tool, event.tool_call_id,
+                                                      event.arguments, ts))
+        elif isinstance(event, ev.ToolFinished):
+            done = (event.result, event.error, event.duration_ms, cid, event.tool_call_id)
+            if not conn.execute("UPDATE tools SET result = ?, error = ?, duration_ms = ? "
+                                "WHERE call_id = ? AND tool_call_id = ?", done).rowcount:
                 live.seq += 1
-                conn.execute("INSERT INTO turns VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (cid, live.seq, event.role, event.item_id, event.text,
-                              live.started.get(event.item_id, ts), event.item_id in live.interrupted))
-            elif isinstance(event, ev.ToolCalled):
-                live.seq += 1
-                conn.execute("INSERT INTO tools (call_id, seq, tool, tool_call_id, arguments, ts) "
-                             "VALUES (?, ?, ?, ?, ?, ?)", (cid, live.seq, event.tool, event.tool_call_id,
-                                                          event.arguments, ts))
-            elif isinstance(event, ev.ToolFinished):
-                done = (event.result, event.error, event.duration_ms, cid, event.tool_call_id)
-                if not conn.execute("UPDATE tools SET result = ?, error = ?, duration_ms = ? "
-                                    "WHERE call_id = ? AND tool_call_id = ?", done).rowcount:
-                    live.seq += 1
-                    conn.execute("INSERT INTO tools VALUES (?, ?, ?, ?, '', ?, ?, ?, ?)",
-                                 (cid, live.seq, event.tool, event.tool_call_id, *done[:3], ts))
-            if event.name not in NOT_IN_TIMELINE:
-                self._timeline(live, event)
+                conn.execute("INSERT INTO tools VALUES (?, ?, ?, ?, '', ?, ?, ?, ?)",
+                             (cid, live.seq, event.tool, event.tool_call_id, *done[:3], ts))
+        if event.name not in NOT_IN_TIMELINE:
+            self._timeline(live, event)
         if isinstance(event, ev.CallEnded):
             self._live.pop(cid, None)
         elif first:

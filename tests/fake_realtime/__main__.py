@@ -7,6 +7,7 @@ import asyncio
 import logging
 import math
 
+from core.runtime import freeze_startup_objects, tune_gc
 from plugins.local_backend.realtime.script import Script
 
 from .server import FakeRealtimeServer
@@ -23,6 +24,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-session-s", type=float, default=None)
     parser.add_argument("--no-validate", action="store_true",
                         help="skip the SDK-type check of each sent frame (benchmarks: saves CPU)")
+    parser.add_argument("--keep-records", type=int, default=None, metavar="N",
+                        help="keep only each connection's last N events (long or many calls: bounded memory)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser.parse_args(argv)
 
@@ -32,8 +35,10 @@ async def serve_forever(args: argparse.Namespace) -> None:
     script = Script(speed=math.inf if math.isinf(args.speed) else args.speed, seed=args.seed,
                     max_session_s=args.max_session_s)
     api_key = None if args.api_key.lower() == "none" else args.api_key
-    server = FakeRealtimeServer(api_key=api_key, script=script, validate_outgoing=not args.no_validate)
+    server = FakeRealtimeServer(api_key=api_key, script=script, validate_outgoing=not args.no_validate,
+                                keep_records=args.keep_records)
     await server.start(args.host, args.port)
+    freeze_startup_objects()
     print(f"fake Realtime server on {server.url}  (Azure style: {server.azure_url})", flush=True)
     try:
         await asyncio.Event().wait()
@@ -48,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(message)s")
     if not args.verbose:
         logging.getLogger("websockets").setLevel(logging.WARNING)
+    tune_gc()  # hundreds of connections in one loop, as aribot (core/runtime.py)
     try:
         asyncio.run(serve_forever(args))
     except KeyboardInterrupt:

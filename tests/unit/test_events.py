@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from core.events import CallEnded, CallStarted, EventBus, SpeechStarted, event_types
+from core.events import CallAnswered, CallEnded, CallStarted, EventBus, SpeechStarted, event_types
 
 
 class Sender:
@@ -52,3 +52,18 @@ def test_events_serialise_with_type_and_call_id() -> None:
     data = CallEnded(call_id="c9", reason="caller_hangup", duration_s=1.5).to_json()
     assert data["type"] == "call.ended" and data["call_id"] == "c9" and "ts" in data
     assert "call.started" in event_types() and "call.tool_finished" in event_types()
+
+
+async def test_unsubscribe_removes_only_that_receiver() -> None:
+    """next_event() subscribes and unsubscribes once per wait: it must drop exactly its receiver,
+    of its owner, and leave every other call's receivers (of the same event type) in place."""
+    bus = EventBus()
+    got: list[str] = []
+    shims = {owner: bus.subscribe(CallAnswered, lambda e, o=owner: got.append(o), owner=owner)
+             for owner in ("call:a", "call:b", "call:c")}
+    twin = bus.subscribe(CallAnswered, lambda e: got.append("b2"), owner="call:b")
+    bus.unsubscribe(shims["call:b"])
+    bus.unsubscribe(shims["call:b"])  # twice: a no-op
+    bus.emit(None, CallAnswered(call_id="x"))
+    assert sorted(got) == ["b2", "call:a", "call:c"]
+    assert bus.disconnect_owner("call:b") == 1 and twin not in bus._owner_of

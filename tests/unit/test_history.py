@@ -325,3 +325,35 @@ async def test_routes_unknown_call_and_history_off(client: Any, aiohttp_client: 
     off = await aiohttp_client(webapp)
     resp = await off.get("/history")
     assert resp.status == 503 and "enabled = false" in (await resp.json())["error"]
+
+
+async def test_events_queued_while_the_worker_is_busy_are_written_in_one_commit_in_order(store: HistoryStore) -> None:
+    """Group commit: what piles up while the worker writes goes into one transaction, in order."""
+    import threading
+
+    await store.record(ev.CallStarted(call_id="c1", channel_id="c1"))
+    commits, gate = store.commits, threading.Event()
+    blocked = store._executor.submit(gate.wait, 5)   # the worker is busy (e.g. a WAL checkpoint)
+    for n in range(50):
+        store.submit(ev.Transcript(call_id="c1", role="caller", item_id=f"u{n}", text=f"turn {n}"))
+    gate.set()
+    blocked.result(5)
+    await store.flush()
+    assert store.commits == commits + 1
+    assert rows(store.path, "SELECT seq, text FROM turns ORDER BY seq") == [(n + 1, f"turn {n}") for n in range(50)]
+
+
+async def test_a_bad_event_in_a_group_costs_only_itself(store: HistoryStore, caplog) -> None:
+    import threading
+
+    await store.record(ev.CallStarted(call_id="c1", channel_id="c1"))
+    gate = threading.Event()
+    blocked = store._executor.submit(gate.wait, 5)
+    store.submit(ev.Transcript(call_id="c1", role="caller", item_id="u1", text="before"))
+    store.submit(ev.Transcript(call_id="c1", role="caller", item_id="u2", text=object()))  # not storable
+    store.submit(ev.Transcript(call_id="c1", role="caller", item_id="u3", text="after"))
+    gate.set()
+    blocked.result(5)
+    await store.flush()
+    assert [text for (text,) in rows(store.path, "SELECT text FROM turns ORDER BY seq")] == ["before", "after"]
+    assert store.failed_writes == 1

@@ -70,3 +70,26 @@ def test_redact_url_hides_keys() -> None:
     from core.realtime import redact_url
     url = "wss://res.openai.azure.com/openai/v1/realtime?model=dep&api-key=SECRET"
     assert "SECRET" not in redact_url(url) and "model=dep" in redact_url(url)
+
+
+async def test_send_now_keeps_order_with_awaited_sends_and_refuses_a_closed_socket() -> None:
+    """The per-frame append path writes in the caller's own loop step; mixed with awaited sends,
+    the server still receives every frame once, in order; a closed socket gets False, not a write."""
+    from core.realtime import RealtimeConnection
+    from tests.fake_realtime import FakeRealtimeServer
+
+    async with FakeRealtimeServer(api_key="k") as server:
+        conn = RealtimeConnection(server.url + "?model=gpt-realtime", {"Authorization": "Bearer k"}, open_timeout=5)
+        await conn.open()
+        fake = await server.wait_for_connection()
+        frames = [bytes([n]) * 160 for n in range(1, 41)]
+        for n, frame in enumerate(frames):
+            if n % 3 == 2:
+                await conn.send(append_message(frame))
+            else:
+                assert conn.send_now(append_message(frame))
+        await fake.wait_for_input_audio(160 * len(frames))
+        assert bytes(fake.input_audio) == b"".join(frames)
+        assert [size for _t, size in fake.appends] == [160] * len(frames)
+        await conn.close()
+        assert conn.send_now(append_message(frames[0])) is False

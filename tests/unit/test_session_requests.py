@@ -3,8 +3,13 @@ correlated by metadata (or without it), tool outputs answered after their respon
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+import time
 from types import SimpleNamespace
 
+from core.metrics import CallMetrics
 from core.playout import Playout
 from core.session import RealtimeSession
 from core.tools import ToolOutcome
@@ -85,3 +90,69 @@ async def test_tool_output_then_one_response_create_after_response_done() -> Non
 
 async def _tool_ok(name, arguments, context, allowed=None):
     return ToolOutcome('{"ok": true}')
+
+
+# --- caller audio into the session --------------------------------------------------------------
+
+class WritableConnection(StubConnection):
+    """send_now() writes at once unless ``busy`` (a full socket buffer): then send() must be used."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.busy = False
+        self.direct = 0
+
+    def send_now(self, message: str) -> bool:
+        if self.busy:
+            return False
+        self.direct += 1
+        self.sent.append(json.loads(message))
+        return True
+
+    async def send(self, event: dict | str) -> None:
+        self.sent.append(json.loads(event) if isinstance(event, str) else event)
+
+
+def audio_session(frames_per_append: int) -> tuple[RealtimeSession, WritableConnection]:
+    session, _ = make_session()
+    session._frames_per_append = frames_per_append
+    session.call.metrics = CallMetrics()
+    conn = WritableConnection()
+    session.conn = conn  # type: ignore[assignment]
+    return session, conn
+
+
+def appended(conn: StubConnection) -> list[bytes]:
+    return [base64.b64decode(e["audio"]) for e in conn.sent if e["type"] == "input_audio_buffer.append"]
+
+
+async def test_frames_are_written_at_once_and_queue_in_order_while_the_socket_is_busy() -> None:
+    session, conn = audio_session(1)
+    frames = [bytes([n]) * 160 for n in range(10)]
+    for frame in frames[:3]:
+        session.feed(frame, time.perf_counter())
+    assert conn.direct == 3 and appended(conn) == frames[:3]     # no task needed
+    conn.busy = True
+    session.feed(frames[3], time.perf_counter())                 # the socket is full: queued
+    conn.busy = False
+    session.feed(frames[4], time.perf_counter())                 # behind it, not before it
+    assert appended(conn) == frames[:3]
+    sender = asyncio.ensure_future(session._send_audio())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    session.feed(frames[5], time.perf_counter())                 # queue drained: direct again
+    assert appended(conn) == frames[:6] and conn.direct == 4
+    sender.cancel()
+    assert session.stats["appended_frames"] == 6 and session.call.metrics.inbound_latency.count == 6
+
+
+async def test_append_frames_gathers_frames_and_a_rollover_carries_the_partial_batch() -> None:
+    session, conn = audio_session(3)
+    frames = [bytes([n]) * 160 for n in range(8)]
+    for frame in frames:
+        session.feed(frame, time.perf_counter())
+    assert appended(conn) == [b"".join(frames[0:3]), b"".join(frames[3:6])]
+    session.ready = False                                        # the socket closed: a rollover
+    session.feed(b"\x09" * 160, None)
+    await session._stop_sender()
+    assert [payload for payload, _t in session._pending] == [b"".join(frames[6:8]), b"\x09" * 160]

@@ -33,7 +33,7 @@ import aiohttp
 from core.lab.asterisk import AsteriskLab
 from core.lab.ports import free_tcp_port, free_udp_port_range
 from core.lab.provision import ensure_chroot
-from core.metrics import HIST_BIN_MS, percentile
+from core.metrics import histogram_percentile, percentile
 from tests.lab.audio import silence, speech
 from tests.lab.flood import RtpFlood
 from tests.lab.sipp import SippCaller
@@ -69,16 +69,7 @@ class StepResult:
         self.dropped_rtp += sum(stats["rtp_dropped"].values())
 
     def hist_percentile(self, name: str, q: float) -> float | None:
-        bins = self.histograms.get(name, {})
-        total = sum(bins.values())
-        if not total:
-            return None
-        rank, seen = q / 100 * total, 0
-        for index in sorted(bins):
-            seen += bins[index]
-            if seen >= rank:
-                return (index + 1) * HIST_BIN_MS
-        return None
+        return histogram_percentile(self.histograms.get(name, {}), q)
 
 
 def proc_cpu_s(pid: int) -> float:

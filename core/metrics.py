@@ -57,6 +57,19 @@ class Samples:
         return bins
 
 
+def histogram_percentile(bins: dict[int, int], q: float, bin_ms: float = HIST_BIN_MS) -> float | None:
+    """Nearest-rank percentile of a sparse histogram {bin index: count} (upper bin edges)."""
+    total = sum(bins.values())
+    if not total:
+        return None
+    rank, seen = q / 100 * total, 0
+    for index in sorted(bins):
+        seen += bins[index]
+        if seen >= rank:
+            return (index + 1) * bin_ms
+    return None
+
+
 def percentile(values, q: float) -> float | None:
     """Nearest-rank percentile of a sequence (None when empty)."""
     data = sorted(values)

@@ -4,9 +4,9 @@ Realtime server per test, and aribot itself in-process with settings pointing at
 from __future__ import annotations
 
 import asyncio
-import os
+import shutil
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,16 @@ def write_settings(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
     return path
 
 
+# the history database of the aribots this worker starts; removed when the session ends
+HISTORY_DIR = Path(tempfile.mkdtemp(prefix="aribot-test-history-"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_history_dir() -> Iterator[None]:
+    yield
+    shutil.rmtree(HISTORY_DIR, ignore_errors=True)
+
+
 def lab_settings(lab: AsteriskLab, realtime_url: str, **overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Settings sections for an aribot that serves the lab's Stasis app and talks to the fake."""
     low, high = free_udp_port_range(64)
@@ -63,7 +73,7 @@ def lab_settings(lab: AsteriskLab, realtime_url: str, **overrides: dict[str, Any
         "activation": {"mode": "immediate"},
         "http": {"host": "127.0.0.1", "port": 0},
         "ui": {"enabled": False},
-        "history": {"path": str(Path(tempfile.gettempdir()) / f"aribot-test-history-{os.getpid()}.sqlite3")},
+        "history": {"path": str(HISTORY_DIR / "history.sqlite3")},
         "log": {"level": "DEBUG"},
     }
     for section, values in overrides.items():

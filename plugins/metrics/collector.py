@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from bisect import bisect_left
 from collections import Counter as Tally
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 from core import events as ev
 
@@ -61,6 +63,34 @@ class _Tracked:
     dropped_seen: Tally[str] = field(default_factory=Tally)
 
 
+class BulkHistogram:
+    """A Prometheus histogram whose counts aribot keeps itself, for figures that come in bulk:
+    the pacing error of every RTP frame of every live call, folded in every few seconds. The
+    client library's Histogram.observe() takes a lock and runs Python per value; at 300 calls one
+    harvest was ~20 000 calls of it, a stall of the event loop that paces RTP (the capacity
+    benchmark's pacing p99 at 300 calls: 3.9-4.2 ms with the old way, 0.83 ms with the metrics
+    plugin off). Here a value costs one C bisect, and the harvest yields between calls."""
+
+    def __init__(self, name: str, documentation: str, bounds: tuple[float, ...]) -> None:
+        self.name, self.documentation, self.bounds = name, documentation, tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last: above every bound (+Inf only)
+        self.sum = 0.0
+
+    def observe_many(self, values: list[float]) -> None:
+        bounds, counts = self.bounds, self.counts
+        for value in values:
+            counts[bisect_left(bounds, value)] += 1  # le is inclusive: the first bound >= value
+        self.sum += sum(values)
+
+    def family(self) -> HistogramMetricFamily:
+        buckets, total = [], 0
+        for bound, count in zip(self.bounds, self.counts):
+            total += count
+            buckets.append((floatToGoString(bound), total))
+        buckets.append(("+Inf", total + self.counts[-1]))
+        return HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=self.sum)
+
+
 class AribotMetrics:
     """The metrics of one App. ``registry`` is private to it (other plugins may register their
     own collectors there: ``app.extensions["metrics"].registry``)."""
@@ -81,8 +111,8 @@ class AribotMetrics:
         self.turn_latency = Histogram("aribot_turn_latency_seconds", "Per turn: the caller stopped speaking "
                                       "(Realtime speech_stopped) to the first RTP frame of the AI's answer.",
                                       buckets=TURN_LATENCY_BUCKETS, **m)
-        self.pacing_error = Histogram("aribot_pacing_error_seconds", "How late each outgoing RTP frame was sent "
-                                      "after its absolute 20 ms deadline.", buckets=PACING_ERROR_BUCKETS, **m)
+        self.pacing_error = BulkHistogram("aribot_pacing_error_seconds", "How late each outgoing RTP frame was "
+                                          "sent after its absolute 20 ms deadline.", PACING_ERROR_BUCKETS)
         self.pacing_slips = Counter("aribot_pacing_slips", "Times a call's pacer fell more than 3 frames behind "
                                     "and re-anchored its clock.", **m)
         self.rtp_dropped = Counter("aribot_rtp_dropped_packets", "Incoming RTP packets dropped, by reason.",
@@ -136,7 +166,10 @@ class AribotMetrics:
         while True:
             await asyncio.sleep(HARVEST_EVERY_S)
             try:
-                self.harvest()
+                self._track_new()
+                for call_id, tracked in list(self._tracked.items()):  # a call per loop step: RTP goes on
+                    self._harvest_tracked(call_id, tracked)
+                    await asyncio.sleep(0)
             except Exception:
                 log.exception("metrics: harvesting live calls failed; next try in %.0f s", HARVEST_EVERY_S)
 
@@ -144,12 +177,14 @@ class AribotMetrics:
     def describe(self) -> Iterator[Metric]:
         """Every name this collector exposes (the registry refuses another collector's clash)."""
         yield from self._read_at_scrape()
+        yield self.pacing_error.family()
         for metric in self._metrics:
             yield from metric.describe()
 
     def collect(self) -> Iterator[Metric]:
         self.harvest()
         yield from self._read_at_scrape()
+        yield self.pacing_error.family()
         for metric in self._metrics:
             yield from metric.collect()
 
@@ -166,20 +201,26 @@ class AribotMetrics:
 
     # --- per-call figures read from live Call objects -----------------------------------------------
     def harvest(self) -> None:
-        """Fold in what live calls measured since the last harvest."""
+        """Fold in what live calls measured since the last harvest (all at once: at a scrape)."""
+        self._track_new()
+        for call_id, tracked in list(self._tracked.items()):
+            self._harvest_tracked(call_id, tracked)
+
+    def _track_new(self) -> None:
         for call_id, call in list(self.app.calls.items()):
             if call_id not in self._tracked:
                 self._tracked[call_id] = _Tracked(call)
-        for call_id, tracked in list(self._tracked.items()):
-            self._harvest_call(tracked)
-            if call_id not in self.app.calls and tracked.call.done.is_set():
-                del self._tracked[call_id]  # its CallEnded was missed (plugin enabled meanwhile)
+
+    def _harvest_tracked(self, call_id: str, tracked: _Tracked) -> None:
+        self._harvest_call(tracked)
+        if call_id not in self.app.calls and tracked.call.done.is_set():
+            self._tracked.pop(call_id, None)  # its CallEnded was missed (plugin enabled meanwhile)
 
     def _harvest_call(self, tracked: _Tracked) -> None:
         call = tracked.call
         lateness = call.metrics.pacing_lateness
-        for value_ms in lateness.since(tracked.pacing_seen):
-            self.pacing_error.observe(max(0.0, value_ms) / 1000)  # a tick a hair early counts as on time
+        # a tick a hair early counts as on time
+        self.pacing_error.observe_many([max(0.0, value_ms) / 1000 for value_ms in lateness.since(tracked.pacing_seen)])
         tracked.pacing_seen = lateness.count
         if (slips := call.metrics.pacing_slips) > tracked.slips_seen:
             self.pacing_slips.inc(slips - tracked.slips_seen)

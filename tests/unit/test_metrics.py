@@ -171,3 +171,36 @@ def test_samples_since_returns_the_new_ones_oldest_first_across_the_ring() -> No
     assert samples.since(10) == [] and samples.since(9) == [9.0]
     samples.add(10.0)                            # newest at index 2, oldest kept (7) at index 3
     assert samples.since(6) == [7.0, 8.0, 9.0, 10.0] and samples.since(8) == [8.0, 9.0, 10.0]
+
+
+def test_bulk_histogram_exposes_what_the_client_library_would() -> None:
+    """The pacing histogram is counted by aribot (a bisect per value, no lock): its exposition
+    must equal prometheus_client's own Histogram fed the same values, edges included."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from plugins.metrics.collector import PACING_ERROR_BUCKETS, BulkHistogram
+
+    values = [0.0, 0.0001, 0.00011, 0.0009, 0.001, 0.004, 0.02, 0.5]
+    reference_registry = CollectorRegistry()
+    reference = Histogram("h_seconds", "doc", buckets=PACING_ERROR_BUCKETS, registry=reference_registry)
+    for v in values:
+        reference.observe(v)
+    bulk = BulkHistogram("h_seconds", "doc", PACING_ERROR_BUCKETS)
+    bulk.observe_many(values[:3])
+    bulk.observe_many(values[3:])
+
+    class One:
+        def collect(self):
+            yield bulk.family()
+
+    ours_registry = CollectorRegistry()
+    ours_registry.register(One())
+
+    def lines(registry: CollectorRegistry) -> dict[str, float]:
+        return {name: float(number) for name, number in (line.rsplit(" ", 1) for line in
+                generate_latest(registry).decode().splitlines() if line.startswith("h_seconds_"))
+                if not name.endswith("_created")}
+
+    ours, reference = lines(ours_registry), lines(reference_registry)
+    assert ours.keys() == reference.keys() and len(ours) == len(PACING_ERROR_BUCKETS) + 3  # buckets, +Inf, count, sum
+    assert all(abs(ours[name] - reference[name]) < 1e-12 for name in ours)

@@ -39,6 +39,7 @@ import json
 import os
 import secrets
 import signal
+import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -244,6 +245,8 @@ async def run_step(calls: int, args: argparse.Namespace, workdir: Path, aribot_c
             step.notes.append(f"simulator got unexpected requests {done['unexpected']}")
         if done["left_legs"] or done["left_bridges"]:
             step.notes.append(f"left in the simulated Asterisk: {done['left_legs']} legs, {done['left_bridges']} bridges")
+        if not done.get("sim_realtime"):
+            step.notes.append("the simulator's RTP thread runs without real-time priority (not root?)")
         if done["slot_skips"]:
             step.notes.append(f"simulator stalled: {done['slot_skips']} ms of send slots skipped")
     finally:
@@ -285,13 +288,20 @@ def report(steps: list[Step]) -> str:
 
 
 def conclusion(steps: list[Step], aribot_cores: int) -> str:
-    good = [s for s in steps if s.meets_goal()]
+    """The largest call count whose every run met the goal, with its median CPU and memory."""
+    by_calls: dict[int, list[Step]] = {}
+    for step in steps:
+        by_calls.setdefault(step.calls, []).append(step)
+    good = [calls for calls, runs in by_calls.items() if all(run.meets_goal() for run in runs)]
     if not good:
         return "no step met the goal (pacing p99 <= 2 ms, bot-audio latency p99 < 5 ms, nothing dropped, < 1 MiB per call)"
-    best = max(good, key=lambda s: s.calls)
-    return (f"largest step meeting the goal (pacing p99 <= 2 ms, bot-audio p99 < 5 ms, nothing dropped): "
-            f"{best.calls} calls on {aribot_cores} core(s) = {best.calls / aribot_cores:.0f} calls per core, "
-            f"{best.core_pct:.0f} % of the core busy, {best.rss_per_call_kb} KiB per call")
+    best = max(good)
+    runs = by_calls[best]
+    cpu = statistics.median(run.core_pct for run in runs)
+    rss = statistics.median(run.rss_per_call_kb for run in runs)
+    return (f"largest step meeting the goal in {'every one of its ' + str(len(runs)) + ' runs' if len(runs) > 1 else 'its run'}"
+            f" (pacing p99 <= 2 ms, bot-audio p99 < 5 ms, nothing dropped): {best} calls on {aribot_cores} core(s) = "
+            f"{best / aribot_cores:.0f} calls per core, {cpu:.0f} % of the core busy, {rss:.0f} KiB per call (medians)")
 
 
 def summarize_profile(path: Path, top: int = 12) -> str:
@@ -325,36 +335,47 @@ def summarize_profile(path: Path, top: int = 12) -> str:
 
 
 def plot(steps: list[Step], path: Path, title: str) -> None:
-    """CPU (% of one core) and RSS (MiB) against concurrent calls, one PNG."""
+    """CPU (% of one core) and RSS above idle (MiB) against concurrent calls: the median of the
+    runs of each step, bars from the lowest to the highest run; pacing p99 written at each point."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    calls = [s.calls for s in steps]
+    by_calls: dict[int, list[Step]] = {}
+    for step in steps:
+        by_calls.setdefault(step.calls, []).append(step)
+    calls = sorted(by_calls)
+
+    def series(value: Any) -> tuple[list[float], list[list[float]]]:
+        mids, spans = [], [[], []]
+        for n in calls:
+            values = [value(run) for run in by_calls[n]]
+            mid = statistics.median(values)
+            mids.append(mid)
+            spans[0].append(mid - min(values))
+            spans[1].append(max(values) - mid)
+        return mids, spans
+
     fig, (cpu_ax, mem_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    cpu_ax.plot(calls, [s.core_pct for s in steps], "o-", color="tab:blue")
+    cpu, cpu_span = series(lambda s: s.core_pct)
+    cpu_ax.errorbar(calls, cpu, yerr=cpu_span, fmt="o-", color="tab:blue", capsize=3)
     cpu_ax.axhline(100, color="grey", linestyle=":", linewidth=1)
-    cpu_ax.set_xlabel("concurrent calls")
-    cpu_ax.set_ylabel("aribot CPU, % of one core")
-    cpu_ax.set_ylim(bottom=0)
-    cpu_ax.set_xlim(left=0)
-    cpu_ax.grid(alpha=0.3)
-    for s in steps:
-        p99 = s.pacing_us.get("p99")
-        if p99 is not None:
-            cpu_ax.annotate(f"pacing p99 {p99 / 1000:.1f} ms", (s.calls, s.core_pct), textcoords="offset points",
-                            xytext=(-10, 8), fontsize=8, ha="right")
-    mem_ax.plot(calls, [(s.rss_kb - s.rss_idle_kb) / 1024 for s in steps], "o-", color="tab:orange",
-                label="RSS above idle")
-    mem_ax.set_xlabel("concurrent calls")
-    mem_ax.set_ylabel("MiB")
-    mem_ax.set_ylim(bottom=0)
-    mem_ax.set_xlim(left=0)
-    mem_ax.grid(alpha=0.3)
-    for s in steps:
-        mem_ax.annotate(f"{s.rss_per_call_kb} KiB/call", ((s.calls), (s.rss_kb - s.rss_idle_kb) / 1024),
-                        textcoords="offset points", xytext=(-10, 8), fontsize=8, ha="right")
-    fig.suptitle(title, fontsize=10)
+    cpu_ax.set(xlabel="concurrent calls", ylabel="aribot CPU, % of one core")
+    p99, _ = series(lambda s: (s.pacing_us.get("p99") or 0) / 1000)
+    for n, y, p in zip(calls, cpu, p99):
+        cpu_ax.annotate(f"pacing p99 {p:.1f} ms", (n, y), textcoords="offset points", xytext=(-6, 8),
+                        fontsize=8, ha="right")
+    mem, mem_span = series(lambda s: (s.rss_kb - s.rss_idle_kb) / 1024)
+    mem_ax.errorbar(calls, mem, yerr=mem_span, fmt="o-", color="tab:orange", capsize=3)
+    mem_ax.set(xlabel="concurrent calls", ylabel="aribot RSS above idle, MiB")
+    for n, y in zip(calls, mem):
+        mem_ax.annotate(f"{1024 * y / n:.0f} KiB/call", (n, y), textcoords="offset points", xytext=(-6, 8),
+                        fontsize=8, ha="right")
+    for ax in (cpu_ax, mem_ax):
+        ax.set_xlim(left=0)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -363,8 +384,10 @@ def plot(steps: list[Step], path: Path, title: str) -> None:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, nargs="+", default=[50, 100, 200, 400], help="concurrent calls per step")
+    parser.add_argument("--calls", type=int, nargs="+", default=[50, 100, 200, 300, 400],
+                        help="concurrent calls per step")
     parser.add_argument("--window", type=float, default=30.0, help="seconds measured per step, all calls live")
+    parser.add_argument("--runs", type=int, default=1, help="runs of each step (the table shows each)")
     parser.add_argument("--rate", type=float, default=50.0, help="new calls per second while ramping up")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/aribot-capacity"), help="logs and history")
     parser.add_argument("--plot", type=Path, help="write a PNG of CPU and memory against calls here")
@@ -387,12 +410,14 @@ async def main() -> None:
     steps: list[Step] = []
     profiles: list[tuple[int, str]] = []
     for calls in args.calls:
-        print(f"step: {calls} concurrent calls ...", file=sys.stderr)
-        steps.append(await run_step(calls, args, args.workdir / str(calls), aribot_cpus, load_cpus))
-        for note in steps[-1].notes:
-            print(f"  {note}", file=sys.stderr)
-        if args.profile:
-            profiles.append((calls, summarize_profile(args.workdir / str(calls) / "profile.txt")))
+        for run in range(args.runs):
+            label = f" (run {run + 1} of {args.runs})" if args.runs > 1 else ""
+            print(f"step: {calls} concurrent calls{label} ...", file=sys.stderr)
+            steps.append(await run_step(calls, args, args.workdir / str(calls), aribot_cpus, load_cpus))
+            for note in steps[-1].notes:
+                print(f"  {note}", file=sys.stderr)
+            if args.profile:
+                profiles.append((calls, summarize_profile(args.workdir / str(calls) / "profile.txt")))
     where = (f"aribot pinned to CPU {cpus[0]}, the simulated Asterisk and the fake Realtime server on CPU "
              f"{','.join(map(str, sorted(load_cpus)))}" if aribot_cpus else f"no pinning, {len(cpus)} CPUs shared")
     settings = " ".join(f"{k}={v}" for k, v in args.aribot_env.items()) or "default settings"

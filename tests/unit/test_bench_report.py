@@ -50,6 +50,11 @@ def test_capacity_table_conclusion_and_plot(tmp_path) -> None:
     assert conclusion(steps, 1).startswith("largest step meeting the goal") and "200 calls on 1 core(s)" in conclusion(steps, 1)
     steps[1].lost_to_asterisk = 3                               # a lost frame disqualifies a step
     assert "100 calls on 1 core(s)" in conclusion(steps, 1)
+    steps[1].lost_to_asterisk = 0
+    again = capacity_step(200, 2500, 9.0, 138)                  # a second run of 200 calls misses the goal
+    assert "100 calls on 1 core(s)" in conclusion(steps + [again], 1)
+    assert "100 calls on 1 core(s)" in conclusion(two := steps[:1] + [capacity_step(100, 950, 6.0, 140)], 1)
+    assert "every one of its 2 runs" in conclusion(two, 1)
     plot(steps, tmp_path / "capacity.png", "test")
     assert (tmp_path / "capacity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

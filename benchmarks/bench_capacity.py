@@ -22,7 +22,8 @@ window of ``--window`` seconds is measured:
   inbound latency (caller RTP received -> input_audio_buffer.append sent): aribot's own clock,
   whole calls, from each call's ``call.ended`` statistics;
 - dropped: RTP aribot dropped + caller frames it dropped before the AI + frames lost on the way to
-  Asterisk (sequence gaps) + pacer slips;
+  Asterisk (sequence gaps); pacer slips: times a call's pacer fell 3 frames (60 ms) behind and
+  re-anchored (whole calls, ramp-up and hang-up included);
 - aribot's CPU (user+sys from /proc) per call-minute and as % of one core; RSS per call (at the
   window's end minus before the first call, divided by the calls);
 - the rig: the simulator's own send lateness p99 and the load processes' CPU.
@@ -99,12 +100,13 @@ class Step:
 
     @property
     def dropped(self) -> int:
-        return self.rtp_dropped + self.input_dropped + self.lost_to_asterisk + self.pacing_slips
+        """Audio lost: RTP aribot dropped, caller frames it dropped, frames lost on the way to Asterisk."""
+        return self.rtp_dropped + self.input_dropped + self.lost_to_asterisk
 
     def meets_goal(self) -> bool:
         p99 = self.pacing_us.get("p99")
         return (self.connected == self.calls and self.ended_ok == self.calls and p99 is not None and p99 <= 2000
-                and (self.hist("first_frame_latency_ms", 99) or 0) < 5 and self.dropped == 0
+                and (self.hist("first_frame_latency_ms", 99) or 0) < 5 and self.dropped == 0 and self.pacing_slips == 0
                 and self.rss_per_call_kb < 1024)
 
 
@@ -272,7 +274,7 @@ def ms(summary: dict[str, float], key: str) -> str:
 def report(steps: list[Step]) -> str:
     lines = [
         "| calls | connected / ended ok | pacing \\|Δ−20 ms\\| p50 / p99 / max (ms) | frame lateness p99 (ms) "
-        "| bot-audio latency p50 / p99 (ms) | inbound latency p50 / p99 (ms) | dropped | aribot CPU (% of 1 core; kernel) "
+        "| bot-audio latency p50 / p99 (ms) | inbound latency p50 / p99 (ms) | dropped / pacer slips | aribot CPU (% of 1 core; kernel) "
         "| CPU ms per call-minute | RSS per call (KiB) | rig: sim send late p99 (ms), load CPU (%) |",
         "|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in steps:
@@ -280,7 +282,8 @@ def report(steps: list[Step]) -> str:
             f"| {s.calls} | {s.connected} / {s.ended_ok} | {ms(s.pacing_us, 'p50')} / {ms(s.pacing_us, 'p99')} / "
             f"{ms(s.pacing_us, 'max')} | {fmt(s.hist('pacing_lateness_ms', 99))} | "
             f"{fmt(s.hist('first_frame_latency_ms', 50))} / {fmt(s.hist('first_frame_latency_ms', 99))} | "
-            f"{fmt(s.hist('inbound_latency_ms', 50))} / {fmt(s.hist('inbound_latency_ms', 99))} | {s.dropped} | "
+            f"{fmt(s.hist('inbound_latency_ms', 50))} / {fmt(s.hist('inbound_latency_ms', 99))} | {s.dropped} / "
+            f"{s.pacing_slips} | "
             f"{fmt(s.core_pct, 1)} ({fmt(100 * s.sys_s / s.window_s if s.window_s else None, 0)}) | "
             f"{fmt(s.cpu_ms_per_call_minute, 0)} | {s.rss_per_call_kb} | "
             f"{ms(s.sim_send_late_us, 'p99')}, {fmt(100 * s.load_cpu_s / s.window_s if s.window_s else None, 0)} |")
@@ -294,13 +297,14 @@ def conclusion(steps: list[Step], aribot_cores: int) -> str:
         by_calls.setdefault(step.calls, []).append(step)
     good = [calls for calls, runs in by_calls.items() if all(run.meets_goal() for run in runs)]
     if not good:
-        return "no step met the goal (pacing p99 <= 2 ms, bot-audio latency p99 < 5 ms, nothing dropped, < 1 MiB per call)"
+        return ("no step met the goal (pacing p99 <= 2 ms, bot-audio latency p99 < 5 ms, nothing dropped, no pacer "
+                "slip, < 1 MiB per call)")
     best = max(good)
     runs = by_calls[best]
     cpu = statistics.median(run.core_pct for run in runs)
     rss = statistics.median(run.rss_per_call_kb for run in runs)
     return (f"largest step meeting the goal in {'every one of its ' + str(len(runs)) + ' runs' if len(runs) > 1 else 'its run'}"
-            f" (pacing p99 <= 2 ms, bot-audio p99 < 5 ms, nothing dropped): {best} calls on {aribot_cores} core(s) = "
+            f" (pacing p99 <= 2 ms, bot-audio p99 < 5 ms, nothing dropped, no pacer slip): {best} calls on {aribot_cores} core(s) = "
             f"{best / aribot_cores:.0f} calls per core, {cpu:.0f} % of the core busy, {rss:.0f} KiB per call (medians)")
 
 
@@ -363,16 +367,16 @@ def plot(steps: list[Step], path: Path, title: str) -> None:
     cpu_ax.set(xlabel="concurrent calls", ylabel="aribot CPU, % of one core")
     p99, _ = series(lambda s: (s.pacing_us.get("p99") or 0) / 1000)
     for n, y, p in zip(calls, cpu, p99):
-        cpu_ax.annotate(f"pacing p99 {p:.1f} ms", (n, y), textcoords="offset points", xytext=(-6, 8),
-                        fontsize=8, ha="right")
+        cpu_ax.annotate(f"pacing p99 {p:.1f} ms", (n, y), textcoords="offset points", xytext=(8, -10),
+                        fontsize=8, ha="left")
     mem, mem_span = series(lambda s: (s.rss_kb - s.rss_idle_kb) / 1024)
     mem_ax.errorbar(calls, mem, yerr=mem_span, fmt="o-", color="tab:orange", capsize=3)
     mem_ax.set(xlabel="concurrent calls", ylabel="aribot RSS above idle, MiB")
     for n, y in zip(calls, mem):
-        mem_ax.annotate(f"{1024 * y / n:.0f} KiB/call", (n, y), textcoords="offset points", xytext=(-6, 8),
-                        fontsize=8, ha="right")
+        mem_ax.annotate(f"{1024 * y / n:.0f} KiB/call", (n, y), textcoords="offset points", xytext=(8, -10),
+                        fontsize=8, ha="left")
     for ax in (cpu_ax, mem_ax):
-        ax.set_xlim(left=0)
+        ax.set_xlim(0, max(calls) * 1.3)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=9)
@@ -398,7 +402,19 @@ async def main() -> None:
                         help="sample aribot (or the fake Realtime server) with py-spy during each window "
                              "(profile.txt in the step's workdir)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin aribot to CPU 0 and the load to the rest")
+    parser.add_argument("--from-json", type=Path, metavar="JSON",
+                        help="print the table (and --plot) of a run saved with --json, without running anything")
     args = parser.parse_args()
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        steps = [Step(**step) for step in saved["steps"]]
+        for step in steps:  # JSON object keys are strings
+            step.histograms = {name: {int(k): v for k, v in bins.items()} for name, bins in step.histograms.items()}
+        print(saved["title"] + "\n\n" + report(steps))
+        print("\n" + conclusion(steps, 1 if "pinned to CPU" in saved["title"] else len(os.sched_getaffinity(0))))
+        if args.plot:
+            plot(steps, args.plot, saved["title"])
+        return
     args.aribot_env = dict(item.split("=", 1) for item in args.aribot_env)
     cpus = sorted(os.sched_getaffinity(0))
     if args.no_pin or len(cpus) < 2:

@@ -44,7 +44,7 @@ def test_capacity_table_conclusion_and_plot(tmp_path) -> None:
              capacity_step(400, 7500, 16.0, 136)]
     steps[1].input_dropped = 0
     table = report(steps)
-    assert ("| 200 | 200 / 200 | 0.10 / 1.90 / 9.00 | 0.91 | 0.11 / 0.11 | 0.03 / 0.03 | 0 | 45.0 (11) | 135 | 138 "
+    assert ("| 200 | 200 / 200 | 0.10 / 1.90 / 9.00 | 0.91 | 0.11 / 0.11 | 0.03 / 0.03 | 0 / 0 | 45.0 (11) | 135 | 138 "
             "| 0.40, 50 |") in table
     # the largest step within 2 ms p99, nothing dropped, < 1 MiB per call
     assert conclusion(steps, 1).startswith("largest step meeting the goal") and "200 calls on 1 core(s)" in conclusion(steps, 1)

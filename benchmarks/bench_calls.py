@@ -72,9 +72,14 @@ class StepResult:
         return histogram_percentile(self.histograms.get(name, {}), q)
 
 
-def proc_cpu_s(pid: int) -> float:
+def proc_times(pid: int) -> tuple[float, float]:
+    """User and kernel CPU seconds of a process so far (/proc/<pid>/stat utime, stime)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def proc_cpu_s(pid: int) -> float:
+    return sum(proc_times(pid))
 
 
 def proc_rss_kb(pid: int) -> int:

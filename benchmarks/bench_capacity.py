@@ -49,7 +49,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.bench_calls import CLK_TCK, proc_cpu_s, proc_rss_kb, wait_healthy
+from benchmarks.bench_calls import proc_cpu_s, proc_rss_kb, proc_times, wait_healthy
 from core.lab.ports import free_tcp_port, free_udp_port_range
 from core.metrics import histogram_percentile
 
@@ -108,12 +108,6 @@ class Step:
         return (self.connected == self.calls and self.ended_ok == self.calls and p99 is not None and p99 <= 2000
                 and (self.hist("first_frame_latency_ms", 99) or 0) < 5 and self.dropped == 0 and self.pacing_slips == 0
                 and self.rss_per_call_kb < 1024)
-
-
-def proc_sys_s(pid: int) -> float:
-    """Kernel time of a process (on loopback it includes delivering its packets to the peers)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[12]) / CLK_TCK
 
 
 def pin(cpus: set[int]) -> Any:
@@ -187,7 +181,7 @@ async def run_step(calls: int, args: argparse.Namespace, workdir: Path, aribot_c
             step.notes.append(f"{reply['failed']} call(s) did not connect")
         await asyncio.sleep(3.0)
         await sim.ask(cmd="window", on=True)
-        cpu0, sys0, t0 = proc_cpu_s(aribot.pid), proc_sys_s(aribot.pid), time.monotonic()
+        cpu0, sys0, t0 = proc_cpu_s(aribot.pid), proc_times(aribot.pid)[1], time.monotonic()
         load0 = {name: proc_cpu_s(pid) for name, pid in load_pids.items()}
         profiler = None
         if args.profile:
@@ -199,7 +193,7 @@ async def run_step(calls: int, args: argparse.Namespace, workdir: Path, aribot_c
         if profiler is not None:
             await profiler.wait()
         step.cpu_s = proc_cpu_s(aribot.pid) - cpu0
-        step.sys_s = proc_sys_s(aribot.pid) - sys0
+        step.sys_s = proc_times(aribot.pid)[1] - sys0  # on loopback: includes delivery to the peers
         step.load_cpu = {name: proc_cpu_s(pid) - load0[name] for name, pid in load_pids.items()}
         step.load_cpu_s = sum(step.load_cpu.values())
         step.window_s = time.monotonic() - t0

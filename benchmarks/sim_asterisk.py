@@ -491,11 +491,11 @@ def summary(values: array) -> dict[str, float]:
 
 
 def caller_audio() -> list[bytes]:
-    from tests.lab.audio import frames, silence, speech
-    audio = silence(400)
-    for turn in range(6):
-        audio += speech(800, seed=turn) + silence(2500)
-    return frames(audio)
+    """The looped caller: bench_calls' talker (0.4 s silence, then turns of 0.8 s speech and 2.5 s
+    silence), six turns, as 20 ms frames."""
+    from benchmarks.bench_calls import caller_audio as talker
+    from tests.lab.audio import frames
+    return frames(talker(0, 6))
 
 
 async def main() -> None:

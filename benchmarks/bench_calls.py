@@ -30,10 +30,10 @@ from typing import Any
 
 import aiohttp
 
-from core.lab.asterisk import AsteriskLab
-from core.lab.ports import free_tcp_port, free_udp_port_range
-from core.lab.provision import ensure_chroot
-from core.metrics import histogram_percentile, percentile
+from aribot.core.metrics import histogram_percentile, percentile
+from aribot.sandbox.asterisk import AsteriskLab
+from aribot.sandbox.ports import free_tcp_port, free_udp_port_range
+from aribot.sandbox.provision import ensure_chroot
 from tests.lab.audio import silence, speech
 from tests.lab.flood import RtpFlood
 from tests.lab.sipp import SippCaller

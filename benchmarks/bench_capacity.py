@@ -49,9 +49,9 @@ from typing import Any
 
 import aiohttp
 
+from aribot.core.metrics import histogram_percentile
+from aribot.sandbox.ports import free_tcp_port, free_udp_port_range
 from benchmarks.bench_calls import proc_cpu_s, proc_rss_kb, proc_times, wait_healthy
-from core.lab.ports import free_tcp_port, free_udp_port_range
-from core.metrics import histogram_percentile
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -47,7 +47,7 @@ from typing import Any
 import aiohttp
 from aiohttp import WSMsgType, web
 
-from core.metrics import percentile
+from aribot.core.metrics import percentile
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTURED = REPO / "tests" / "contract" / "ari-captured-22.10.1"

@@ -1,6 +1,3 @@
-"""aribot core: settings, plugins, event bus, ARI/RTP/Realtime adapters, calls, HTTP API, CLI."""
-
-from core.hookspecs import hookimpl
-
-__all__ = ["hookimpl", "__version__"]
-__version__ = "0.1.0"
+"""aribot's core (``aribot.core``): settings, plugin manager, event bus, ARI/RTP/Realtime adapters,
+calls, HTTP API, CLI. Internal: plugins use the public API in ``aribot`` itself; what is here may
+change between releases."""

@@ -9,26 +9,46 @@ import hashlib
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
-from core.ari import UNUSED_EVENTS, AriClient, AriError, AriEventStream, AriNotFound
-from core.ari_events import AriEvent, AriEventError, parse_event
-from core.call import Call
-from core.events import EventBus
-from core.plugins import Plugins, load_plugins
-from core.rtp import PortPool
-from core.settings import SettingsError, load_settings, validate
-from core.tools import ToolRegistry
+from aribot.core.ari import UNUSED_EVENTS, AriClient, AriError, AriEventStream, AriNotFound
+from aribot.core.ari_events import AriEvent, AriEventError, parse_event
+from aribot.core.call import Call
+from aribot.core.defaults import CORE_SETTINGS
+from aribot.core.events import EventBus
+from aribot.core.plugins import PluginError, Plugins, load_plugins
+from aribot.core.rtp import PortPool
+from aribot.core.settings import SettingsError, data_dir, load_settings, unknown_keys
+from aribot.core.tools import ToolRegistry
 
 log = logging.getLogger("aribot.app")
 
 
-def configure(settings_file: str | Path | None = None) -> tuple[Any, Plugins]:
-    """Settings and plugins together: core rules, then the rules the loaded plugins register."""
-    settings = load_settings(settings_file)
-    plugins = load_plugins(settings)
-    validate(settings, plugins.settings_rules(), core=False)
+def configure(settings_file: str | Path | None = None, *,
+              environ: Mapping[str, str] | None = None) -> tuple[Any, Plugins]:
+    """Settings and plugins together: core's settings choose the plugins; then everything is
+    loaded again with the settings the loaded plugins declare (their defaults under the files and
+    the environment). Keys nobody declares are logged, one line each."""
+    core = load_settings(settings_file, environ=environ)
+    plugins = load_plugins(core)
+    owned = [("core", setting) for setting in CORE_SETTINGS]
+    core_keys = {setting.key for setting in CORE_SETTINGS}
+    for owner, setting in plugins.declared_settings():
+        if setting.key in core_keys:
+            raise PluginError(f"plugin {owner} declares setting {setting.key}, which is core's")
+        owned.append((owner, setting))
+    settings = load_settings(settings_file, environ=environ, owned=owned)
+    for line in unknown_keys(settings, ToolRegistry.is_tool_key):
+        log.warning("%s", line)
     return settings, plugins
+
+
+def installed_settings() -> list[tuple[str, Any]]:
+    """(owner, Setting) of core and of every installed plugin, none blocked (what a fresh install
+    knows)."""
+    plugins = Plugins()
+    plugins.load_entry_points()
+    return [("core", setting) for setting in CORE_SETTINGS] + plugins.declared_settings()
 
 
 def resource_prefix(app_name: str, kind: str) -> str:
@@ -66,6 +86,11 @@ class App:
         self._stream_task: asyncio.Task[None] | None = None
         plugins.subscribe_handlers(self.bus)
 
+    @property
+    def data_dir(self) -> Path:
+        """The folder for aribot's own files (``[storage] data_dir`` or the platform's), private."""
+        return data_dir(self.settings)
+
     def rebuild_registries(self) -> None:
         """Tools, activation modes, call features and DTMF handlers from the enabled plugins
         (at start, and when a plugin is enabled or disabled at run time: new calls see it)."""
@@ -79,9 +104,8 @@ class App:
                                 f"one of the registered modes: {allowed}")
         self.call_features = plugins.call_features()
         self.dtmf_handlers = plugins.dtmf_handlers()
-        if "dtmf" in self.call_features and settings.dtmf.handler not in self.dtmf_handlers:
-            raise SettingsError(f"setting dtmf.handler = {settings.dtmf.handler!r} is not valid: expected one of "
-                                f"the registered DTMF handlers: {', '.join(sorted(self.dtmf_handlers)) or 'none'}")
+        for owner, check in plugins.implementations("check_app"):
+            check(app=self)  # a plugin's SettingsError stops the start, or undoes a switch
 
     async def set_plugin_enabled(self, name: str, enabled: bool) -> None:
         """Enable or disable a plugin at run time (its startup/shutdown hooks run); it takes effect
@@ -105,7 +129,7 @@ class App:
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
-        from core.http import HttpApi  # the HTTP API imports App for typing only
+        from aribot.core.http import HttpApi  # the HTTP API imports App for typing only
 
         await self.ari.start()
         self.http = HttpApi(self)

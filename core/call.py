@@ -14,18 +14,18 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable
 
-from core import events as ev
-from core.ari import AriError, AriNotFound, new_id
-from core.ari_events import AriEvent, Channel
-from core.choices import CHANNEL_VARIABLES, CallChoices, parse_stasis_args, resolve
-from core.controls import CallControls
-from core.metrics import CallMetrics
-from core.playout import Pacer, Playout
-from core.rtp import PAYLOAD_TYPES, SILENCE_BYTE, RtpEndpoint, RtpSender
-from core.session import RealtimeSession
+from aribot.core import events as ev
+from aribot.core.ari import AriError, AriNotFound, new_id
+from aribot.core.ari_events import AriEvent, Channel
+from aribot.core.choices import CHANNEL_VARIABLES, CallChoices, parse_stasis_args, resolve
+from aribot.core.controls import CallControls
+from aribot.core.metrics import CallMetrics
+from aribot.core.playout import Pacer, Playout
+from aribot.core.rtp import PAYLOAD_TYPES, SILENCE_BYTE, RtpEndpoint, RtpSender
+from aribot.core.session import RealtimeSession
 
 if TYPE_CHECKING:
-    from core.app import App
+    from aribot.core.app import App
 
 log = logging.getLogger("aribot.call")
 PLAYBACK_LIMIT_S = 120.0  # longest prompt aribot waits for

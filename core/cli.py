@@ -10,16 +10,27 @@ import signal
 import sys
 from typing import Any, Sequence
 
-from core import __version__
-from core.plugins import PluginError
-from core.runtime import freeze_startup_objects, tune_gc
-from core.settings import SettingsError, effective
+from aribot import __version__
+from aribot.core.plugins import PluginError
+from aribot.core.runtime import freeze_startup_objects, tune_gc
+from aribot.core.settings import (
+    SOURCES_ORDER,
+    SettingsError,
+    declared,
+    effective,
+    origin,
+    owned_settings,
+    render_defaults,
+    render_effective,
+)
 
 log = logging.getLogger("aribot")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+SETTINGS_HELP = "the settings file (instead of $ARIBOT_SETTINGS or ./settings.toml)"
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any]:
-    from core.app import configure
+    from aribot.core.app import configure
     return configure(args.settings)
 
 
@@ -31,14 +42,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.calls, args.once, args.ui_port, args.sip_port, args.bind, args.password, args.log_level = (
             1, False, None, 5062, "127.0.0.1", None, None)
         return cmd_demo(args)
-    logging.basicConfig(level=settings.log.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(settings.log.level)
     tune_gc()
     return asyncio.run(serve(settings, plugins))
 
 
 async def serve(settings: Any, plugins: Any) -> int:
     """Run until SIGINT/SIGTERM; live calls are ended per settings and Asterisk is left clean."""
-    from core.app import App
+    from aribot.core.app import App
 
     app = App(settings, plugins)
     signals: asyncio.Queue[int] = asyncio.Queue()
@@ -86,19 +97,32 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     settings, _plugins = _load(args)
-    print(json.dumps(effective(settings), indent=2, default=str))
+    if args.defaults:
+        print(render_defaults(owned_settings(settings)), end="")
+    elif args.json:
+        shown = effective(settings)
+        print(json.dumps({setting.key: {"value": _get(shown, setting.key), "source": origin(settings, setting.key)}
+                          for setting in declared(settings)}, indent=2, default=str))
+    else:
+        print(render_effective(settings), end="")
     return 0
 
 
+def _get(data: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        data = data[part]
+    return data
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from core.doctor import doctor, render
+    from aribot.core.doctor import doctor, render
     checks = asyncio.run(doctor(args.settings))
     print(render(checks, as_json=args.json))
     return 0 if all(check.ok for check in checks) else 1
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    from core.lab.run import run_lab
+    from aribot.sandbox.run import run_lab
     try:
         return asyncio.run(run_lab(sip_port=args.sip_port, bind=args.bind, password=args.password, app=args.app))
     except KeyboardInterrupt:  # before Asterisk started (e.g. while the chroot was being built)
@@ -107,10 +131,10 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from core.demo import DemoOptions, run_demo
+    from aribot.sandbox.demo import DemoOptions, run_demo
 
     settings, plugins = _load(args)
-    logging.basicConfig(level=args.log_level or "WARNING", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel((args.log_level or "WARNING").upper())
     options = DemoOptions(calls=args.calls, once=args.once, ui_port=args.ui_port, sip_port=args.sip_port,
                           sip_bind=args.bind)
     if args.password:
@@ -128,10 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, text in (("serve", cmd_serve, "run the server in the foreground"),
                              ("plugins", cmd_plugins, "list the loaded plugins: name, source, hooks (--all: disabled too)"),
-                             ("config", cmd_config, "print the effective settings (secrets masked)"),
+                             ("config", cmd_config, "print the effective settings, each with where it came from "
+                                                    "(secrets masked)"),
                              ("doctor", cmd_doctor, "check ARI, the Stasis app, RTP and the Realtime key (exit 1 on a failure)")):
-        cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("--settings", help="a settings TOML file layered over the defaults")
+        cmd = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}.", epilog=SOURCES_ORDER,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        cmd.add_argument("--settings", metavar="FILE", help=SETTINGS_HELP)
+        if name == "config":
+            cmd.add_argument("--json", action="store_true", help="machine-readable: {key: {value, source}}")
+            cmd.add_argument("--defaults", action="store_true",
+                             help="print every setting's default with its description (a settings.toml to start from)")
         cmd.set_defaults(func=func)
         if name == "plugins":
             cmd.add_argument("--json", action="store_true", help="machine-readable output")
@@ -151,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab.set_defaults(func=cmd_lab)
     demo = sub.add_parser("demo", help="the sandbox Asterisk, aribot with its dashboard and a demo call "
                                        "(local voice backend without an OpenAI key; needs root)")
-    demo.add_argument("--settings", help="a settings TOML file layered over the defaults")
+    demo.add_argument("--settings", metavar="FILE", help=SETTINGS_HELP)
     demo.add_argument("--calls", type=int, default=1, help="demo calls to place at start (default 1)")
     demo.add_argument("--once", action="store_true", help="stop when the demo calls have ended (default: on Ctrl-C)")
     demo.add_argument("--ui-port", type=int, default=None, help="dashboard port (default: ui.port, or a free one)")
@@ -165,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # warnings while loading (unknown settings keys) already in the log format; `serve` then sets log.level
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
     try:
         return args.func(args)
     except (SettingsError, PluginError) as exc:

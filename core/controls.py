@@ -11,13 +11,13 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 
-from core import events as ev
-from core.ari import AriError
-from core.g711 import AudioFileError, load_prompt
-from core.realtime import session_patch
+from aribot.core import events as ev
+from aribot.core.ari import AriError
+from aribot.core.g711 import AudioFileError, load_prompt
+from aribot.core.realtime import session_patch
 
 if TYPE_CHECKING:
-    from core.call import Call
+    from aribot.core.call import Call
 
 log = logging.getLogger("aribot.call")
 E = TypeVar("E", bound=ev.Event)

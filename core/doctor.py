@@ -18,11 +18,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.ari import AriClient, AriError, AriNotFound
-from core.realtime import (RealtimeClosed, RealtimeConnection, RealtimeUnavailable, auth_headers, realtime_url,
-                           redact_url)
-from core.plugins import PluginError
-from core.settings import SettingsError, env_name
+from aribot.core.ari import AriClient, AriError, AriNotFound
+from aribot.core.plugins import PluginError
+from aribot.core.realtime import (
+    RealtimeClosed,
+    RealtimeConnection,
+    RealtimeUnavailable,
+    auth_headers,
+    realtime_url,
+    redact_url,
+)
+from aribot.core.settings import SettingsError, env_name
 
 NAMES = ("settings", "ari_login", "ari_app", "asterisk_version", "rtp_address", "realtime")
 TESTED_MAJOR = 22  # the Asterisk aribot's integration tests run on
@@ -77,7 +83,7 @@ async def run_checks(settings: Any, *, app: Any = None, timeout: float = 5.0) ->
 
 async def doctor(settings_file: str | Path | None = None, *, timeout: float = 5.0) -> list[Check]:
     """Load settings and plugins as ``aribot serve`` would, then ``run_checks``."""
-    from core.app import configure  # late: core.app imports the whole server
+    from aribot.core.app import configure  # late: core.app imports the whole server
 
     try:
         settings, _plugins = configure(settings_file)

@@ -26,8 +26,9 @@ def register_event_handlers(subscribe):
 
 
 @hookspec
-def register_settings_rules(register):
-    """Register validation rules for the plugin's own settings: call ``register(Rule)``."""
+def register_settings(register):
+    """Declare the plugin's own settings: call ``register(aribot.Setting(key, default, parse, allowed,
+    doc))`` for each key of its section(s); defaults, validation and settings.toml come from them."""
 
 
 @hookspec
@@ -55,3 +56,9 @@ def register_call_features(register):
 def register_dtmf_handlers(register):
     """Register what collected DTMF digits do: call ``register(name, handler)``; the async
     ``handler(call, digits, reason)`` runs for the handler chosen in ``[dtmf] handler``."""
+
+
+@hookspec
+def check_app(app):
+    """Raise ``aribot.SettingsError`` if the plugin cannot work with what is registered now (e.g. a
+    setting names a handler no plugin offers); called at start and after a plugin is switched."""

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from core.events import Event
+from aribot.core.events import Event
 
 if TYPE_CHECKING:
-    from core.app import App
+    from aribot.core.app import App
 
 log = logging.getLogger("aribot.http")
 LOG_QUEUE = 2000

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from array import array
 
-
 HIST_BIN_MS = 0.01
 
 

@@ -14,8 +14,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from core.metrics import CallMetrics
-from core.rtp import FRAME_BYTES, FRAME_SECONDS, RtpEndpoint, RtpSender
+from aribot.core.metrics import CallMetrics
+from aribot.core.rtp import FRAME_BYTES, FRAME_SECONDS, RtpEndpoint, RtpSender
 
 COMPACT_AT = 1 << 16
 

@@ -9,14 +9,14 @@ import importlib.util
 import inspect
 import logging
 import sys
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pluggy
 
-from core import hookspecs
-from core.events import Event, EventBus
+from aribot.core import hookspecs
+from aribot.core.events import Event, EventBus
 
 log = logging.getLogger("aribot.plugins")
 GROUP = "aribot"
@@ -43,15 +43,14 @@ class PluginInfo:
 class Plugins:
     """The loaded plugin manager plus the registries built from it."""
 
-    def __init__(self, disabled: Iterable[str] = (), also_blocked: Iterable[str] = ()) -> None:
-        """``disabled``: names from settings (unknown ones are reported); ``also_blocked``:
-        names blocked by other settings (e.g. ``[ui] enabled = false``)."""
+    def __init__(self, disabled: Iterable[str] = ()) -> None:
+        """``disabled``: names from settings (unknown ones are reported)."""
         self.pm = pluggy.PluginManager(GROUP)
         self.pm.add_hookspecs(hookspecs)
         self._infos: dict[str, PluginInfo] = {}
         self._disabled_objects: dict[str, Any] = {}
         self._disabled = {name.strip() for name in disabled if name.strip()}
-        for name in self._disabled | set(also_blocked):
+        for name in self._disabled:
             self.pm.set_blocked(name)
 
     # --- loading ---------------------------------------------------------------------------------
@@ -163,6 +162,10 @@ class Plugins:
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             yield self.pm.get_name(impl.plugin) or "?", impl.function
 
+    def implementations(self, hook_name: str) -> list[tuple[str, Callable[..., Any]]]:
+        """(plugin name, function) of every enabled plugin's implementation of a hook."""
+        return list(self._per_plugin(hook_name))
+
     def _named(self, hook_name: str, what: str) -> dict[str, tuple[str, Callable[..., Any]]]:
         """name → (owning plugin, object) for ``register(name, obj)`` hooks; names are
         case-insensitive and a name registered twice is an error."""
@@ -205,11 +208,18 @@ class Plugins:
                 bus.subscribe(event_type, receiver, owner=_owner)
             fn(subscribe=subscribe)
 
-    def settings_rules(self) -> list[Any]:
-        rules: list[Any] = []
-        for _owner, fn in self._per_plugin("register_settings_rules"):
-            fn(register=rules.append)
-        return rules
+    def declared_settings(self) -> list[tuple[str, Any]]:
+        """(owning plugin, Setting) of every setting the plugins declare; a key declared twice is
+        an error."""
+        found: dict[str, tuple[str, Any]] = {}
+        for owner, fn in self._per_plugin("register_settings"):
+            def register(setting: Any, _owner: str = owner) -> None:
+                key = setting.key.lower()
+                if key in found:
+                    raise PluginError(f"setting {key} is declared by both {found[key][0]} and {_owner}")
+                found[key] = (_owner, setting)
+            fn(register=register)
+        return list(found.values())
 
     async def acall(self, hook_name: str, only: str | None = None, **kwargs: Any) -> list[Any]:
         """Call a notification hook (of every plugin, or ``only`` one); await async impls; a
@@ -236,7 +246,7 @@ def _builtin_first(ep: importlib.metadata.EntryPoint) -> tuple[int, str]:
 
 def load_plugins(settings: Any) -> Plugins:
     """Build the plugin manager from settings: block disabled names, then load entry points."""
-    plugins = Plugins(settings.plugins.disabled, [] if settings.ui.enabled else ["ui_nicegui"])
+    plugins = Plugins(settings.plugins.disabled)
     plugins.load_entry_points()
     for folder in settings.plugins.paths:
         plugins.load_folder(folder)

@@ -11,13 +11,21 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from core import events as ev
-from core.realtime import (RealtimeClosed, RealtimeConnection, RealtimeUnavailable, append_message,
-                           auth_headers, build_session_update, realtime_url, redact_url)
-from core.tools import ToolContext, ToolOutcome
+from aribot.core import events as ev
+from aribot.core.realtime import (
+    RealtimeClosed,
+    RealtimeConnection,
+    RealtimeUnavailable,
+    append_message,
+    auth_headers,
+    build_session_update,
+    realtime_url,
+    redact_url,
+)
+from aribot.core.tools import ToolContext, ToolOutcome
 
 if TYPE_CHECKING:
-    from core.call import Call
+    from aribot.core.call import Call
 
 log = logging.getLogger("aribot.session")
 MAX_REPLAY = 200  # items of the conversation replayed into a new session, newest kept

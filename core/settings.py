@@ -1,22 +1,37 @@
-"""Settings: dynaconf loads and merges, declared rules validate with one clear line per bad key.
+"""Settings: core and every plugin declare their keys (``Setting``: default, rule, one-line
+description); files and the environment override the defaults; dynaconf reads the environment.
 
-Order (last wins): settings.toml (defaults, next to the code) → settings.local.toml → the file
-given with ``--settings`` → .secrets.toml → the original quickstart's env names (OPENAI_API_KEY …)
-→ ``ARIBOT_<SECTION>__<KEY>`` env vars.
+A bad value raises ``SettingsError`` with one line per bad key; every value remembers where it
+came from (``origin``), which ``aribot config`` shows.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import json
+import math
 import os
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from dynaconf import Dynaconf
 
-DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "settings.toml"
+SETTINGS_ENV = "ARIBOT_SETTINGS"
 SECRET_WORDS = ("password", "api_key", "secret", "token")
+
+# Stated once; shown by `aribot config --help`, at the top of settings.toml and in the README (a test
+# keeps them equal).
+SOURCES_ORDER = """\
+Where settings come from (a later source wins):
+  1. defaults: core's and each loaded plugin's own (`aribot config --defaults` prints them)
+  2. the settings file: --settings FILE, else $ARIBOT_SETTINGS, else ./settings.toml if there is one
+  3. settings.local.toml, then .secrets.toml, in that file's folder (the working directory without one)
+  4. the original quickstart's env names (OPENAI_API_KEY, ASTERISK_ARI_URL ...)
+  5. ARIBOT_<SECTION>__<KEY> env vars, e.g. ARIBOT_ARI__URL; a .env file in that folder adds env vars
+     that are not set already"""
 
 
 class SettingsError(ValueError):
@@ -24,19 +39,29 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
-class Rule:
-    """How one setting is parsed and checked. ``parse`` raises ValueError on a bad value."""
+class Setting:
+    """One setting: dotted ``key`` (``section.name``), its ``default`` as written in TOML, ``parse``
+    (raises ValueError or TypeError on a bad value, returns the value to use), ``allowed`` (said
+    in the error line), ``doc`` (the one-line comment in settings.toml) and ``legacy``: env names
+    of the original quickstart that set it too."""
 
     key: str
+    default: Any
     parse: Callable[[Any], Any]
     allowed: str
+    doc: str
+    legacy: tuple[str, ...] = ()
+
+    @property
+    def section(self) -> str:
+        return self.key.rsplit(".", 1)[0]
 
     def apply(self, settings: Dynaconf) -> str | None:
         """Normalise the value in place; return an error line or None."""
         raw = settings.get(self.key)
         try:
             settings.set(self.key, self.parse(raw))
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, KeyError):
             shown = "***" if is_secret(self.key) else repr(raw)
             return f"setting {self.key} = {shown} is not valid: expected {self.allowed}"
         return None
@@ -51,6 +76,7 @@ def is_secret(key: str) -> bool:
 # --- parsers -------------------------------------------------------------------------------------
 
 def as_str(value: Any) -> str:
+    """Any scalar as a string (None → empty)."""
     if value is None:
         return ""
     if isinstance(value, (dict, list)):
@@ -58,7 +84,16 @@ def as_str(value: Any) -> str:
     return str(value)
 
 
+def nonempty(value: Any) -> str:
+    """A string with something in it, stripped."""
+    text = as_str(value).strip()
+    if not text:
+        raise ValueError(value)
+    return text
+
+
 def as_bool(value: Any) -> bool:
+    """true/false, also 1/0, yes/no, on/off."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -70,10 +105,14 @@ def as_bool(value: Any) -> bool:
 
 
 def number(kind: type, low: float | None = None, high: float | None = None) -> Callable[[Any], Any]:
+    """A parser for an int or float in [low, high]; NaN and infinity are refused."""
     def parse(value: Any) -> Any:
         if isinstance(value, bool):
             raise ValueError(value)
-        result = kind(float(value)) if kind is int and float(value).is_integer() else kind(value)
+        as_float = float(value)
+        if not math.isfinite(as_float):
+            raise ValueError(value)
+        result = kind(as_float) if kind is int and as_float.is_integer() else kind(value)
         if (low is not None and result < low) or (high is not None and result > high):
             raise ValueError(value)
         return result
@@ -81,6 +120,7 @@ def number(kind: type, low: float | None = None, high: float | None = None) -> C
 
 
 def choice(*options: str, lower: bool = True) -> Callable[[Any], str]:
+    """A parser for one of ``options`` (case-insensitive unless ``lower`` is False)."""
     def parse(value: Any) -> str:
         text = as_str(value).strip()
         text = text.lower() if lower else text
@@ -91,6 +131,7 @@ def choice(*options: str, lower: bool = True) -> Callable[[Any], str]:
 
 
 def str_list(value: Any) -> list[str]:
+    """A TOML list of strings, or one comma-separated string."""
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     if isinstance(value, (list, tuple)):
@@ -99,6 +140,7 @@ def str_list(value: Any) -> list[str]:
 
 
 def http_url(value: Any) -> str:
+    """An http(s) URL without a trailing slash (or /ari)."""
     text = as_str(value).strip().rstrip("/")
     if not text.startswith(("http://", "https://")):
         raise ValueError(value)
@@ -108,6 +150,7 @@ def http_url(value: Any) -> str:
 
 
 def ws_url(value: Any) -> str:
+    """A ws(s) URL without a trailing slash."""
     text = as_str(value).strip().rstrip("/")
     if not text.startswith(("ws://", "wss://")):
         raise ValueError(value)
@@ -115,6 +158,7 @@ def ws_url(value: Any) -> str:
 
 
 def media_list(value: Any) -> list[str]:
+    """Comma-separated Asterisk media URIs (``sound:…``, ``file:…``)."""
     items = str_list(value)
     for item in items:
         if ":" not in item:
@@ -132,127 +176,11 @@ def log_level(value: Any) -> str:
     return choice("DEBUG", "INFO", "WARNING", "ERROR", lower=False)(as_str(value).upper())
 
 
-CORE_RULES: tuple[Rule, ...] = (
-    Rule("http.token", as_str, "a string"),
-    Rule("ari.url", http_url, "an http:// or https:// URL of Asterisk's HTTP server"),
-    Rule("ari.username", as_str, "a string"),
-    Rule("ari.password", as_str, "a string"),
-    Rule("ari.app", lambda v: _nonempty(as_str(v)), "a non-empty Stasis app name"),
-    Rule("ari.request_timeout", number(float, 0.1, 120), "seconds between 0.1 and 120"),
-    Rule("ari.reconnect_min_delay", number(float, 0.05, 60), "seconds between 0.05 and 60"),
-    Rule("ari.reconnect_max_delay", number(float, 0.1, 600), "seconds between 0.1 and 600"),
-    Rule("ari.leg_start_timeout", number(float, 0.1, 60), "seconds between 0.1 and 60"),
-    Rule("rtp.host", lambda v: _nonempty(as_str(v)), "an IP address to bind to"),
-    Rule("rtp.advertise_host", as_str, "an address Asterisk can reach, or empty"),
-    Rule("rtp.port_min", number(int, 1024, 65535), "an integer port 1024..65535"),
-    Rule("rtp.port_max", number(int, 1024, 65535), "an integer port 1024..65535"),
-    Rule("rtp.format", choice("ulaw", "alaw"), "ulaw or alaw"),
-    Rule("rtp.idle_silence", as_bool, "true or false"),
-    Rule("ai.backend", choice("openai", "azure", "local"), "openai, azure or local"),
-    Rule("openai.provider", choice("openai", "azure"), "openai or azure"),
-    Rule("openai.api_key", as_str, "a string"),
-    Rule("openai.url", ws_url, "a ws:// or wss:// URL"),
-    Rule("openai.model", lambda v: _nonempty(as_str(v)), "a model or deployment name"),
-    Rule("openai.instructions", as_str, "a string"),
-    Rule("openai.voice", lambda v: _nonempty(as_str(v)), "a voice name"),
-    Rule("openai.speed", number(float, 0.25, 1.5), "a number 0.25..1.5"),
-    Rule("openai.turn_detection", choice("server_vad", "semantic_vad", "none"), "server_vad, semantic_vad or none"),
-    Rule("openai.vad_threshold", number(float, 0.0, 1.0), "a number 0..1"),
-    Rule("openai.vad_prefix_padding_ms", number(int, 0, 5000), "milliseconds 0..5000"),
-    Rule("openai.vad_silence_duration_ms", number(int, 0, 10000), "milliseconds 0..10000"),
-    Rule("openai.vad_eagerness", choice("low", "medium", "high", "auto"), "low, medium, high or auto"),
-    Rule("openai.interrupt_response", as_bool, "true or false"),
-    Rule("openai.transcription_model", as_str, "a transcription model name or empty"),
-    Rule("openai.transcription_language", as_str, "an ISO-639-1 code or empty"),
-    Rule("openai.noise_reduction", choice("near_field", "far_field", ""), "near_field, far_field or empty"),
-    Rule("openai.max_output_tokens", max_tokens, "an integer 1..4096 or \"inf\""),
-    Rule("openai.connect_timeout", number(float, 0, 300), "seconds 0..300 (0 = no limit)"),
-    Rule("openai.reconnect_attempts", number(int, 0, 20), "an integer 0..20 (0 = end the call at once)"),
-    Rule("openai.max_session_s", number(float, 0, 86400), "seconds 0..86400 (0 = no limit of aribot's own)"),
-    Rule("openai.reconnect_filler", media_list, "comma-separated media URIs such as sound:one-moment-please, or empty"),
-    Rule("openai.append_frames", number(int, 1, 50), "an integer 1..50"),
-    Rule("openai.input_buffer_ms", number(int, 0, 120000), "milliseconds 0..120000"),
-    Rule("tools.timeout", number(float, 0.1, 600), "seconds 0.1..600"),
-    Rule("tools.disabled", str_list, "a list of tool names"),
-    Rule("tools.filler_after", number(float, 0, 600), "seconds 0..600 (0 = never)"),
-    Rule("tools.filler", as_str, "instructions for the AI"),
-    Rule("tools.manual", str_list, "a list of tool names"),
-    Rule("tools.manual_timeout", number(float, 1, 3600), "seconds 1..3600"),
-    Rule("call.greeting", as_str, "a media URI such as sound:hello-world, or empty"),
-    Rule("call.drain_timeout", number(float, 0, 86400), "seconds 0..86400"),
-    Rule("call.shutdown_goodbye", as_str, "instructions for the AI, or empty for none"),
-    Rule("call.max_concurrent", number(int, 0, 100000), "an integer 0..100000 (0 = no limit)"),
-    Rule("call.overload_prompt", media_list, "comma-separated media URIs such as sound:all-circuits-busy-now"),
-    Rule("call.on_overload", choice("hangup", "continue"), "hangup or continue"),
-    Rule("call.fallback_prompt", media_list, "comma-separated media URIs such as sound:im-sorry"),
-    Rule("call.on_failure", choice("hangup", "continue"), "hangup or continue"),
-    Rule("call.on_shutdown", choice("hangup", "continue"), "hangup or continue"),
-    Rule("call.on_end", choice("hangup", "continue"), "hangup or continue"),
-    Rule("call.continue_context", as_str, "a dialplan context or empty"),
-    Rule("call.continue_extension", as_str, "a dialplan extension or empty"),
-    Rule("call.continue_priority", number(int, 0, 100000), "a priority number (0 = default)"),
-    Rule("call.cleanup_timeout", number(float, 0.1, 60), "seconds 0.1..60"),
-    Rule("activation.mode", lambda v: mode_name(v), "an activation mode name"),
-    Rule("activation.pre_roll_ms", number(int, 0, 5000), "milliseconds 0..5000"),
-    Rule("activation.vad_silence_ms", number(int, 1, 60000), "milliseconds 1..60000"),
-    Rule("activation.vad_talk_threshold", number(int, 1, 32767), "an energy threshold 1..32767"),
-    Rule("http.host", lambda v: _nonempty(as_str(v)), "an address to bind to"),
-    Rule("http.port", number(int, 0, 65535), "a port 0..65535 (0 = any free port)"),
-    Rule("ui.enabled", as_bool, "true or false"),
-    Rule("plugins.disabled", str_list, "a list of plugin names"),
-    Rule("plugins.paths", str_list, "a list of folders with plugin modules"),
-    Rule("log.level", log_level, "DEBUG, INFO, WARNING or ERROR"),
-)
-
-
 def mode_name(value: Any) -> str:
     """Activation mode names are case-insensitive; the quickstart's spellings are accepted
     (IMMEDIATE, FIXED_DELAY, VAD, fixedDelay)."""
-    text = _nonempty(as_str(value)).lower()
+    text = nonempty(value).lower()
     return {"fixeddelay": "fixed_delay"}.get(text, text)
-
-
-def _nonempty(text: str) -> str:
-    if not text.strip():
-        raise ValueError(text)
-    return text.strip()
-
-
-# The original quickstart's names (reference/seed-quickstart.md §2), first match wins per key.
-LEGACY_ENV: dict[str, tuple[str, ...]] = {
-    "openai.api_key": ("OPENAI_API_KEY",),
-    "openai.model": ("OPENAI_REALTIME_MODEL", "OPENAI_MODEL"),
-    "openai.instructions": ("OPENAI_INSTRUCTIONS",),
-    "openai.connect_timeout": ("INITIAL_OPENAI_STREAM_IDLE_TIMEOUT_SECONDS",),
-    "ari.url": ("ASTERISK_ARI_URL",),
-    "ari.username": ("ASTERISK_ARI_USERNAME",),
-    "ari.password": ("ASTERISK_ARI_PASSWORD",),
-    "ari.app": ("ASTERISK_ARI_APP_NAME",),
-    "rtp.host": ("RTP_HOST_IP", "RTP_SERVER_HOST_IP"),
-    "rtp.port_min": ("RTP_MIN_PORT",),
-    "rtp.port_max": ("RTP_MAX_PORT",),
-    "activation.mode": ("RECOGNITION_ACTIVATION_MODE",),
-    "activation.fixed_delay": ("BARGE_IN_DELAY_SECONDS",),
-    "activation.vad_submode": ("VAD_RECOG_ACTIVATION_MODE", "APP_APPRECOGNITION_VADRECOGACTIVATION"),
-    "activation.vad_silence_ms": ("VAD_SILENCE_THRESHOLD_MS", "APP_APPRECOGNITION_VADSILENCETHRESHOLDMS"),
-    "activation.vad_talk_threshold": ("VAD_TALK_THRESHOLD", "APP_APPRECOGNITION_VADTALKTHRESHOLD"),
-    "activation.vad_initial_silence_delay": ("VAD_INITIAL_SILENCE_DELAY_SECONDS",
-                                             "APP_APPRECOGNITION_VADINITIALSILENCEDELAYSECONDS"),
-    "activation.vad_activation_delay": ("VAD_ACTIVATION_DELAY_SECONDS",),
-    "activation.vad_max_wait_after_prompt": ("VAD_MAX_WAIT_AFTER_PROMPT_SECONDS",
-                                             "APP_APPRECOGNITION_VADMAXWAITAFTERPROMPTSECONDS"),
-    "timers.no_speech_timeout": ("NO_SPEECH_BEGIN_TIMEOUT_SECONDS",),
-    "timers.speech_complete_timeout": ("SPEECH_COMPLETE_TIMEOUT_SECONDS", "SPEECH_END_SILENCE_TIMEOUT_SECONDS"),
-    "timers.max_call_duration": ("MAX_CALL_DURATION_SECONDS", "MAX_RECOGNITION_DURATION_SECONDS"),
-    "dtmf.enabled": ("DTMF_ENABLED",),
-    "dtmf.interdigit_timeout": ("DTMF_INTERDIGIT_TIMEOUT_SECONDS",),
-    "dtmf.final_timeout": ("DTMF_FINAL_TIMEOUT_SECONDS",),
-    "dtmf.max_digits": ("DTMF_MAX_DIGITS",),
-    "dtmf.terminator": ("DTMF_TERMINATOR_DIGIT",),
-    "call.greeting": ("INITIAL_GREETING_AUDIO_PATH", "GREETING_AUDIO_PATH"),
-    "http.port": ("PORT",),
-    "log.level": ("LOG_LEVEL",),
-}
 
 
 def env_name(key: str) -> str:
@@ -260,71 +188,136 @@ def env_name(key: str) -> str:
     return "ARIBOT_" + key.upper().replace(".", "__")
 
 
-def load_settings(
-    settings_file: str | Path | None = None,
-    *,
-    environ: dict[str, str] | None = None,
-    rules: Iterable[Rule] = (),
-) -> Dynaconf:
-    """Load, merge and validate settings; raise SettingsError listing every bad key."""
-    files = [str(DEFAULTS_FILE)]
-    if settings_file:
-        path = Path(settings_file)
-        if not path.is_file():
-            raise SettingsError(f"settings file {path} does not exist")
-        files.append(str(path.resolve()))
-    files.append(str(Path.cwd() / ".secrets.toml"))
-    settings = Dynaconf(
-        envvar_prefix="ARIBOT",
-        settings_files=files,
-        environments=False,
-        load_dotenv=True,
-        dotenv_path=str(Path.cwd() / ".env"),
-        merge_enabled=True,
-    )
+# --- loading -------------------------------------------------------------------------------------
+
+def settings_files(settings_file: str | Path | None, environ: Mapping[str, str]) -> tuple[Path, list[Path]]:
+    """(the folder of the settings file, the files to read in order)."""
+    chosen = settings_file or environ.get(SETTINGS_ENV) or None
+    if chosen:
+        main = Path(chosen).expanduser()
+        if not main.is_file():
+            how = "--settings" if settings_file else SETTINGS_ENV
+            raise SettingsError(f"settings file {main} ({how}) does not exist")
+    else:
+        main = Path.cwd() / "settings.toml"
+        if not main.is_file():
+            return Path.cwd(), [p for p in (Path.cwd() / "settings.local.toml", Path.cwd() / ".secrets.toml")
+                                if p.is_file()]
+    folder = main.resolve().parent
+    return folder, [main.resolve(), *(p for p in (folder / "settings.local.toml", folder / ".secrets.toml")
+                                      if p.is_file())]
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"settings file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise SettingsError(f"settings file {path} cannot be read: {exc.strerror}") from None
+
+
+def leaves(data: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    """(dotted lower-case key, value) of every non-table value."""
+    for name, value in data.items():
+        key = f"{prefix}{str(name).lower()}"
+        if isinstance(value, Mapping):
+            yield from leaves(value, key + ".")
+        else:
+            yield key, value
+
+
+def put(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set a dotted key in nested dicts, tables created as needed (a list replaces a list)."""
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = data.get(part)
+        if not isinstance(node, dict):
+            node = data[part] = {}
+        data = node
+    data[leaf] = value
+
+
+Owned = tuple[str, Setting]  # (owner: "core" or a plugin's name, the setting)
+
+
+def load_settings(settings_file: str | Path | None = None, *, environ: Mapping[str, str] | None = None,
+                  owned: Iterable[Owned] | None = None) -> Dynaconf:
+    """Defaults of the ``owned`` settings (core's when None), then the files, the quickstart's env
+    names and the ARIBOT_ env vars (``SOURCES_ORDER``); validated. Raises SettingsError listing
+    every bad key."""
+    from aribot.core.defaults import CORE_SETTINGS, core_checks
+
     env = os.environ if environ is None else environ
-    apply_legacy_env(settings, env)
-    validate(settings, rules)
-    reconcile_backend(settings)
+    owned = tuple(owned) if owned is not None else tuple(("core", s) for s in CORE_SETTINGS)
+    declared = tuple(setting for _owner, setting in owned)
+    folder, files = settings_files(settings_file, env)
+    data: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for setting in declared:
+        put(data, setting.key, setting.default)
+        origin[setting.key] = "default"
+    for path in files:
+        for key, value in leaves(read_toml(path)):
+            put(data, key, value)
+            origin[key] = str(path)
+    dotenv = folder / ".env"
+    before = set(os.environ)
+    settings = Dynaconf(envvar_prefix="ARIBOT", environments=False, merge_enabled=False, load_dotenv=True,
+                        dotenv_path=str(dotenv), settings_files=[], **{k.upper(): v for k, v in data.items()})
+    settings.as_dict()  # dynaconf loads lazily: read the environment (and .env) now
+    for name in os.environ:
+        if name.startswith("ARIBOT_") and "__" in name:
+            where = f".env ({dotenv})" if name not in before else "env"
+            origin[name[len("ARIBOT_"):].lower().replace("__", ".")] = f"{where} {name}"
+    for setting in declared:
+        if env_name(setting.key) in env:
+            continue
+        for name in setting.legacy:
+            if name in env:
+                settings.set(setting.key, env[name])
+                origin[setting.key] = f"env {name} (the quickstart's name)"
+                break
+    object.__setattr__(settings, "_aribot_origin", origin)
+    object.__setattr__(settings, "_aribot_owned", owned)
+    object.__setattr__(settings, "_aribot_top_level", [k for k, v in data.items() if not isinstance(v, dict)])
+    errors = [line for setting in declared if (line := setting.apply(settings))]
+    if not errors:
+        errors = core_checks(settings)
+    if errors:
+        raise SettingsError("; ".join(errors))
     return settings
 
 
-def reconcile_backend(settings: Dynaconf) -> None:
-    """``ai.backend = "azure"`` and the older ``openai.provider = "azure"`` mean the same: make
-    both say so, whichever was set."""
-    if settings.ai.backend == "azure":
-        settings.set("openai.provider", "azure")
-    elif settings.ai.backend == "openai" and settings.openai.provider == "azure":
-        settings.set("ai.backend", "azure")
+def origin(settings: Any, key: str) -> str:
+    """Where ``key``'s value came from: default, a file's path, env NAME, .env …"""
+    return getattr(settings, "_aribot_origin", {}).get(key.lower(), "set at run time")
 
 
-def apply_legacy_env(settings: Dynaconf, env: dict[str, str] | os._Environ) -> None:
-    """Let the quickstart's env names set a key unless its ARIBOT_ variable is set."""
-    for key, names in LEGACY_ENV.items():
-        if env_name(key) in env:
+def owned_settings(settings: Any) -> tuple[Owned, ...]:
+    """(owner, Setting) of every setting ``settings`` was loaded with."""
+    return getattr(settings, "_aribot_owned", ())
+
+
+def declared(settings: Any) -> tuple[Setting, ...]:
+    return tuple(setting for _owner, setting in owned_settings(settings))
+
+
+def unknown_keys(settings: Any, extra_known: Callable[[str], bool] = lambda key: False) -> list[str]:
+    """One line per key given in a file or the environment that no loaded owner declares, within a
+    section someone owns (a section of a plugin that is not loaded is not checked)."""
+    known = {s.key for s in declared(settings)}
+    sections = {s.section for s in declared(settings)}
+    lines = [f"setting {name!r} is outside any [section]; ignored"
+             for name in getattr(settings, "_aribot_top_level", [])]
+    for key, where in getattr(settings, "_aribot_origin", {}).items():
+        section = key.rsplit(".", 1)[0] if "." in key else ""
+        if where == "default" or key in known or section not in sections or extra_known(key):
             continue
-        for name in names:
-            if name in env:
-                settings.set(key, env[name])
-                break
-
-
-def validate(settings: Dynaconf, extra_rules: Iterable[Rule] = (), *, core: bool = True) -> None:
-    """Apply the rules (core ones too unless ``core`` is False); raise SettingsError listing
-    every bad key."""
-    errors = [line for rule in (*(CORE_RULES if core else ()), *extra_rules) if (line := rule.apply(settings))]
-    if not errors and settings.rtp.port_min > settings.rtp.port_max:
-        errors.append(
-            f"setting rtp.port_min = {settings.rtp.port_min} is above rtp.port_max = "
-            f"{settings.rtp.port_max}: expected port_min <= port_max"
-        )
-    if not errors and core and not is_loopback_host(settings.http.host) and not settings.http.token:
-        errors.append(
-            f"setting http.host = {settings.http.host!r} is not loopback: the HTTP API (calls, tools, /logs) "
-            "then needs a token; set http.token (ARIBOT_HTTP__TOKEN) or bind it to 127.0.0.1"
-        )
-    if errors:
-        raise SettingsError("; ".join(errors))
+        hint = difflib.get_close_matches(key, known, n=1)
+        lines.append(f"setting {key} (from {where}) is not a setting of core or of a loaded plugin; ignored"
+                     + (f" (did you mean {hint[0]}?)" if hint else ""))
+    return lines
 
 
 def is_loopback_host(host: str) -> bool:
@@ -338,14 +331,86 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def effective(settings: Dynaconf, *, mask: bool = True) -> dict[str, Any]:
-    """Every setting as a nested dict, secrets masked (a set secret shows as ***)."""
-    def walk(node: Any, prefix: str) -> Any:
-        if isinstance(node, dict):
-            return {k.lower(): walk(v, f"{prefix}{k.lower()}.") for k, v in node.items()}
-        key = prefix.rstrip(".")
-        if mask and is_secret(key) and node:
-            return "***"
-        return node
-    data = settings.as_dict()
-    return walk({k: v for k, v in data.items() if isinstance(v, dict)}, "")
+def effective(settings: Any, *, mask: bool = True) -> dict[str, Any]:
+    """Every declared setting as a nested dict, secrets masked (a set secret shows as ***)."""
+    result: dict[str, Any] = {}
+    for setting in declared(settings):
+        value = settings.get(setting.key)
+        put(result, setting.key, "***" if mask and is_secret(setting.key) and value else value)
+    return result
+
+
+# --- rendering -----------------------------------------------------------------------------------
+
+def toml_value(value: Any) -> str:
+    """A scalar or list as TOML."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def render(owned: Iterable[Owned], value: Callable[[Setting], tuple[Any, str]], header: str) -> str:
+    """A TOML document of ``(owner, Setting)``, grouped by section in first-seen order, each key
+    with a one-line comment; ``value(setting)`` gives (value, comment)."""
+    sections: dict[str, list[tuple[str, Setting]]] = {}
+    for owner, setting in owned:
+        sections.setdefault(setting.section, []).append((owner, setting))
+    out = [header.rstrip(), ""]
+    for section, items in sections.items():
+        owners = {owner for owner, _ in items}
+        note = f"  # plugin {next(iter(owners))}" if owners != {"core"} and len(owners) == 1 else ""
+        out.append(f"[{section}]{note}")
+        for _owner, setting in items:
+            shown, comment = value(setting)
+            out.append(f"{setting.key.rsplit('.', 1)[1] + ' = ' + toml_value(shown):<38} # {comment}")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render_defaults(owned: Iterable[Owned]) -> str:
+    """The documented defaults file (the repository's settings.toml is exactly this)."""
+    header = "\n".join(f"# {line}".rstrip() for line in (
+        "aribot settings: every key with its default and a one-line description. Copy this file and edit it;",
+        "keep secrets in .secrets.toml or the environment, never here. Generated by `aribot config --defaults`.",
+        "", *SOURCES_ORDER.splitlines()))
+    return render(owned, lambda s: (s.default, s.doc), header)
+
+
+def render_effective(settings: Any) -> str:
+    """The effective settings as TOML, each with where it came from; secrets masked."""
+    def value(setting: Setting) -> tuple[Any, str]:
+        current = settings.get(setting.key)
+        if is_secret(setting.key) and current:
+            current = "***"
+        return current, origin(settings, setting.key)
+    return render(owned_settings(settings), value,
+                  "# aribot: effective settings (secrets masked), each with where it came from")
+
+
+# --- files aribot keeps --------------------------------------------------------------------------
+
+def default_data_dir(environ: Mapping[str, str], euid: int, home: Path) -> Path:
+    """Where aribot keeps its files unless ``[storage] data_dir`` says: systemd's
+    $STATE_DIRECTORY (StateDirectory=), /var/lib/aribot for root (FHS: state that persists), else
+    $XDG_STATE_HOME/aribot (~/.local/state/aribot): the history is state kept across restarts,
+    not configuration and not a cache."""
+    if environ.get("STATE_DIRECTORY"):
+        return Path(environ["STATE_DIRECTORY"].split(":")[0])
+    if euid == 0:
+        return Path("/var/lib/aribot")
+    return Path(environ.get("XDG_STATE_HOME") or home / ".local" / "state") / "aribot"
+
+
+def data_dir(settings: Any) -> Path:
+    """The folder for aribot's own files (the call history), created private (0700) if missing."""
+    configured = str(settings.get("storage.data_dir") or "").strip()
+    path = Path(configured).expanduser() if configured else default_data_dir(os.environ, os.geteuid(), Path.home())
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(f"setting storage.data_dir: cannot create {path}: {exc.strerror}") from None
+    return path

@@ -15,6 +15,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Union, get_args, get_origin
 
+from aribot.core.settings import SettingsError, number
+
 log = logging.getLogger("aribot.tools")
 
 
@@ -213,6 +215,12 @@ class ToolRegistry:
         self.tools = {tool.name: tool for tool in tools}
         self.timeout = timeout
 
+    @staticmethod
+    def is_tool_key(key: str) -> bool:
+        """``tools.<name>.timeout``: every tool's own time limit, declared by no plugin."""
+        parts = key.split(".")
+        return len(parts) == 3 and parts[0] == "tools" and parts[2] == "timeout"
+
     @classmethod
     def from_plugins(cls, plugins: Any, settings: Any) -> "ToolRegistry":
         cfg = settings.tools
@@ -223,7 +231,11 @@ class ToolRegistry:
                 raise ValueError(f"tool {tool.name!r} is registered by two plugins ({owner} and another)")
             table = cfg.get(tool.name) if isinstance(cfg.get(tool.name), dict) else {}
             tool.enabled = tool.name not in cfg.disabled
-            tool.timeout = float(table.get("timeout", 0) or 0) or None
+            try:
+                tool.timeout = number(float, 0, 600)(table.get("timeout", 0) or 0) or None
+            except (TypeError, ValueError):
+                raise SettingsError(f"setting tools.{tool.name}.timeout = {table.get('timeout')!r} is not valid: "
+                                    "expected seconds 0..600 (0 = [tools] timeout)") from None
             tools.append(tool)
         return cls(tools, float(cfg.timeout))
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from core import hookimpl
-from core.settings import Rule, number
+from aribot import Setting, hookimpl, number
 
 
 class FixedDelay:
@@ -26,5 +25,7 @@ def register_activation_modes(register):
 
 
 @hookimpl
-def register_settings_rules(register):
-    register(Rule("activation.fixed_delay", number(float, 0, 60), "seconds 0..60"))
+def register_settings(register):
+    register(Setting("activation.fixed_delay", 0.5, number(float, 0, 60), "seconds 0..60",
+                     "fixed_delay: seconds after the greeting ends (or answer) before listening (BARGE_IN_DELAY_SECONDS)",
+                     legacy=("BARGE_IN_DELAY_SECONDS",)))

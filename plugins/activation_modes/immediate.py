@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core import hookimpl
-from core.controls import is_local_media
-from core.events import TalkingStarted
+from aribot import TalkingStarted, hookimpl
+from aribot.core.controls import is_local_media
 
 
 class Immediate:

@@ -18,9 +18,7 @@ import asyncio
 import logging
 from typing import Any
 
-from core import hookimpl
-from core.events import NoInput, TalkingStarted
-from core.settings import Rule, choice, number
+from aribot import NoInput, Setting, TalkingStarted, choice, hookimpl, number
 
 log = logging.getLogger("aribot.activation.vad")
 SUBMODES = {"vadmode": "vadMode", "afterprompt": "afterPrompt"}
@@ -82,8 +80,17 @@ def register_activation_modes(register):
 
 
 @hookimpl
-def register_settings_rules(register):
-    register(Rule("activation.vad_submode", submode, "vadMode or afterPrompt"))
-    register(Rule("activation.vad_initial_silence_delay", number(float, 0, 600), "seconds 0..600"))
-    register(Rule("activation.vad_activation_delay", number(float, 0, 600), "seconds 0..600"))
-    register(Rule("activation.vad_max_wait_after_prompt", number(float, 0, 600), "seconds 0..600 (0 = no limit)"))
+def register_settings(register):
+    register(Setting("activation.vad_submode", "afterPrompt", submode, "vadMode or afterPrompt",
+                     "vad: afterPrompt (the greeting plays out) or vadMode (talk interrupts it) (VAD_RECOG_ACTIVATION_MODE)",
+                     legacy=("VAD_RECOG_ACTIVATION_MODE", "APP_APPRECOGNITION_VADRECOGACTIVATION")))
+    register(Setting("activation.vad_initial_silence_delay", 0.0, number(float, 0, 600), "seconds 0..600",
+                     "vadMode: seconds after answer before talk counts (VAD_INITIAL_SILENCE_DELAY_SECONDS)",
+                     legacy=("VAD_INITIAL_SILENCE_DELAY_SECONDS", "APP_APPRECOGNITION_VADINITIALSILENCEDELAYSECONDS")))
+    register(Setting("activation.vad_activation_delay", 0.0, number(float, 0, 600), "seconds 0..600",
+                     "vadMode: further seconds before talk counts (VAD_ACTIVATION_DELAY_SECONDS)",
+                     legacy=("VAD_ACTIVATION_DELAY_SECONDS",)))
+    register(Setting("activation.vad_max_wait_after_prompt", 5.0, number(float, 0, 600), "seconds 0..600 (0 = no limit)",
+                     "afterPrompt: no talk this long after the greeting → no-input action; 0 = wait "
+                     "(VAD_MAX_WAIT_AFTER_PROMPT_SECONDS)",
+                     legacy=("VAD_MAX_WAIT_AFTER_PROMPT_SECONDS", "APP_APPRECOGNITION_VADMAXWAITAFTERPROMPTSECONDS")))

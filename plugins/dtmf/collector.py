@@ -10,9 +10,7 @@ import asyncio
 import logging
 from typing import Any
 
-from core import hookimpl
-from core.events import DtmfCollected, DtmfReceived
-from core.settings import Rule, as_bool, as_str, number
+from aribot import DtmfCollected, DtmfReceived, Setting, SettingsError, as_bool, as_str, hookimpl, number
 
 log = logging.getLogger("aribot.dtmf")
 KEYS = set("0123456789*#ABCD")
@@ -83,12 +81,29 @@ def register_call_features(register):
 
 
 @hookimpl
-def register_settings_rules(register):
+def register_settings(register):
     seconds = "seconds 0..600 (0 = off)"
-    register(Rule("dtmf.enabled", as_bool, "true or false"))
-    register(Rule("dtmf.interdigit_timeout", number(float, 0, 600), seconds))
-    register(Rule("dtmf.final_timeout", number(float, 0, 600), seconds))
-    register(Rule("dtmf.max_digits", number(int, 1, 100), "an integer 1..100"))
-    register(Rule("dtmf.terminator", terminator, "one of 0-9 * # A-D, or empty"))
-    register(Rule("dtmf.stop_audio", as_bool, "true or false"))
-    register(Rule("dtmf.handler", lambda v: as_str(v).strip().lower(), "a registered DTMF handler name"))
+    register(Setting("dtmf.enabled", True, as_bool, "true or false", "collect keypad digits (DTMF_ENABLED)",
+                     legacy=("DTMF_ENABLED",)))
+    register(Setting("dtmf.interdigit_timeout", 2.0, number(float, 0, 600), seconds,
+                     "seconds after a digit with no next digit → the digits are final (DTMF_INTERDIGIT_TIMEOUT_SECONDS); "
+                     "0 = off", legacy=("DTMF_INTERDIGIT_TIMEOUT_SECONDS",)))
+    register(Setting("dtmf.final_timeout", 5.0, number(float, 0, 600), seconds,
+                     "seconds after the first digit → the digits are final (DTMF_FINAL_TIMEOUT_SECONDS); 0 = off",
+                     legacy=("DTMF_FINAL_TIMEOUT_SECONDS",)))
+    register(Setting("dtmf.max_digits", 16, number(int, 1, 100), "an integer 1..100",
+                     "the digits are final at this many (DTMF_MAX_DIGITS)", legacy=("DTMF_MAX_DIGITS",)))
+    register(Setting("dtmf.terminator", "#", terminator, "one of 0-9 * # A-D, or empty",
+                     "key that makes the digits final; not part of the result (DTMF_TERMINATOR_DIGIT); empty = none",
+                     legacy=("DTMF_TERMINATOR_DIGIT",)))
+    register(Setting("dtmf.stop_audio", True, as_bool, "true or false", "a key press stops the AI's audio at once"))
+    register(Setting("dtmf.handler", "to_ai", lambda v: as_str(v).strip().lower(), "a registered DTMF handler name",
+                     "to_ai (the AI is told the digits and answers) or dialplan (continue in the dialplan)"))
+
+
+@hookimpl
+def check_app(app):
+    handler = app.settings.dtmf.handler
+    if handler not in app.dtmf_handlers:
+        raise SettingsError(f"setting dtmf.handler = {handler!r} is not valid: expected one of the registered DTMF "
+                            f"handlers: {', '.join(sorted(app.dtmf_handlers)) or 'none (no DTMF-handler plugin is enabled)'}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core import hookimpl
+from aribot import hookimpl
 
 
 async def to_ai(call: Any, digits: str, reason: str) -> None:

@@ -1,5 +1,5 @@
 """Call history: ended calls with transcript, tool calls, timings and end reason, in SQLite."""
 
-from plugins.history.store import HistoryError, HistoryStore
+from aribot.plugins.history.store import HistoryError, HistoryStore
 
 __all__ = ["HistoryError", "HistoryStore"]

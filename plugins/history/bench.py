@@ -1,4 +1,4 @@
-"""Cost of recording call events: ``python -m plugins.history.bench [path] [--calls N]``.
+"""Cost of recording call events: ``python -m aribot.plugins.history.bench [path] [--calls N]``.
 
 Prints the event loop's cost per ``submit()`` and the worker thread's cost per committed write.
 """
@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from core import events as ev
-from plugins.history.store import HistoryStore
+from aribot.core import events as ev
+from aribot.plugins.history.store import HistoryStore
 
 
 def call_events(call_id: str, turns: int = 4) -> list[ev.Event]:

@@ -13,12 +13,12 @@ import asyncio
 import logging
 import sqlite3
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from core import hookimpl
-from core.settings import Rule, as_bool, as_str, number
-from plugins.history.routes import SLOT, Slot, add_routes
-from plugins.history.store import HistoryError, HistoryStore
+from aribot import Setting, SettingsError, as_bool, as_str, hookimpl, number
+from aribot.plugins.history.routes import SLOT, Slot, add_routes
+from aribot.plugins.history.store import HistoryError, HistoryStore
 
 log = logging.getLogger("aribot.history")
 PURGE_EVERY_S = 3600.0
@@ -42,10 +42,13 @@ def _path_setting(value: Any) -> str:
 
 
 @hookimpl
-def register_settings_rules(register):
-    register(Rule("history.enabled", as_bool, "true or false"))
-    register(Rule("history.path", _path_setting, "a file path for the SQLite database"))
-    register(Rule("history.retention_days", number(int, 0, 36500), "whole days 0..36500 (0 = keep forever)"))
+def register_settings(register):
+    register(Setting("history.enabled", True, as_bool, "true or false",
+                     "record every call (caller, timings, transcript, tool calls, end reason) in SQLite"))
+    register(Setting("history.path", "history.sqlite3", _path_setting, "a file path for the SQLite database",
+                     "SQLite file of the call history, created private (0600); relative to [storage] data_dir"))
+    register(Setting("history.retention_days", 90, number(int, 0, 36500), "whole days 0..36500 (0 = keep forever)",
+                     "calls older than this many days are deleted (at start and hourly); 0 = keep forever"))
 
 
 @hookimpl
@@ -66,7 +69,13 @@ async def startup(app):
         slot.why = "call history is off ([history] enabled = false)"
         log.info("%s", slot.why)
         return
-    store = HistoryStore(cfg.path)
+    try:
+        path = Path(cfg.path).expanduser()
+        store = HistoryStore(path if path.is_absolute() else app.data_dir / path)
+    except SettingsError as exc:
+        slot.why = f"call history is off for this run: {exc}"
+        log.error("call history: %s; history is off for this run, calls are still served", exc)
+        return
     try:
         await store.open()
         crashed = await store.recover_crashed()

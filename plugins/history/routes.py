@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from plugins.history.store import HistoryError, HistoryStore
+from aribot.plugins.history.store import HistoryError, HistoryStore
 
 
 @dataclass

@@ -9,7 +9,7 @@ few milliseconds, so a crash of aribot loses at most those (a transcript turn is
 completes, never per delta). Per event this costs the worker about a third of a commit of its own,
 and the worker holds the GIL that much less, which is what delays the pacer (the capacity
 benchmark, benchmarks/bench_capacity.py, measures it with and without history). Measured on this
-project's 2-core machine (``python -m plugins.history.bench``), one event per commit: ``submit()``
+project's 2-core machine (``python -m aribot.plugins.history.bench``), one event per commit: ``submit()``
 costs the loop 2-4 µs; the write and commit cost the worker ~18 µs (an occasional WAL checkpoint
 takes 10-170 ms, in the worker). WAL with synchronous=NORMAL keeps every commit across a crash of
 the process; only a power loss or OS crash can drop the last few commits.
@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections import deque
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import events as ev
+from aribot.core import events as ev
 
 log = logging.getLogger("aribot.history")
 SCHEMA_VERSION = 1
@@ -93,7 +94,14 @@ class HistoryStore:
 
     def _open(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # callers' numbers and words: only aribot's user may read them (SQLite gives the WAL
+            # and shared-memory files the database file's mode)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            mode = self.path.stat().st_mode & 0o777
+            if mode & 0o077:
+                self.path.chmod(0o600)
+                log.warning("call history: %s was readable by others (mode %o); made it private (600)", self.path, mode)
             conn = sqlite3.connect(self.path, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise HistoryError(f"cannot open {self.path}: {exc}") from exc

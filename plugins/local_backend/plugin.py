@@ -1,6 +1,6 @@
 """The local voice backend (``[ai] backend = "local"``): an audio-path echo test with no AI account.
 
-At start-up the plugin runs aribot's own GA Realtime server (``plugins.local_backend.realtime``)
+At start-up the plugin runs aribot's own GA Realtime server (``aribot.plugins.local_backend.realtime``)
 on a free loopback port and points ``openai.url`` at it; the core then talks to it through the
 same Realtime client as to OpenAI, with nothing special on its side. Each caller turn (energy
 turn detection, ``[local] energy_threshold``) is answered with a short spoken phrase (espeak-ng)
@@ -17,11 +17,10 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import hookimpl
-from core.settings import Rule, as_bool, as_str, number
-from plugins.local_backend.realtime.script import AudioOutput, Script, Turn
-from plugins.local_backend.realtime.server import RealtimeServer
-from plugins.local_backend.voice import Recogniser, VoiceError, synthesize
+from aribot import Setting, as_bool, as_str, hookimpl, number
+from aribot.plugins.local_backend.realtime.script import AudioOutput, Script, Turn
+from aribot.plugins.local_backend.realtime.server import RealtimeServer
+from aribot.plugins.local_backend.voice import Recogniser, VoiceError, synthesize
 
 log = logging.getLogger("aribot.local_backend")
 
@@ -103,12 +102,17 @@ def _voice_name(value: Any) -> str:
 
 
 @hookimpl
-def register_settings_rules(register):
-    register(Rule("local.voice", _voice_name, "an espeak-ng voice name such as en-us"))
-    register(Rule("local.words_per_minute", number(int, 80, 450), "words per minute 80..450"))
-    register(Rule("local.energy_threshold", number(int, 1, 32767), "an RMS level 1..32767 (16-bit linear)"))
-    register(Rule("local.transcribe", as_bool, "true or false"))
-    register(Rule("local.max_echo_seconds", number(float, 1, 120), "seconds 1..120"))
+def register_settings(register):
+    register(Setting("local.voice", "en-us", _voice_name, "an espeak-ng voice name such as en-us",
+                     "espeak-ng voice the local backend speaks with"))
+    register(Setting("local.words_per_minute", 160, number(int, 80, 450), "words per minute 80..450",
+                     "espeak-ng speaking rate"))
+    register(Setting("local.energy_threshold", 300, number(int, 1, 32767), "an RMS level 1..32767 (16-bit linear)",
+                     "a 20 ms window louder than this RMS (16-bit linear; 300 is about -40 dBFS) is caller speech"))
+    register(Setting("local.transcribe", True, as_bool, "true or false",
+                     "transcribe caller turns with pocketsphinx (offline, US English) so the dashboard shows words"))
+    register(Setting("local.max_echo_seconds", 10.0, number(float, 1, 120), "seconds 1..120",
+                     "the longest caller turn played back"))
 
 
 @hookimpl

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from core.g711 import ALAW_TO_LINEAR, ULAW_TO_LINEAR, linear_to_alaw, linear_to_ulaw
+from aribot.core.g711 import ALAW_TO_LINEAR, ULAW_TO_LINEAR, linear_to_alaw, linear_to_ulaw
 
 log = logging.getLogger("aribot.local_backend")
 RATE = 8000

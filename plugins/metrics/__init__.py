@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from core import hookimpl
-from plugins.metrics.collector import AribotMetrics
+from aribot import hookimpl
+from aribot.plugins.metrics.collector import AribotMetrics
 
 log = logging.getLogger("aribot.metrics")
 

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-from core import events as ev
+from aribot.core import events as ev
 
 log = logging.getLogger("aribot.metrics")
 OWNER = "metrics"          # owner of the bus subscriptions (the plugin's name)

@@ -17,9 +17,8 @@ import logging
 import time
 from typing import Any
 
-from core import events as ev
-from core import hookimpl
-from core.settings import Rule, as_str, number
+from aribot import Setting, as_str, hookimpl, number
+from aribot.core import events as ev
 
 log = logging.getLogger("aribot.timers")
 ACTIVITY = (ev.SpeechStarted, ev.SpeechStopped, ev.TalkingStarted, ev.TalkingFinished, ev.ResponseStarted,
@@ -128,12 +127,23 @@ def register_call_features(register):
 
 
 @hookimpl
-def register_settings_rules(register):
+def register_settings(register):
     seconds = "seconds 0..86400 (0 = off)"
-    register(Rule("timers.no_speech_timeout", number(float, 0, 86400), seconds))
-    register(Rule("timers.no_speech_reprompts", number(int, 0, 20), "a count 0..20"))
-    register(Rule("timers.no_speech_prompt", as_str, "instructions for the AI"))
-    register(Rule("timers.no_speech_goodbye", as_str, "instructions for the AI"))
-    register(Rule("timers.speech_complete_timeout", number(float, 0, 86400), seconds))
-    register(Rule("timers.max_call_duration", number(float, 0, 86400), seconds))
-    register(Rule("timers.max_duration_goodbye", as_str, "instructions for the AI"))
+    register(Setting("timers.no_speech_timeout", 10.0, number(float, 0, 86400), seconds,
+                     "AI silent and no caller speech this long → the AI re-prompts (NO_SPEECH_BEGIN_TIMEOUT_SECONDS); 0 = off",
+                     legacy=("NO_SPEECH_BEGIN_TIMEOUT_SECONDS",)))
+    register(Setting("timers.no_speech_reprompts", 2, number(int, 0, 20), "a count 0..20",
+                     "re-prompts before the call is ended politely"))
+    register(Setting("timers.no_speech_prompt",
+                     "The caller has said nothing for a while. Briefly ask whether they are still there.",
+                     as_str, "instructions for the AI", "instructions for a re-prompt"))
+    register(Setting("timers.no_speech_goodbye", "The caller is not answering. Say a short, polite goodbye.",
+                     as_str, "instructions for the AI", "instructions for the last words after the re-prompts"))
+    register(Setting("timers.speech_complete_timeout", 20.0, number(float, 0, 86400), seconds,
+                     "one caller utterance longer than this is cut and answered (SPEECH_COMPLETE_TIMEOUT_SECONDS); 0 = off",
+                     legacy=("SPEECH_COMPLETE_TIMEOUT_SECONDS", "SPEECH_END_SILENCE_TIMEOUT_SECONDS")))
+    register(Setting("timers.max_call_duration", 3300.0, number(float, 0, 86400), seconds,
+                     "seconds; then the AI says goodbye and the call ends (MAX_CALL_DURATION_SECONDS); 0 = off",
+                     legacy=("MAX_CALL_DURATION_SECONDS", "MAX_RECOGNITION_DURATION_SECONDS")))
+    register(Setting("timers.max_duration_goodbye", "The call has reached its time limit. Say a short, polite goodbye.",
+                     as_str, "instructions for the AI", "instructions for the goodbye"))

@@ -6,9 +6,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from core import hookimpl
-from core.settings import Rule, as_str
-from core.tools import ToolContext
+from aribot import Setting, ToolContext, as_str, hookimpl
 
 
 def zone(value: Any) -> str:
@@ -35,5 +33,6 @@ def register_tools(register):
 
 
 @hookimpl
-def register_settings_rules(register):
-    register(Rule("tools.current_time.timezone", zone, "an IANA time zone such as Europe/Berlin"))
+def register_settings(register):
+    register(Setting("tools.current_time.timezone", "UTC", zone, "an IANA time zone such as Europe/Berlin",
+                     "IANA time zone for the current date and time, e.g. Europe/Berlin"))

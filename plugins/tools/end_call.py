@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from core import hookimpl
-from core.settings import Rule, as_str
-from core.tools import ToolContext, ToolResult
+from aribot import Setting, ToolContext, ToolResult, as_str, hookimpl
 
 
 async def end_call(reason: str = "", ctx: ToolContext | None = None) -> ToolResult:
@@ -25,5 +23,7 @@ def register_tools(register):
 
 
 @hookimpl
-def register_settings_rules(register):
-    register(Rule("tools.end_call.goodbye", as_str, "instructions for the goodbye, or empty"))
+def register_settings(register):
+    register(Setting("tools.end_call.goodbye", "Say a short, polite goodbye.", as_str,
+                     "instructions for the goodbye, or empty",
+                     "instructions for the goodbye when the AI ends the call without having said one"))

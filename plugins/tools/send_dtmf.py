@@ -3,9 +3,7 @@ limited to the keys and length the settings allow."""
 
 from __future__ import annotations
 
-from core import hookimpl
-from core.settings import Rule, as_str, number
-from core.tools import ToolContext
+from aribot import Setting, ToolContext, as_str, hookimpl, number
 
 
 async def send_dtmf(digits: str, ctx: ToolContext | None = None) -> dict:
@@ -31,6 +29,8 @@ def register_tools(register):
 
 
 @hookimpl
-def register_settings_rules(register):
-    register(Rule("tools.send_dtmf.allowed", as_str, "the keys the AI may send, e.g. 0123456789*#"))
-    register(Rule("tools.send_dtmf.max_digits", number(int, 1, 100), "an integer 1..100"))
+def register_settings(register):
+    register(Setting("tools.send_dtmf.allowed", "0123456789*#", as_str, "the keys the AI may send, e.g. 0123456789*#",
+                     "keys the AI may send to the caller"))
+    register(Setting("tools.send_dtmf.max_digits", 20, number(int, 1, 100), "an integer 1..100",
+                     "longest digit string per call of the tool"))

@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-from core import hookimpl
-from core.settings import Rule, as_str, str_list
-from core.controls import transfer_targets
-from core.tools import ToolContext, ToolResult
+from aribot import Setting, ToolContext, ToolResult, as_str, hookimpl, str_list
+from aribot.core.controls import transfer_targets
 
 
 async def transfer_call(extension: str, context: str = "", ctx: ToolContext | None = None) -> ToolResult:
@@ -35,7 +33,10 @@ def register_tools(register):
 
 
 @hookimpl
-def register_settings_rules(register):
-    register(Rule("tools.transfer_call.context", as_str, "a dialplan context or empty"))
-    register(Rule("tools.transfer_call.allowed", str_list, 'a list of "ext" or "ext@context"'))
-    register(Rule("tools.transfer_call.announcement", as_str, "instructions for the AI, or empty"))
+def register_settings(register):
+    register(Setting("tools.transfer_call.context", "", as_str, "a dialplan context or empty",
+                     "dialplan context for transfers; empty = the caller's own context"))
+    register(Setting("tools.transfer_call.allowed", [], str_list, 'a list of "ext" or "ext@context"',
+                     'extensions the AI may transfer to, "ext" or "ext@context"; empty = none'))
+    register(Setting("tools.transfer_call.announcement", "", as_str, "instructions for the AI, or empty",
+                     "instructions for what the AI says before transferring; empty = nothing more"))

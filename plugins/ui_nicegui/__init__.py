@@ -1,5 +1,5 @@
-"""The NiceGUI live-call dashboard, as a plugin: disable it (``[ui] enabled = false`` or
-``[plugins] disabled = ["ui_nicegui"]``) and aribot runs headless. The core never imports
+"""The NiceGUI live-call dashboard, as a plugin: switch it off (``[ui] enabled = false``, or
+``[plugins] disabled = ["ui_nicegui"]``, which also skips importing it) and aribot runs headless. The core never imports
 NiceGUI; this plugin is fed only by bus events and acts through the call API."""
 
 from __future__ import annotations
@@ -7,15 +7,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from core import hookimpl
-from core.settings import Rule, SettingsError, as_str, number
+from aribot import Setting, SettingsError, as_bool, as_str, hookimpl, number
 
 log = logging.getLogger("aribot.ui")
 
 
 def check_access(cfg: Any) -> None:
     """On anything but loopback the dashboard needs a password (there is no default one)."""
-    from plugins.ui_nicegui.server import is_loopback
+    from aribot.plugins.ui_nicegui.server import is_loopback
 
     if not is_loopback(cfg.host) and not cfg.password:
         raise SettingsError(f"setting ui.password is empty while ui.host = {cfg.host!r} is reachable from other "
@@ -23,22 +22,33 @@ def check_access(cfg: Any) -> None:
 
 
 @hookimpl
-def register_settings_rules(register):
-    register(Rule("ui.host", as_str, "an address to bind the dashboard to"))
-    register(Rule("ui.port", number(int, 0, 65535), "a port 0..65535 (0 = any free port)"))
-    register(Rule("ui.username", lambda v: as_str(v) or "aribot", "a user name"))
-    register(Rule("ui.password", as_str, "a password (required off loopback)"))
-    register(Rule("ui.refresh_hz", number(float, 0.5, 20), "redraws per second 0.5..20"))
-    register(Rule("ui.ended_keep_s", number(float, 0, 3600), "seconds 0..3600"))
+def register_settings(register):
+    register(Setting("ui.enabled", True, as_bool, "true or false",
+                     "serve the dashboard (false = headless; [plugins] disabled = [\"ui_nicegui\"] also skips the import)"))
+    register(Setting("ui.host", "127.0.0.1", as_str, "an address to bind the dashboard to",
+                     "dashboard address; anything but loopback requires a password"))
+    register(Setting("ui.port", 8080, number(int, 0, 65535), "a port 0..65535 (0 = any free port)",
+                     "dashboard port; 0 picks a free one"))
+    register(Setting("ui.username", "aribot", lambda v: as_str(v) or "aribot", "a user name",
+                     "dashboard user name (HTTP Basic) when a password is set"))
+    register(Setting("ui.password", "", as_str, "a password (required off loopback)",
+                     "secret: dashboard password, required when host is not loopback"))
+    register(Setting("ui.refresh_hz", 4.0, number(float, 0.5, 20), "redraws per second 0.5..20",
+                     "how often an open page redraws what changed (batched, so audio is not disturbed)"))
+    register(Setting("ui.ended_keep_s", 30.0, number(float, 0, 3600), "seconds 0..3600",
+                     "seconds an ended call stays among the live calls before only the history has it"))
 
 
 @hookimpl
 async def startup(app):
-    from plugins.ui_nicegui.live import LiveState
-    from plugins.ui_nicegui.pages import Dashboard
-    from plugins.ui_nicegui.server import DashboardServer
+    from aribot.plugins.ui_nicegui.live import LiveState
+    from aribot.plugins.ui_nicegui.pages import Dashboard
+    from aribot.plugins.ui_nicegui.server import DashboardServer
 
     cfg = app.settings.ui
+    if not cfg.enabled:
+        log.info("dashboard off ([ui] enabled = false): aribot runs headless")
+        return
     check_access(cfg)
     state = LiveState(keep_s=cfg.ended_keep_s)
     app.bus.subscribe(None, state.on_event, owner="ui_nicegui")

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import events as ev
+from aribot.core import events as ev
 
 
 @dataclass

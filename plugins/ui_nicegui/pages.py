@@ -9,8 +9,8 @@ from typing import Any
 
 from nicegui import ui
 
-from core.controls import transfer_targets
-from plugins.ui_nicegui.live import CallView, LiveState
+from aribot.core.controls import transfer_targets
+from aribot.plugins.ui_nicegui.live import CallView, LiveState
 
 VOICES = ["marin", "cedar", "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse"]
 TURN_DETECTION = ["server_vad", "semantic_vad", "none"]
@@ -222,7 +222,7 @@ class Dashboard:
 
     # --- setup checklist -----------------------------------------------------------------------
     async def setup_page(self) -> None:
-        from core.doctor import run_checks
+        from aribot.core.doctor import run_checks
 
         ui.label("Setup checklist").classes("text-2xl")
         results = ui.column()

@@ -15,7 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from core.settings import is_loopback_host
+from aribot.core.settings import is_loopback_host
 
 log = logging.getLogger("aribot.ui")
 is_loopback = is_loopback_host  # a dashboard on such an address needs no password

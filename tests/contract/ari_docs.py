@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from core.ari import OPERATIONS
+from aribot.core.ari import OPERATIONS
 
 REPO = Path(__file__).resolve().parents[2]
 CAPTURES = REPO / "tests" / "contract" / "ari-captured-22.10.1"
@@ -17,7 +17,7 @@ CAPTURES = REPO / "tests" / "contract" / "ari-captured-22.10.1"
 def api_docs_dir() -> Path:
     """The team's shared copy if present, else the lab's Asterisk package's own copy
     (``/usr/share/asterisk/rest-api``, byte-identical to tag 22.10.1)."""
-    from core.lab.provision import default_chroot
+    from aribot.sandbox.provision import default_chroot
     candidates = [Path(os.environ["ARIBOT_ARI_API_DOCS"])] if "ARIBOT_ARI_API_DOCS" in os.environ else []
     candidates += [REPO.parent / "shared" / "ari-api-docs", default_chroot() / "usr/share/asterisk/rest-api"]
     for path in candidates:

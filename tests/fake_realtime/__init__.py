@@ -1,16 +1,22 @@
 """A strict fake of the OpenAI Realtime API (GA protocol) for aribot's tests: the engine of
-``plugins.local_backend.realtime`` with scripted turns and every sent frame validated.
+``aribot.plugins.local_backend.realtime`` with scripted turns and every sent frame validated.
 
 Start it with ``async with FakeRealtimeServer(script=Script(turns=[...])) as server:`` and point
 the client at ``server.url`` (+ ``?model=...``). Every connection is a ``FakeConnection`` in
 ``server.connections`` that records what the client sent and what the fake answered.
 """
 
-from plugins.local_backend.realtime.connection import FakeConnection
-from plugins.local_backend.realtime.errors import ProtocolError
-from plugins.local_backend.realtime.records import ResponseRecord, TruncationRecord
-from plugins.local_backend.realtime.script import (
-    AudioOutput, Failure, FunctionCallOutput, Script, Turn, default_audio, default_turn,
+from aribot.plugins.local_backend.realtime.connection import FakeConnection
+from aribot.plugins.local_backend.realtime.errors import ProtocolError
+from aribot.plugins.local_backend.realtime.records import ResponseRecord, TruncationRecord
+from aribot.plugins.local_backend.realtime.script import (
+    AudioOutput,
+    Failure,
+    FunctionCallOutput,
+    Script,
+    Turn,
+    default_audio,
+    default_turn,
 )
 
 from .server import FakeBugError, FakeRealtimeServer

@@ -7,8 +7,8 @@ import asyncio
 import logging
 import math
 
-from core.runtime import freeze_startup_objects, tune_gc
-from plugins.local_backend.realtime.script import Script
+from aribot.core.runtime import freeze_startup_objects, tune_gc
+from aribot.plugins.local_backend.realtime.script import Script
 
 from .server import FakeRealtimeServer
 

@@ -3,8 +3,12 @@ the openai SDK's GA server event models (``validation.check_server_event``)."""
 
 from __future__ import annotations
 
-from plugins.local_backend.realtime.server import (  # noqa: F401  (re-exported for the tests)
-    AZURE_PATH, OPENAI_PATH, FakeBugError, RealtimeServer, ScriptSource,
+from aribot.plugins.local_backend.realtime.server import (  # noqa: F401  (re-exported for the tests)
+    AZURE_PATH,
+    OPENAI_PATH,
+    FakeBugError,
+    RealtimeServer,
+    ScriptSource,
 )
 
 from .validation import check_server_event

@@ -12,25 +12,16 @@ from typing import Any
 
 import pytest
 
-from core.app import App, configure
-from core.ari import AriClient
-from core.lab.asterisk import AsteriskLab
-from core.lab.ports import free_udp_port_range
+from aribot.core.app import App, configure
+from aribot.core.ari import AriClient
+from aribot.core.settings import toml_value
+from aribot.sandbox.asterisk import AsteriskLab
+from aribot.sandbox.ports import free_udp_port_range
 from tests.contract.ari_docs import validate_request
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.lab.fixtures import asterisk_lab, lab_chroot, rtp_sniffer  # noqa: F401
 
 API_KEY = "test-key"
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def write_settings(path: Path, sections: dict[str, dict[str, Any]]) -> Path:

@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.events import Event, MediaConnected
+from aribot.core.events import Event, MediaConnected
 from tests.lab.sniffer import RtpSniffer
 
 FRAME = 160

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from core.lab.asterisk import AsteriskLab
-from plugins.local_backend.realtime.script import Script, Turn
+from aribot.plugins.local_backend.realtime.script import Script, Turn
+from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.probe import FRAME, Probe, arrival_time, frame_index
 from tests.integration.test_call_audio import heard
@@ -174,8 +174,8 @@ async def test_third_party_mode_through_the_same_hook(
     asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, make_aribot, tmp_path: Path, monkeypatch
 ) -> None:
     """A mode a third-party plugin registers is chosen by [activation] mode like a built-in."""
-    from core import hookimpl
-    from core.plugins import Plugins
+    from aribot import hookimpl
+    from aribot.core.plugins import Plugins
 
     class AfterOneSecond:
         def __init__(self, call):
@@ -206,7 +206,7 @@ async def test_per_call_choices_from_stasis_arguments_and_channel_variables(
 ) -> None:
     """Extension 8XX sets ARIBOT_VOICE/ARIBOT_INSTRUCTIONS and calls Stasis(app,EXT,instructions=…,
     tools=none,mode=immediate,colour=blue): arguments beat variables, variables beat settings."""
-    from core.plugins import Plugins
+    from aribot.core.plugins import Plugins
     from tests.integration.test_server import OrderTools
 
     original = Plugins.load_entry_points

@@ -10,9 +10,9 @@ import sqlite3
 import time
 from pathlib import Path
 
-from core.lab.asterisk import AsteriskLab
-from core.lab.ports import free_tcp_port
-from plugins.local_backend.realtime.script import Script, Turn
+from aribot.plugins.local_backend.realtime.script import Script, Turn
+from aribot.sandbox.asterisk import AsteriskLab
+from aribot.sandbox.ports import free_tcp_port
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.test_call_audio import caller_turns
 from tests.integration.test_server import serve_env, start_serve

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from core.app import App, configure
-from core.events import CallEnded
-from core.lab.asterisk import AsteriskLab
-from plugins.local_backend.realtime.script import Script, Turn
+from aribot.core.app import App, configure
+from aribot.core.events import CallEnded
+from aribot.plugins.local_backend.realtime.script import Script, Turn
+from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.conftest import lab_settings, write_settings
 from tests.integration.test_call_audio import caller_turns, heard, padded

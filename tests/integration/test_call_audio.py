@@ -6,9 +6,9 @@ import asyncio
 import statistics
 from pathlib import Path
 
-from core.events import MediaConnected
-from core.lab.asterisk import AsteriskLab
-from plugins.local_backend.realtime.script import Script, Turn
+from aribot.core.events import MediaConnected
+from aribot.plugins.local_backend.realtime.script import Script, Turn
+from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.lab.audio import silence, speech
 from tests.lab.sipp import SippCaller

@@ -11,9 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
+from aribot.core.app import App, configure
+from aribot.sandbox.ports import free_tcp_port, free_udp_port_range
 from benchmarks.sim_asterisk import SimAsterisk, caller_audio
-from core.app import App, configure
-from core.lab.ports import free_tcp_port, free_udp_port_range
 from tests.contract.ari_docs import event_models, validate_request
 from tests.integration.conftest import API_KEY, write_settings
 

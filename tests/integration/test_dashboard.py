@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from nicegui.testing import user_simulation
 
-from core.lab.asterisk import AsteriskLab
-from core.lab.ports import free_tcp_port, free_udp_port_range
-from plugins.local_backend.realtime.script import Script, Turn
-from plugins.ui_nicegui.live import LiveState
-from plugins.ui_nicegui.pages import Dashboard
+from aribot.plugins.local_backend.realtime.script import Script, Turn
+from aribot.plugins.ui_nicegui.live import LiveState
+from aribot.plugins.ui_nicegui.pages import Dashboard
+from aribot.sandbox.asterisk import AsteriskLab
+from aribot.sandbox.ports import free_tcp_port, free_udp_port_range
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.conftest import API_KEY
 from tests.integration.test_call_audio import caller_turns

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
-from core.lab.ports import free_tcp_port, free_udp_port
+from aribot.sandbox.ports import free_tcp_port, free_udp_port
 
 ARIBOT = Path(sys.executable).parent / "aribot"
 

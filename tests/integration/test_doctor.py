@@ -9,15 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.doctor import run_checks
-from core.lab.asterisk import AsteriskLab
-from core.lab.ports import free_udp_port_range
-from core.settings import LEGACY_ENV
+from aribot.core.app import installed_settings
+from aribot.core.doctor import run_checks
+from aribot.sandbox.asterisk import AsteriskLab
+from aribot.sandbox.ports import free_udp_port_range
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.conftest import API_KEY
 
 ARIBOT = Path(sys.executable).parent / "aribot"
-LEGACY = {name for names in LEGACY_ENV.values() for name in names}
+LEGACY = {name for _owner, setting in installed_settings() for name in setting.legacy}
 
 
 def doctor_env(lab: AsteriskLab, realtime_url: str, **overrides: str) -> dict[str, str]:

@@ -15,8 +15,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from core.lab.asterisk import AsteriskLab
-from plugins.local_backend.realtime.script import Script, Turn
+from aribot.plugins.local_backend.realtime.script import Script, Turn
+from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.test_call_audio import caller_turns, heard, padded
 from tests.integration.test_tools import outputs

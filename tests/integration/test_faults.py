@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from core.app import resource_prefix
-from core.events import CallEnded, MediaConnected
-from core.lab.asterisk import AsteriskLab
-from core.lab.ports import free_tcp_port
-from core.rtp import RtpPacket
-from plugins.local_backend.realtime.script import Script, Turn
+from aribot.core.app import resource_prefix
+from aribot.core.events import CallEnded, MediaConnected
+from aribot.core.rtp import RtpPacket
+from aribot.plugins.local_backend.realtime.script import Script, Turn
+from aribot.sandbox.asterisk import AsteriskLab
+from aribot.sandbox.ports import free_tcp_port
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.test_call_audio import caller_turns, heard, padded
 from tests.lab.audio import speech

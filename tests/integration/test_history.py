@@ -3,35 +3,20 @@ recorded, the record survives a restart, and a call left live by a crash is clos
 
 from __future__ import annotations
 
-import importlib.metadata
 import time
 from pathlib import Path
 
 import aiohttp
-import pytest
 
-from core import events as ev
-from core.lab.asterisk import AsteriskLab
-from core.plugins import Plugins
-from plugins.history import plugin as history_plugin
-from plugins.history.store import HistoryStore
-from plugins.local_backend.realtime.script import Script, Turn
+from aribot.core import events as ev
+from aribot.plugins.history.store import HistoryStore
+from aribot.plugins.local_backend.realtime.script import Script, Turn
+from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.probe import Probe
 from tests.integration.test_call_audio import caller_turns
 from tests.lab.audio import speech
 from tests.lab.sipp import SippCaller
-
-
-@pytest.fixture(autouse=True)
-def history_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The plugin comes through its entry point once the package is reinstalled; until then
-    (an editable install made before the entry point existed) it is registered by hand."""
-    if any(ep.name == "history" for ep in importlib.metadata.entry_points(group="aribot")):
-        return
-    original = Plugins.load_entry_points
-    monkeypatch.setattr(Plugins, "load_entry_points",
-                        lambda self: (original(self), self.register(history_plugin, "history"))[0])
 
 
 async def get_json(port: int, path: str) -> tuple[int, object]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from core.lab.ports import free_udp_port, free_udp_port_range
+from aribot.sandbox.ports import free_udp_port, free_udp_port_range
 from tests.lab.fixtures import require_lab_chroot
 
 ARIBOT = Path(sys.executable).parent / "aribot"

@@ -15,9 +15,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from core.lab import ports
-from core.lab.asterisk import AsteriskLab
-from core.lab.ports import _bindable, free_tcp_port, free_udp_port, free_udp_port_range
+from aribot.sandbox import ports
+from aribot.sandbox.asterisk import AsteriskLab
+from aribot.sandbox.ports import _bindable, free_tcp_port, free_udp_port, free_udp_port_range
 from tests.lab.audio import frames, silence, speech, ulaw_decode, ulaw_encode
 from tests.lab.fixtures import require_lab_chroot
 from tests.lab.sipp import SippCaller, run_call

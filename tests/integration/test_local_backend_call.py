@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.events import Transcript
-from core.lab.asterisk import AsteriskLab
-from plugins.local_backend.plugin import PAUSE_MS, LocalBackend
-from plugins.local_backend.voice import synthesize
+from aribot.core.events import Transcript
+from aribot.plugins.local_backend.plugin import PAUSE_MS, LocalBackend
+from aribot.plugins.local_backend.voice import synthesize
+from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.validation import check_server_event
 from tests.lab.audio import silence
 from tests.lab.sipp import SippCaller

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from core.events import CallEnded, RealtimeRollover
-from core.lab.asterisk import AsteriskLab
-from plugins.local_backend.realtime.script import Script, Turn
+from aribot.core.events import CallEnded, RealtimeRollover
+from aribot.plugins.local_backend.realtime.script import Script, Turn
+from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.test_call_audio import caller_turns, heard, padded
 from tests.integration.test_faults import log_lines, prompt_frames, subscribe

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,12 +14,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from core import hookimpl
-from core.events import CallEnded
-from core.lab.asterisk import AsteriskLab
-from core.lab.ports import free_tcp_port, free_udp_port_range
-from core.plugins import Plugins
-from plugins.local_backend.realtime.script import Script, Turn
+from aribot import hookimpl
+from aribot.core.events import CallEnded
+from aribot.core.plugins import Plugins
+from aribot.plugins.local_backend.realtime.script import Script, Turn
+from aribot.sandbox.asterisk import AsteriskLab
+from aribot.sandbox.ports import free_tcp_port, free_udp_port_range
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.conftest import API_KEY
 from tests.integration.test_call_audio import caller_turns, heard, padded
@@ -118,10 +119,16 @@ def lab_password_absent(output: str, lab: AsteriskLab) -> bool:
 def test_cli_config_masks_secrets_and_plugins_lists(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARIBOT_")}
     env |= {"OPENAI_API_KEY": "sk-secret-value", "ARIBOT_ARI__PASSWORD": "pw-secret"}
-    shown = subprocess.run([str(ARIBOT), "config"], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    shown = subprocess.run([str(ARIBOT), "config", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           check=True)
     config = json.loads(shown.stdout)
-    assert config["openai"]["api_key"] == "***" and config["ari"]["password"] == "***"
+    assert config["openai.api_key"] == {"value": "***", "source": "env OPENAI_API_KEY (the quickstart's name)"}
+    assert config["ari.password"] == {"value": "***", "source": "env ARIBOT_ARI__PASSWORD"}
+    assert config["ari.url"] == {"value": "http://127.0.0.1:8088", "source": "default"}
     assert "secret" not in shown.stdout
+    text = subprocess.run([str(ARIBOT), "config"], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    assert re.search(r'^password = "\*\*\*" +# env ARIBOT_ARI__PASSWORD$', text.stdout, re.M), text.stdout
+    assert "sk-secret-value" not in text.stdout and "pw-secret" not in text.stdout
     listed = subprocess.run([str(ARIBOT), "plugins", "--json"], cwd=tmp_path, env=env, capture_output=True,
                             text=True, check=True)
     plugins = {p["name"]: p for p in json.loads(listed.stdout)}
@@ -201,15 +208,12 @@ async def test_http_api_healthz_tools_and_logs(
 
 
 async def test_healthz_is_503_until_ari_connects(make_aribot, tmp_path: Path) -> None:
-    from core.app import App
-    from core.plugins import load_plugins
-    from core.settings import load_settings
+    from aribot.core.app import App, configure
     from tests.integration.conftest import write_settings
 
     path = write_settings(tmp_path / "s.toml", {"ari": {"url": f"http://127.0.0.1:{free_tcp_port()}"},
                                                 "http": {"port": 0}, "ui": {"enabled": False}})
-    settings = load_settings(path)
-    app = App(settings, load_plugins(settings))
+    app = App(*configure(path))
     await app.start()
     try:
         async with aiohttp.ClientSession() as session:

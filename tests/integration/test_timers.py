@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.lab.asterisk import AsteriskLab
-from plugins.local_backend.realtime.script import Script, Turn
+from aribot.plugins.local_backend.realtime.script import Script, Turn
+from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.probe import Probe
 from tests.integration.test_call_audio import heard, padded

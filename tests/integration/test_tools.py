@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from core import hookimpl
-from core.lab.asterisk import AsteriskLab
-from core.plugins import Plugins
-from plugins.local_backend.realtime.script import Script, Turn
+from aribot import hookimpl
+from aribot.core.plugins import Plugins
+from aribot.plugins.local_backend.realtime.script import Script, Turn
+from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.integration.probe import Probe
 from tests.integration.test_call_audio import caller_turns, heard, padded

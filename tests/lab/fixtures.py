@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from core.lab.asterisk import AsteriskLab
-from core.lab.provision import EXPECTED_VERSION, asterisk_version, default_chroot
+from aribot.sandbox.asterisk import AsteriskLab
+from aribot.sandbox.provision import EXPECTED_VERSION, asterisk_version, default_chroot
 from tests.lab.sniffer import RtpSniffer
 
 

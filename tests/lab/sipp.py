@@ -26,10 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from core.lab.ports import free_udp_port, free_udp_port_range
+from aribot.sandbox.ports import free_udp_port, free_udp_port_range
 from tests.lab.audio import FRAME_BYTES, RATE
 from tests.lab.sipp_scenario import (
-    LOG_BYE_RECEIVED, LOG_BYE_SENT, LOG_BYE_TIMEOUT, build_scenario,
+    LOG_BYE_RECEIVED,
+    LOG_BYE_SENT,
+    LOG_BYE_TIMEOUT,
+    build_scenario,
 )  # fmt: skip
 
 SIPP = "/usr/bin/sipp"

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from core import app as app_module
-from core.app import App
-from core.ari_events import parse_event
-from core.plugins import load_plugins
-from core.settings import load_settings
+from aribot.core import app as app_module
+from aribot.core.app import App, configure
+from aribot.core.ari_events import parse_event
 from tests.contract.ari_docs import CAPTURES
 
 
@@ -35,8 +33,7 @@ def app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> App:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(app_module, "Call", RecordingCall)
     RecordingCall.instances = []
-    settings = load_settings()
-    return App(settings, load_plugins(settings))
+    return App(*configure())
 
 
 def events(name: str):

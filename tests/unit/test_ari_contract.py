@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from core.ari import OPERATIONS
-from core.ari_events import Channel, parse_event
+from aribot.core.ari import OPERATIONS
+from aribot.core.ari_events import Channel, parse_event
 from tests.contract.ari_docs import CAPTURES, doc_operations, event_models, validate_request
 
 DOC_OPS = doc_operations()
@@ -68,7 +68,7 @@ def test_external_media_response_has_rtp_address() -> None:
 
 
 def test_unknown_and_malformed_events() -> None:
-    from core.ari_events import AriEventError
+    from aribot.core.ari_events import AriEventError
     assert parse_event('{"type": "SomethingNew", "x": 1}').type == "SomethingNew"
     for bad in ("not json", "[]", '{"no": "type"}', '{"type": "StasisStart", "channel": {"id": 5}}'):
         with pytest.raises(AriEventError):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from aribot.core.metrics import CallMetrics
 from benchmarks.bench_calls import StepResult, report
-from core.metrics import CallMetrics
 
 
 def test_histograms_merge_across_calls_into_percentiles() -> None:
@@ -21,7 +21,7 @@ def test_histograms_merge_across_calls_into_percentiles() -> None:
 
 
 def test_nearest_rank_percentile() -> None:
-    from core.metrics import percentile
+    from aribot.core.metrics import percentile
     assert percentile([], 50) is None
     assert percentile([3.0, 1.0], 50) == 1.0 and percentile([3.0, 1.0], 51) == 3.0
     assert percentile(range(1, 101), 99) == 99 and percentile(range(1, 101), 100) == 100

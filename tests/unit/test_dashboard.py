@@ -13,13 +13,13 @@ import pytest
 from nicegui import ui
 from nicegui.testing import user_simulation
 
-from core import events as ev
-from core.app import App, configure
-from core.settings import SettingsError
-from plugins.ui_nicegui import check_access
-from plugins.ui_nicegui.live import LiveState
-from plugins.ui_nicegui.pages import Dashboard
-from plugins.ui_nicegui.server import BasicAuth, is_loopback
+from aribot.core import events as ev
+from aribot.core.app import App, configure
+from aribot.core.settings import SettingsError
+from aribot.plugins.ui_nicegui import check_access
+from aribot.plugins.ui_nicegui.live import LiveState
+from aribot.plugins.ui_nicegui.pages import Dashboard
+from aribot.plugins.ui_nicegui.server import BasicAuth, is_loopback
 
 
 class FakeCall:
@@ -208,7 +208,7 @@ async def test_basic_auth_middleware_refuses_without_the_password() -> None:
 def test_ui_is_not_imported_by_the_core() -> None:
     import subprocess
     import sys
-    code = "import core.app, core.call, core.session, sys; print('nicegui' in sys.modules)"
+    code = "import aribot.core.app, core.call, core.session, sys; print('nicegui' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
@@ -228,7 +228,7 @@ async def test_setup_page_shows_each_check(app: App) -> None:
 
 
 async def test_history_pages_search_and_show_a_record(app: App, tmp_path: Path) -> None:
-    from plugins.history.store import HistoryStore
+    from aribot.plugins.history.store import HistoryStore
 
     store = HistoryStore(tmp_path / "history.sqlite3")
     await store.open()

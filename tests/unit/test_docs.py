@@ -1,8 +1,10 @@
-"""Generated documentation must stay in step with its source: the README's configuration table
-(from settings.toml) and the sample Asterisk files in docs/asterisk.md (rendered by the sandbox's
-own ``LabConfig``, so the samples are the files every integration test runs Asterisk with).
+"""Generated documentation must stay in step with its source: settings.toml and the README's
+configuration table (from the settings core and the built-in plugins declare), the order of
+settings sources (README, `aribot config --help`), and the sample Asterisk files in
+docs/asterisk.md (rendered by the sandbox's own ``LabConfig``, so the samples are the files every
+integration test runs Asterisk with).
 
-Regenerate both with: .venv/bin/python -m tests.unit.test_docs
+Regenerate them with: .venv/bin/python -m tests.unit.test_docs
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from core.lab.asterisk_config import LabConfig
+from aribot.core.app import installed_settings
+from aribot.core.cli import build_parser
+from aribot.core.settings import SOURCES_ORDER, env_name, render_defaults, toml_value
+from aribot.sandbox.asterisk_config import LabConfig
 
 REPO = Path(__file__).resolve().parents[2]
 BEGIN, END = "<!-- settings-table:begin -->", "<!-- settings-table:end -->"
@@ -37,31 +42,34 @@ def render_asterisk_doc(text: str) -> str:
 
 
 def settings_table() -> str:
-    rows = ["| setting | env var | default | meaning |", "|---|---|---|---|"]
-    section = None
-    for line in (REPO / "settings.toml").read_text().splitlines():
-        if header := re.match(r"^\[([\w.]+)\]", line):
-            section = header.group(1)
-            continue
-        entry = re.match(r"^(\w+)\s*=\s*(.+?)\s*#\s*(.*)$", line)
-        if entry and section:
-            key, value, comment = entry.groups()
-            value = value.replace("|", "\\|")
-            env = "ARIBOT_" + f"{section}.{key}".upper().replace(".", "__")
-            rows.append(f"| `{section}.{key}` | `{env}` | `{value}` | {comment} |")
+    rows = ["| setting | env var | default | owner | meaning |", "|---|---|---|---|---|"]
+    for owner, setting in installed_settings():
+        value = toml_value(setting.default).replace("|", "\\|")
+        rows.append(f"| `{setting.key}` | `{env_name(setting.key)}` | `{value}` | {owner} | {setting.doc} |")
     return "\n".join(rows)
 
 
-def test_every_setting_has_a_comment() -> None:
+def test_settings_toml_is_the_declared_defaults() -> None:
+    """The repository's settings.toml is what `aribot config --defaults` prints on a fresh install:
+    every key core and the built-in plugins declare, with its default and one-line comment."""
+    assert (REPO / "settings.toml").read_text() == render_defaults(installed_settings()), (
+        "settings.toml is stale: run python -m tests.unit.test_docs")
     for line in (REPO / "settings.toml").read_text().splitlines():
         if re.match(r"^\w+\s*=", line):
-            assert "#" in line, f"settings.toml: no one-line comment on {line!r}"
+            assert re.search(r" # \S", line), f"settings.toml: no one-line comment on {line!r}"
 
 
 def test_readme_table_matches_settings() -> None:
     readme = (REPO / "README.md").read_text()
     current = readme.split(BEGIN, 1)[1].split(END, 1)[0].strip()
     assert current == settings_table(), "README settings table is stale: run python -m tests.unit.test_docs"
+
+
+def test_sources_order_is_stated_in_the_readme_and_config_help() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert f"```text\n{SOURCES_ORDER}\n```" in readme
+    config = build_parser()._subparsers._group_actions[0].choices["config"]
+    assert SOURCES_ORDER in config.format_help()
 
 
 def test_asterisk_doc_samples_are_the_sandbox_files() -> None:
@@ -77,3 +85,4 @@ if __name__ == "__main__":
     text = readme_path.read_text()
     head, rest = text.split(BEGIN, 1)
     readme_path.write_text(head + BEGIN + "\n" + settings_table() + "\n" + END + rest.split(END, 1)[1])
+    (REPO / "settings.toml").write_text(render_defaults(installed_settings()))

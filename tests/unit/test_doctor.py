@@ -15,10 +15,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from core.cli import main
-from core.doctor import NAMES, Check, check_ari, check_realtime, check_rtp, render, run_checks
-from core.lab.ports import free_tcp_port, free_udp_port_range
-from core.settings import SettingsError, env_name, load_settings
+from aribot.core.cli import main
+from aribot.core.doctor import NAMES, Check, check_ari, check_realtime, check_rtp, render, run_checks
+from aribot.core.settings import SettingsError, env_name, load_settings
+from aribot.sandbox.ports import free_tcp_port, free_udp_port_range
 from tests.fake_realtime.server import FakeRealtimeServer
 
 PASSWORD = "ari-Secret-pw-9"
@@ -367,6 +367,6 @@ async def test_realtime_secrets_in_url_are_redacted(make_settings) -> None:
 
 
 def test_scrub_is_a_safety_net() -> None:
-    from core.doctor import scrub
+    from aribot.core.doctor import scrub
     check = scrub(Check("x", False, f"said {PASSWORD}", f"not {API_KEY}"), [PASSWORD, API_KEY])
     assert check.detail == "said ***" and check.hint == "not ***"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from core.events import CallAnswered, CallEnded, CallStarted, EventBus, SpeechStarted, event_types
+from aribot.core.events import CallAnswered, CallEnded, CallStarted, EventBus, SpeechStarted, event_types
 
 
 class Sender:

@@ -18,8 +18,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from aribot.plugins.local_backend.realtime.ids import BASE62
 from tests.fake_realtime import FakeBugError, FakeConnection, FakeRealtimeServer, Script, Turn, default_audio
-from plugins.local_backend.realtime.ids import BASE62
 
 MODEL = "gpt-realtime"
 SPEECH = bytes([0x10]) * 160  # one loud 20 ms µ-law frame
@@ -163,7 +163,7 @@ async def test_session_created_has_real_ga_defaults(make_server: Callable[..., A
 
 
 async def test_ids_are_base62_and_time_ordered() -> None:
-    from plugins.local_backend.realtime.ids import call_id, event_id
+    from aribot.plugins.local_backend.realtime.ids import call_id, event_id
 
     ids = [event_id() for _ in range(200)]
     assert ids == sorted(ids) and len(set(ids)) == 200
@@ -849,7 +849,7 @@ async def test_item_delete_and_retrieve(make_server: Callable[..., Any]) -> None
 
 
 def test_vad_speech_detection_per_format() -> None:
-    from plugins.local_backend.realtime.vad import is_speech
+    from aribot.plugins.local_backend.realtime.vad import is_speech
 
     assert not is_speech(b"\xff\x7f" * 80, "audio/pcmu") and is_speech(b"\xff" * 159 + b"\xfe", "audio/pcmu")
     assert is_speech(b"\xfe" * 160, "audio/pcmu") and not is_speech(b"\xfe" * 160, "audio/pcmu", 100)

@@ -14,12 +14,13 @@ from typing import Any, AsyncIterator
 import pytest
 from aiohttp import web
 
-from core import events as ev
-from core.events import EventBus
-from core.settings import SettingsError, load_settings
-from plugins.history import plugin as history_plugin
-from plugins.history.routes import SLOT, add_routes
-from plugins.history.store import SCHEMA_VERSION, HistoryError, HistoryStore
+from aribot.core import events as ev
+from aribot.core.app import App, configure
+from aribot.core.events import EventBus
+from aribot.core.settings import SettingsError
+from aribot.plugins.history import plugin as history_plugin
+from aribot.plugins.history.routes import SLOT, add_routes
+from aribot.plugins.history.store import SCHEMA_VERSION, HistoryError, HistoryStore
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = 86400.0
@@ -218,6 +219,7 @@ def fake_app(tmp_path: Path, **history: Any) -> SimpleNamespace:
     webapp = web.Application()
     history_plugin.register_routes(webapp)
     return SimpleNamespace(settings=SimpleNamespace(history=SimpleNamespace(**cfg)), bus=EventBus(), extensions={},
+                           data_dir=tmp_path,
                            http=SimpleNamespace(web=webapp))
 
 
@@ -254,20 +256,36 @@ async def test_plugin_serves_calls_without_history_when_the_database_is_unusable
     await history_plugin.shutdown(app)
 
 
-def test_settings_defaults_and_rules(tmp_path: Path) -> None:
-    toml = tomllib.loads((REPO / "settings.toml").read_text())
-    assert toml["history"] == {"enabled": True, "path": "aribot-history.sqlite3", "retention_days": 90}
-    rules: list[Any] = []
-    history_plugin.register_settings_rules(rules.append)
-    settings = load_settings(rules=rules, environ={})
-    assert (settings.history.enabled, settings.history.retention_days) == (True, 90)
+def test_settings_defaults_and_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ARIBOT_STORAGE__DATA_DIR", str(tmp_path / "state"))
+    settings, _plugins = configure()
+    assert (settings.history.enabled, settings.history.path, settings.history.retention_days) == (
+        True, "history.sqlite3", 90)
     bad = tmp_path / "bad.toml"
     bad.write_text('[history]\nretention_days = -1\npath = ""\n')
     with pytest.raises(SettingsError) as error:
-        load_settings(bad, rules=rules, environ={})
+        configure(bad)
     assert "history.retention_days = -1" in str(error.value) and "history.path = ''" in str(error.value)
     entry_points = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["aribot"]
-    assert entry_points["history"] == "plugins.history.plugin"
+    assert entry_points["history"] == "aribot.plugins.history.plugin"
+
+
+async def test_the_database_is_private_in_the_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative to [storage] data_dir, which is created 0700; the database file is 0600, and an
+    existing one readable by others is made private."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ARIBOT_STORAGE__DATA_DIR", str(tmp_path / "state" / "aribot"))
+    monkeypatch.setenv("ARIBOT_UI__ENABLED", "false")
+    app = App(*configure())
+    await history_plugin.startup(app)
+    await history_plugin.shutdown(app)
+    db = tmp_path / "state" / "aribot" / "history.sqlite3"
+    assert db.stat().st_mode & 0o777 == 0o600 and db.parent.stat().st_mode & 0o777 == 0o700
+    db.chmod(0o644)
+    await history_plugin.startup(app)
+    await history_plugin.shutdown(app)
+    assert db.stat().st_mode & 0o777 == 0o600
 
 
 # --- HTTP routes ---------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from core.app import App, configure
-from core.http import HttpApi
-from core.settings import SettingsError, is_loopback_host
+from aribot.core.app import App, configure
+from aribot.core.http import HttpApi
+from aribot.core.settings import SettingsError, is_loopback_host
 
 TOKEN = "s3cret-token-value"
 

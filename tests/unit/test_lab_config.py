@@ -1,11 +1,11 @@
-"""The lab Asterisk's rendered configuration (core/lab/asterisk_config.py): the tests' sipp-only
+"""The lab Asterisk's rendered configuration (sandbox/asterisk_config.py): the tests' sipp-only
 configuration stays as it was; ``phone_password`` adds a softphone endpoint and its context."""
 
 from __future__ import annotations
 
 import pytest
 
-from core.lab.asterisk_config import MODULES, LabConfig
+from aribot.sandbox.asterisk_config import MODULES, LabConfig
 
 BASE = dict(
     etc_dir="/etc/aribot-lab/1-x", var_dir="/var/tmp/aribot-lab/1-x", mod_dir="/usr/lib/mods",

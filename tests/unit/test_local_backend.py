@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from plugins.local_backend.plugin import PAUSE_MS, PHRASES, LocalBackend
-from plugins.local_backend.realtime.vad import rms
-from plugins.local_backend.voice import decode_g711, encode_g711, resample, synthesize
+from aribot.plugins.local_backend.plugin import PAUSE_MS, PHRASES, LocalBackend
+from aribot.plugins.local_backend.realtime.vad import rms
+from aribot.plugins.local_backend.voice import decode_g711, encode_g711, resample, synthesize
 from tests.fake_realtime.validation import check_server_event
 
 SESSION = {

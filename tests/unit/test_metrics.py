@@ -16,12 +16,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-import plugins.metrics as metrics_plugin
-from core import events as ev
-from core.events import EventBus
-from core.metrics import CallMetrics, Samples
-from plugins.metrics import SLOT
-from plugins.metrics.collector import BoundedLabel
+import aribot.plugins.metrics as metrics_plugin
+from aribot.core import events as ev
+from aribot.core.events import EventBus
+from aribot.core.metrics import CallMetrics, Samples
+from aribot.plugins.metrics import SLOT
+from aribot.plugins.metrics.collector import BoundedLabel
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -155,7 +155,7 @@ def test_bounded_label_and_entry_point() -> None:
     label = BoundedLabel(limit=2)
     assert [label(v) for v in ("a", "b", "c", "a", "")] == ["a", "b", "other", "a", "other"]
     entry_points = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["aribot"]
-    assert entry_points["metrics"] == "plugins.metrics"
+    assert entry_points["metrics"] == "aribot.plugins.metrics"
 
 
 def test_samples_since_returns_the_new_ones_oldest_first_across_the_ring() -> None:
@@ -178,7 +178,7 @@ def test_bulk_histogram_exposes_what_the_client_library_would() -> None:
     must equal prometheus_client's own Histogram fed the same values, edges included."""
     from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-    from plugins.metrics.collector import PACING_ERROR_BUCKETS, BulkHistogram
+    from aribot.plugins.metrics.collector import PACING_ERROR_BUCKETS, BulkHistogram
 
     values = [0.0, 0.0001, 0.00011, 0.0009, 0.001, 0.004, 0.02, 0.5]
     reference_registry = CollectorRegistry()

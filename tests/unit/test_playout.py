@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import random
 
-from core.metrics import CallMetrics
-from core.playout import Pacer, Playout
-from core.rtp import FRAME_BYTES, FRAME_SECONDS, RtpPacket, RtpSender
+from aribot.core.metrics import CallMetrics
+from aribot.core.playout import Pacer, Playout
+from aribot.core.rtp import FRAME_BYTES, FRAME_SECONDS, RtpPacket, RtpSender
 
 
 def drain(playout: Playout) -> list[bytes]:

@@ -9,18 +9,20 @@ from types import SimpleNamespace
 
 import pytest
 
-from core import hookimpl, hookspecs
-from core.events import CallStarted, EventBus
-from core.plugins import PluginError, Plugins, load_plugins
-from core.settings import Rule, number
+from aribot import hookimpl
+from aribot.core import hookspecs
+from aribot.core.app import App, configure
+from aribot.core.events import CallStarted, EventBus
+from aribot.core.plugins import PluginError, Plugins, load_plugins
+from aribot.core.settings import SettingsError, render_defaults
 
 REPO = Path(__file__).resolve().parents[2]
 HOOKS = sorted(name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
                if hasattr(fn, "aribot_spec"))
 
 
-def settings(disabled=(), ui=True, paths=()):
-    return SimpleNamespace(plugins=SimpleNamespace(disabled=list(disabled), paths=list(paths)), ui=SimpleNamespace(enabled=ui))
+def settings(disabled=(), paths=()):
+    return SimpleNamespace(plugins=SimpleNamespace(disabled=list(disabled), paths=list(paths)))
 
 
 def test_every_hook_is_documented_with_its_signature() -> None:
@@ -115,17 +117,61 @@ async def test_hook_register_event_handlers() -> None:
     assert bus.disconnect_owner("listener") == 1
 
 
-def test_hook_register_settings_rules() -> None:
-    plugins = Plugins()
-    rule = Rule("myplugin.limit", number(int, 1, 5), "1..5")
+SETTINGS_PLUGIN = """
+import aribot
 
-    class Plugin:
-        @hookimpl
-        def register_settings_rules(self, register):
-            register(rule)
+@aribot.hookimpl
+def register_settings(register):
+    register(aribot.Setting("shop.limit", 3, aribot.number(int, 1, 5), "an integer 1..5", "calls per caller"))
+    register(aribot.Setting("shop.name", "Corner shop", aribot.as_str, "a name", "what the AI calls the shop",
+                            legacy=("SHOP_NAME",)))
+"""
 
-    plugins.register(Plugin(), "ruled")
-    assert plugins.settings_rules() == [rule]
+
+def shop_settings(tmp_path: Path, body: str = "") -> Path:
+    folder = tmp_path / "plugins"
+    folder.mkdir(exist_ok=True)
+    (folder / "shop.py").write_text(SETTINGS_PLUGIN)
+    path = tmp_path / "settings.toml"
+    path.write_text(f'[plugins]\npaths = ["{folder}"]\n{body}')
+    return path
+
+
+def test_hook_register_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings, _ = configure(shop_settings(tmp_path))
+    assert (settings.shop.limit, settings.shop.name) == (3, "Corner shop")  # the plugin's defaults
+    settings, _ = configure(shop_settings(tmp_path, "[shop]\nlimit = 5\nlimt = 4\n"))
+    assert settings.shop.limit == 5
+    assert "setting shop.limt" in caplog.text and "did you mean shop.limit?" in caplog.text  # a typo is named
+    monkeypatch.setenv("SHOP_NAME", "Kiosk")  # a legacy env name the plugin declared
+    assert configure(shop_settings(tmp_path))[0].shop.name == "Kiosk"
+    monkeypatch.setenv("ARIBOT_SHOP__LIMIT", "9")
+    with pytest.raises(SettingsError, match=r"setting shop.limit = 9 is not valid: expected an integer 1\.\.5"):
+        configure(shop_settings(tmp_path))
+    monkeypatch.delenv("ARIBOT_SHOP__LIMIT")
+    settings, _ = configure(shop_settings(tmp_path))
+    rendered = render_defaults(settings._aribot_owned)
+    assert "[shop]  # plugin shop\nlimit = 3" in rendered and "# calls per caller" in rendered
+
+
+def test_a_plugin_may_not_redeclare_a_core_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = shop_settings(tmp_path)
+    (tmp_path / "plugins" / "shop.py").write_text(SETTINGS_PLUGIN.replace('"shop.limit"', '"ari.url"'))
+    with pytest.raises(PluginError, match="plugin shop declares setting ari.url, which is core's"):
+        configure(path)
+
+
+def test_hook_check_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin refuses what is registered (the DTMF collector: a handler nobody offers); App
+    creation stops with its line."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ARIBOT_DTMF__HANDLER", "to_crm")
+    settings, plugins = configure()
+    with pytest.raises(SettingsError, match="setting dtmf.handler = 'to_crm' is not valid: expected one of the "
+                                            "registered DTMF handlers: dialplan, to_ai"):
+        App(settings, plugins)
 
 
 def test_hook_register_routes() -> None:
@@ -230,12 +276,12 @@ def test_hook_register_dtmf_handlers() -> None:
 
 def test_plugin_folder_modules_and_packages(tmp_path) -> None:
     (tmp_path / "weather_tools.py").write_text(
-        "from core import hookimpl\n\n"
+        "from aribot import hookimpl\n\n"
         "def forecast(city: str) -> str:\n    '''The weather forecast for a city.'''\n    return 'sunny'\n\n"
         "@hookimpl\ndef register_tools(register):\n    register(forecast)\n")
     package = tmp_path / "greeter"
     package.mkdir()
-    (package / "__init__.py").write_text("from core import hookimpl\nfrom .impl import hello\n\n"
+    (package / "__init__.py").write_text("from aribot import hookimpl\nfrom .impl import hello\n\n"
                                          "@hookimpl\ndef register_tools(register):\n    register(hello)\n")
     (package / "impl.py").write_text("def hello() -> str:\n    '''Say hello.'''\n    return 'hi'\n")
     (tmp_path / "_private.py").write_text("raise RuntimeError('never imported')\n")

@@ -10,8 +10,8 @@ import pytest
 from openai.types.realtime import RealtimeClientEvent
 from pydantic import TypeAdapter
 
-from core.realtime import append_message, auth_headers, build_session_update, realtime_url
-from core.settings import load_settings
+from aribot.core.realtime import append_message, auth_headers, build_session_update, realtime_url
+from aribot.core.settings import load_settings
 
 CLIENT_EVENT = TypeAdapter(RealtimeClientEvent)
 
@@ -67,7 +67,7 @@ def test_append_message_is_exact_json() -> None:
 
 
 def test_redact_url_hides_keys() -> None:
-    from core.realtime import redact_url
+    from aribot.core.realtime import redact_url
     url = "wss://res.openai.azure.com/openai/v1/realtime?model=dep&api-key=SECRET"
     assert "SECRET" not in redact_url(url) and "model=dep" in redact_url(url)
 
@@ -75,7 +75,7 @@ def test_redact_url_hides_keys() -> None:
 async def test_send_now_keeps_order_with_awaited_sends_and_refuses_a_closed_socket() -> None:
     """The per-frame append path writes in the caller's own loop step; mixed with awaited sends,
     the server still receives every frame once, in order; a closed socket gets False, not a write."""
-    from core.realtime import RealtimeConnection
+    from aribot.core.realtime import RealtimeConnection
     from tests.fake_realtime import FakeRealtimeServer
 
     async with FakeRealtimeServer(api_key="k") as server:

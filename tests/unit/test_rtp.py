@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from core.rtp import FRAME_BYTES, RATE_BURST, PortPool, RtpEndpoint, RtpError, RtpPacket, RtpSender
+from aribot.core.rtp import FRAME_BYTES, RATE_BURST, PortPool, RtpEndpoint, RtpError, RtpPacket, RtpSender
 
 
 def test_round_trip() -> None:

@@ -9,10 +9,10 @@ import json
 import time
 from types import SimpleNamespace
 
-from core.metrics import CallMetrics
-from core.playout import Playout
-from core.session import RealtimeSession
-from core.tools import ToolOutcome
+from aribot.core.metrics import CallMetrics
+from aribot.core.playout import Playout
+from aribot.core.session import RealtimeSession
+from aribot.core.tools import ToolOutcome
 
 
 class StubConnection:

@@ -10,7 +10,7 @@ from typing import Literal
 
 import pytest
 
-from core.tools import Tool, ToolContext, ToolRegistry, ToolResult, parameter_docs, validate
+from aribot.core.tools import Tool, ToolContext, ToolRegistry, ToolResult, parameter_docs, validate
 
 
 def lookup(order_id: str, verbose: bool = False, kind: Literal["a", "b"] = "a",

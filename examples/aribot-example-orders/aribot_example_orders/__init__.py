@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from core import hookimpl
-from core.tools import ToolContext
+import aribot
 
 ORDERS = {
     "1001": {"status": "shipped", "carrier": "DHL", "expected": "tomorrow"},
@@ -20,7 +19,7 @@ ORDERS = {
 HOURS = {"weekday": "9:00 to 18:00", "saturday": "10:00 to 14:00", "sunday": "closed"}
 
 
-def lookup_order(order_id: str, ctx: ToolContext | None = None) -> dict:
+def lookup_order(order_id: str, ctx: aribot.ToolContext | None = None) -> dict:
     """Look up the status of a customer's order.
 
     Args:
@@ -41,7 +40,7 @@ def opening_hours(day: Literal["weekday", "saturday", "sunday"] = "weekday") -> 
     return f"On a {day} the shop is open {HOURS[day]}." if HOURS[day] != "closed" else f"The shop is closed on {day}s."
 
 
-@hookimpl
+@aribot.hookimpl
 def register_tools(register):
     register(lookup_order)
     register(opening_hours)

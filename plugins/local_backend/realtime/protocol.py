@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from . import errors
 from .errors import ProtocolError
 from .ga_schema import client_event_specs
-from .items import ItemEvents, with_object
 from .ids import item_id as new_item_id
 from .ids import new_id, random_token
+from .items import ItemEvents, with_object
 from .records import Conversation, ItemState, ResponseRecord
 from .responder import ResponseRun
 from .script import Turn, default_turn

@@ -10,7 +10,7 @@ aiohttp session per ARI request), so a session-scoped pytest fixture can start i
     status, body = await lab.ari("POST", f"/channels/{cid}/answer")
     asyncio.run(lab.stop())              # core stop now, kill if needed, remove its dirs
 
-``aribot lab`` (core/lab/run.py) runs one with a fixed SIP port and a softphone endpoint
+``aribot lab`` (sandbox/run.py) runs one with a fixed SIP port and a softphone endpoint
 (``phone_password``). ``extra_dialplan`` adds contexts to extensions.conf; files the dialplan
 should play can go into ``var_dir`` (``path_in_chroot`` gives the name Asterisk sees)::
 
@@ -35,8 +35,8 @@ from typing import Any
 
 import aiohttp
 
-from core.lab.asterisk_config import LabConfig
-from core.lab.ports import free_tcp_port, free_udp_port, free_udp_port_range
+from aribot.sandbox.asterisk_config import LabConfig
+from aribot.sandbox.ports import free_tcp_port, free_udp_port, free_udp_port_range
 
 ASTERISK = "/usr/sbin/asterisk"
 ETC_BASE = "/etc/aribot-lab"  # inside the chroot

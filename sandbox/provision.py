@@ -1,6 +1,6 @@
 """Provision the Debian sid chroot that holds the lab's Asterisk 22.10.1 (asterisk-ari.md §5.9).
 
-``python -m core.lab.provision [PATH]`` (what scripts/setup runs) builds it as root, or returns at
+``python -m aribot.sandbox.provision [PATH]`` (what scripts/setup runs) builds it as root, or returns at
 once if it is there. ``aribot lab`` and benchmarks/ call ``ensure_chroot``; the tests only check
 for it (tests/lab/fixtures.py) and fail with what to do.
 The chroot is built in a temporary sibling directory and renamed into place only when Asterisk

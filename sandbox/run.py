@@ -17,11 +17,15 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from core.lab.asterisk import AsteriskLab, AsteriskLabError
-from core.lab.asterisk_config import check_phone_account
-from core.lab.ports import free_udp_port
-from core.lab.provision import (
-    EXPECTED_VERSION, ProvisionError, default_chroot, ensure_chroot, is_ready,
+from aribot.sandbox.asterisk import AsteriskLab, AsteriskLabError
+from aribot.sandbox.asterisk_config import check_phone_account
+from aribot.sandbox.ports import free_udp_port
+from aribot.sandbox.provision import (
+    EXPECTED_VERSION,
+    ProvisionError,
+    default_chroot,
+    ensure_chroot,
+    is_ready,
 )  # fmt: skip
 
 DEFAULT_SIP_PORT = 5062  # not 5060: a system Asterisk or another SIP stack may own that

@@ -1,6 +1,6 @@
 """``aribot demo``: the sandbox Asterisk, aribot with its dashboard, and a demo call, in one command.
 
-1. The Asterisk 22 sandbox starts (``core.lab``; built on first use), with the softphone endpoint
+1. The Asterisk 22 sandbox starts (``aribot.sandbox``; built on first use), with the softphone endpoint
    of ``aribot lab`` and a dialplan context for the demo caller.
 2. aribot starts in this process with the sandbox's ARI credentials, the dashboard on, and the
    local voice backend unless an OpenAI key is configured (then OpenAI answers).
@@ -23,9 +23,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.events import CallEnded, CallStarted
-from core.lab.asterisk import AsteriskLab
-from core.lab.ports import free_udp_port_range
+from aribot.core.events import CallEnded, CallStarted
+from aribot.sandbox.asterisk import AsteriskLab
+from aribot.sandbox.ports import free_udp_port_range
 
 log = logging.getLogger("aribot.demo")
 
@@ -53,7 +53,7 @@ class DemoOptions:
 def caller_audio(lines: tuple[str, ...] = CALLER_LINES, gap_s: float = 7.0) -> bytes:
     """The demo caller as µ-law: a short lead-in, then each line followed by ``gap_s`` of silence
     (room for the answer: the local backend plays the line back after a phrase)."""
-    from plugins.local_backend.voice import synthesize
+    from aribot.plugins.local_backend.voice import synthesize
 
     audio = b"\xff" * 8 * 1500
     for line in lines:
@@ -134,8 +134,8 @@ def dashboard_summary(app: Any) -> list[str]:
 
 async def run_demo(settings: Any, plugins: Any, options: DemoOptions) -> int:
     """The whole demo (see the module docstring); returns the exit code."""
-    from core.app import App
-    from core.lab.run import LabError, prepare_chroot
+    from aribot.core.app import App
+    from aribot.sandbox.run import LabError, prepare_chroot
 
     try:
         chroot = await asyncio.to_thread(prepare_chroot, sys.stdout)

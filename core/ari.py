@@ -123,7 +123,9 @@ class AriClient:
                 if resp.status == 204 or not text:
                     return None
                 return await resp.json(content_type=None)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except asyncio.TimeoutError as exc:  # (aiohttp's own timeouts are TimeoutErrors too)
+            raise error_for(op, 0, f"within {self.timeout.total:g} s (ari.request_timeout)") from exc
+        except aiohttp.ClientError as exc:
             raise error_for(op, 0, f"{type(exc).__name__}: {exc}") from exc
 
     def events_url(self) -> str:

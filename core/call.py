@@ -289,7 +289,8 @@ class Call(CallControls):
         except (AriError, OSError, KeyError, ValueError, asyncio.TimeoutError) as exc:
             if self.caller_left.is_set():
                 raise CallFailure("caller_hangup", "caller left during set-up")
-            what = "ExternalMedia leg did not enter Stasis" if isinstance(exc, asyncio.TimeoutError) else repr(exc)
+            what = (f"ExternalMedia leg did not enter Stasis within {self.settings.ari.leg_start_timeout:g} s "
+                    "(ari.leg_start_timeout)" if isinstance(exc, asyncio.TimeoutError) else repr(exc))
             raise CallFailure("media_setup_failed", what)
         self.pacer = Pacer(self.playout, RtpSender(self.endpoint.payload_type), self.endpoint, self.metrics,
                            idle_silence=rtp.idle_silence, on_first_frame=self._on_first_frame,
@@ -460,7 +461,7 @@ class Call(CallControls):
         try:
             await self.ari.call(op, **ids)
         except AriNotFound:
-            pass
+            log.debug("call %s: cleanup %s %s: already gone in Asterisk (404), nothing to delete", self.id, op, ids)
         except AriError as exc:
             log.warning("call %s: cleanup %s %s failed (%s); it may be left in Asterisk", self.id, op, ids, exc)
 
@@ -479,6 +480,7 @@ class Call(CallControls):
             else:
                 await self.ari.call("hangup", channelId=self.id, reason="normal")
         except AriNotFound:
+            log.info("call %s: %s of the caller: already gone in Asterisk (404), nothing left to do", self.id, action)
             self.caller_left.set()
             return
         except AriError as exc:

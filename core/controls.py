@@ -53,6 +53,10 @@ def is_local_media(media: str) -> bool:
     return media.startswith(("file:", "/"))
 
 
+class SessionUpdateRefused(RuntimeError):
+    """The AI service refused a change to a live call's session; the message says why."""
+
+
 class CallControls:
     """Plugin-facing call API (mixed into Call)."""
 
@@ -177,13 +181,19 @@ class CallControls:
 
     async def update_session(self: "Call", *, instructions: str | None = None, voice: str | None = None,
                              turn_detection: str | None = None, tools: list[str] | None = None) -> None:
-        """Change this live call's session (session.update with only what is given)."""
+        """Change this live call's session (only what is given) and wait for the AI service to
+        apply it; raise SessionUpdateRefused with its reason otherwise (e.g. a voice change once
+        the AI has spoken)."""
         definitions = self.app.tools.definitions(tools) if tools is not None else None
-        await self.session.send(session_patch(self.settings.openai, instructions=instructions, voice=voice,
-                                              turn_detection_mode=turn_detection, tools=definitions))
-        log.info("call %s: session updated by an operator (%s)", self.id,
-                 ", ".join(k for k, v in (("instructions", instructions), ("voice", voice),
-                                          ("turn_detection", turn_detection), ("tools", tools)) if v is not None))
+        changed = ", ".join(k for k, v in (("instructions", instructions), ("voice", voice),
+                                          ("turn_detection", turn_detection), ("tools", tools)) if v is not None)
+        refused = await self.session.update(session_patch(self.settings.openai, instructions=instructions, voice=voice,
+                                                          turn_detection_mode=turn_detection, tools=definitions))
+        if refused:
+            log.warning("call %s: an operator's session change (%s) was refused: %s; the session is unchanged",
+                        self.id, changed, refused)
+            raise SessionUpdateRefused(refused)
+        log.info("call %s: session updated by an operator (%s)", self.id, changed)
 
     def levels(self: "Call") -> tuple[float, float]:
         """Audio levels 0..1 of the caller and of the AI, from the last 20 ms frame each."""

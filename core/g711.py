@@ -112,7 +112,12 @@ def _read_wav(data: bytes, path: str) -> tuple[str, bytes]:
     while pos + 8 <= len(data):
         chunk, size = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
         body = data[pos + 8:pos + 8 + size]
+        if chunk in (b"fmt ", b"data") and len(body) < size:
+            raise AudioFileError(f"prompt file {path} is truncated: its {chunk.decode().strip()} chunk declares "
+                                 f"{size} bytes, {len(body)} are there")
         if chunk == b"fmt ":
+            if size < 16:
+                raise AudioFileError(f"prompt file {path} has a fmt chunk of {size} bytes; WAV needs at least 16")
             fmt_info = struct.unpack("<HHIIHH", body[:16])
         elif chunk == b"data":
             payload = body

@@ -33,7 +33,7 @@ def token_guard(token: str) -> Any:
             return await handler(request)
         header = request.headers.get("Authorization", "")
         given = header[7:] if header[:7].lower() == "bearer " else request.query.get("token", "")
-        if not hmac.compare_digest(given.encode(), expected):
+        if not hmac.compare_digest(given.encode(errors="surrogateescape"), expected):  # any byte compares
             log.warning("HTTP API: %s %s from %s refused: %s token", request.method, request.path, request.remote,
                         "wrong" if given else "no")
             return web.json_response({"error": "a valid token is required (Authorization: Bearer <http.token>)"},

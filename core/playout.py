@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 from aribot.core.metrics import CallMetrics
 from aribot.core.rtp import FRAME_BYTES, FRAME_SECONDS, RtpEndpoint, RtpSender
@@ -103,8 +103,26 @@ class Playout:
         return self.received.get(item_id, 0) // 8
 
 
+class Timer(Protocol):
+    """A pending ``call_at`` (an ``asyncio.TimerHandle`` in production)."""
+
+    def cancel(self) -> None: ...
+
+
+class Scheduler(Protocol):
+    """What the pacer needs of an event loop: its monotonic ``time()`` and ``call_at()``."""
+
+    def time(self) -> float: ...
+
+    def call_at(self, when: float, callback: Callable[[], object], /) -> Timer: ...
+
+
 class Pacer:
-    """Sends Playout frames over RTP, one per 20 ms, on absolute deadlines of loop.time()."""
+    """Sends Playout frames over RTP, one per 20 ms, on absolute deadlines of ``loop.time()``.
+
+    ``loop`` is the running event loop unless a test passes a clock it moves by hand. A tick that
+    runs late sends the frames that fell due meanwhile back to back (at most 3 behind the late one);
+    later than that, it counts a slip and restarts the deadlines from now (no burst)."""
 
     def __init__(
         self,
@@ -116,6 +134,7 @@ class Pacer:
         idle_silence: bool = False,
         on_first_frame: Callable[[str, float], None] | None = None,
         on_spurt_end: Callable[[str], None] | None = None,
+        loop: Scheduler | None = None,
     ) -> None:
         self.playout = playout
         self.sender = sender
@@ -124,8 +143,8 @@ class Pacer:
         self.idle_frame = bytes([playout.silence]) * FRAME_BYTES if idle_silence else None
         self.on_first_frame = on_first_frame
         self.on_spurt_end = on_spurt_end
-        self._loop = asyncio.get_running_loop()
-        self._handle: asyncio.TimerHandle | None = None
+        self._loop: Scheduler = asyncio.get_running_loop() if loop is None else loop
+        self._handle: Timer | None = None
         self._t0 = 0.0
         self._n = 0
         self._talking = False

@@ -107,9 +107,11 @@ RATE_BURST = 100
 
 class RtpEndpoint(asyncio.DatagramProtocol):
     """The per-call UDP socket. Valid audio from Asterisk goes to ``on_audio(payload, t)``;
-    anything else is dropped and counted by reason, and logged once per reason per call."""
+    anything else is dropped and counted by reason, and logged once per reason per call.
+    ``clock`` gives ``t`` and refills the rate limiter (a test passes a clock it moves by hand)."""
 
-    def __init__(self, call_id: str, payload_type: int, on_audio: Callable[[bytes, float], None]) -> None:
+    def __init__(self, call_id: str, payload_type: int, on_audio: Callable[[bytes, float], None], *,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.call_id = call_id
         self.payload_type = payload_type
         self.on_audio = on_audio
@@ -120,15 +122,16 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.rx_bytes = 0
         self.tx_packets = 0
         self.dropped: Counter[str] = Counter()
+        self._clock = clock
         self._tokens = float(RATE_BURST)  # token bucket: CPU and memory per call stay bounded in a flood
-        self._refilled = time.perf_counter()
+        self._refilled = clock()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.local = transport.get_extra_info("sockname")[:2]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        now = time.perf_counter()
+        now = self._clock()
         if addr[:2] != self.remote:
             self._drop("foreign_source", f"from {addr[0]}:{addr[1]}, expected "
                        f"{'%s:%s' % self.remote if self.remote else 'nothing yet'}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import time
@@ -61,6 +62,9 @@ class RealtimeSession:
         self._waiting: deque[tuple[str, dict[str, Any]]] = deque()
         self._create_in_flight: tuple[str, dict[str, Any]] | None = None  # sent, not yet created
         self._request_seq = 0
+        # operator session.updates sent on a live call, oldest first, each answered by the server
+        # with session.updated or an error naming its event_id (resolved with "" or the error text)
+        self._updates: deque[tuple[str, asyncio.Future[str]]] = deque()
         self.stats = {"late_deltas_dropped": 0, "appended_frames": 0, "input_dropped_frames": 0,
                       "input_held_frames": 0, "barge_ins": 0, "truncates": 0, "errors": 0, "responses": 0,
                       "rollovers": 0}
@@ -361,7 +365,32 @@ class RealtimeSession:
             except RealtimeClosed:
                 pass  # reported by the receive loop
 
+    async def update(self, patch: dict[str, Any], timeout: float = 5.0) -> str:
+        """Send a session.update on the live session and wait for the server's answer: "" when it
+        is applied (session.updated), else why it was refused (the error's code and message)."""
+        if self.conn is None or not self.ready:
+            return "the AI session is not ready"
+        self._request_seq += 1
+        event_id = f"aribot_update_{self._request_seq}"
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._updates.append((event_id, answer))
+        await self.send({**patch, "event_id": event_id})
+        try:
+            return await asyncio.wait_for(answer, timeout)
+        except TimeoutError:
+            return f"no answer from the AI service within {timeout:g} s"
+        finally:
+            with contextlib.suppress(ValueError):
+                self._updates.remove((event_id, answer))
+
     # --- server events -----------------------------------------------------------------------
+    async def on_session_updated(self, event: dict[str, Any]) -> None:
+        while self._updates:
+            _event_id, answer = self._updates.popleft()
+            if not answer.done():
+                answer.set_result("")
+                return
+
     async def handle(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         handler = getattr(self, "on_" + kind.replace(".", "_"), None)
@@ -614,6 +643,11 @@ class RealtimeSession:
         self.stats["errors"] += 1
         action = "the call goes on"
         event_id = str(error.get("event_id") or "")
+        for update_id, answer in list(self._updates):
+            if update_id == event_id and not answer.done():
+                self._updates.remove((update_id, answer))
+                answer.set_result(_error_text(event))
+                action = "the operator's session change was not applied"
         in_flight = self._create_in_flight
         if in_flight is not None and event_id == f"aribot_{in_flight[0]}":
             tag = in_flight[0]

@@ -112,11 +112,12 @@ class AsteriskLab:
     def __init__(
         self, chroot: Path, *, app: str = "aribot-test", sip_port: int | None = None,
         sip_bind: str = "127.0.0.1", phone_password: str | None = None,
-        phone_username: str = "phone", extra_dialplan: str = "",
+        phone_username: str = "phone", extra_dialplan: str = "", alaw_caller: bool = False,
     ) -> None:  # fmt: skip
         """``sip_port`` None: a free port. ``sip_bind``: the SIP transport's address.
         ``phone_password``: add a softphone endpoint ``phone_username`` (context from-phone).
-        ``extra_dialplan``: appended verbatim to extensions.conf (may be changed until start)."""
+        ``extra_dialplan``: appended verbatim to extensions.conf (may be changed until start).
+        ``alaw_caller``: add the A-law-only sipp endpoint (calls from SIPP_ALAW_ADDRESS)."""
         self.root = Path(chroot)
         self.app = app
         self.id = f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -126,6 +127,7 @@ class AsteriskLab:
         self.phone_username = phone_username
         self.phone_password = phone_password
         self.extra_dialplan = extra_dialplan
+        self.alaw_caller = alaw_caller
         self._wanted_sip_port = sip_port
         self.http_port = 0
         self.sip_port = 0
@@ -202,7 +204,7 @@ class AsteriskLab:
             sip_port=self.sip_port, rtp_start=start, rtp_end=end,
             ari_username=self.ari_username, ari_password=self.ari_password,
             phone_password=self.phone_password, phone_username=self.phone_username,
-            sip_bind=self.sip_bind, extra_dialplan=self.extra_dialplan,
+            sip_bind=self.sip_bind, extra_dialplan=self.extra_dialplan, alaw_caller=self.alaw_caller,
         )  # fmt: skip
         self.config_dir.mkdir(parents=True)
         for name, text in cfg.files().items():

@@ -1,10 +1,11 @@
 """The lab Asterisk's configuration files (asterisk-ari.md §5), rendered from a few parameters.
 
 Always there: the ``sipp`` endpoint (no auth, identified by source IP 127.0.0.1, context
-``from-sipp``) that the tests call through. With ``phone_password`` set there is also a
+``from-sipp``, µ-law only) that the tests call through. With ``phone_password`` set there is also a
 password-protected endpoint for a softphone (context ``from-phone``), and ``[global]`` then
 identifies requests by From user before source IP, so a phone registering from 127.0.0.1 is
-still challenged as the phone, not taken for sipp.
+still challenged as the phone, not taken for sipp. With ``alaw_caller`` (the tests' lab) there is
+also ``sipp-alaw``: sipp again, A-law only, identified by source IP 127.0.0.2.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ MODULES = (
     # dialplan applications and functions
     "app_echo", "app_playback", "func_talkdetect", "func_jitterbuffer",
 )  # fmt: skip
+
+# The source address a sipp call comes from to be the A-law-only endpoint (loopback: 127.0.0.0/8).
+SIPP_ALAW_ADDRESS = "127.0.0.2"
 
 # Configs whose absence only makes Asterisk log errors at start-up.
 EMPTY_CONFIGS = (
@@ -79,6 +83,7 @@ class LabConfig:
     phone_username: str = "phone"
     sip_bind: str = "127.0.0.1"  # the SIP transport's address; 0.0.0.0 lets other machines in
     extra_dialplan: str = ""  # appended verbatim to extensions.conf (more contexts)
+    alaw_caller: bool = False  # the A-law-only sipp endpoint (the tests' lab, not the documented samples)
 
     def __post_init__(self) -> None:
         check_phone_account(self.phone_username, self.phone_password)
@@ -159,24 +164,31 @@ user_agent = aribot-lab
 type = transport
 protocol = udp
 bind = {self.sip_bind}:{self.sip_port}
+""" + self.sipp_pjsip_conf("sipp", "ulaw", "127.0.0.1", sipp_by_ip) + (
+            self.phone_pjsip_conf() if phone else "") + (
+            self.sipp_pjsip_conf("sipp-alaw", "alaw", SIPP_ALAW_ADDRESS, sipp_by_ip) if self.alaw_caller else "")
 
-[sipp]
+    def sipp_pjsip_conf(self, name: str, codec: str, address: str, extra: str = "") -> str:
+        """An unauthenticated endpoint ``name`` for sipp (context from-sipp) that allows only
+        ``codec`` and is identified by the source ``address``; ``extra`` lines end the endpoint."""
+        return f"""
+[{name}]
 type = endpoint
 transport = transport-udp
 context = from-sipp
 disallow = all
-allow = ulaw
+allow = {codec}
 direct_media = no
 dtmf_mode = rfc4733
 rtp_symmetric = yes
 force_rport = yes
 rewrite_contact = yes
-{sipp_by_ip}
-[sipp-identify]
+{extra}
+[{name}-identify]
 type = identify
-endpoint = sipp
-match = 127.0.0.1
-""" + (self.phone_pjsip_conf() if phone else "")
+endpoint = {name}
+match = {address}
+"""
 
     def phone_pjsip_conf(self) -> str:
         """The softphone's endpoint, digest auth and AOR (one contact; a new REGISTER wins)."""

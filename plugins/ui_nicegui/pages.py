@@ -9,7 +9,7 @@ from typing import Any
 
 from nicegui import ui
 
-from aribot.core.controls import transfer_targets
+from aribot.core.controls import SessionUpdateRefused, transfer_targets
 from aribot.plugins.ui_nicegui.live import CallView, LiveState
 
 VOICES = ["marin", "cedar", "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse"]
@@ -186,7 +186,11 @@ class Dashboard:
             if call is None:
                 ui.notify("Choose a live call")
                 return
-            await call.update_session(**chosen())
+            try:
+                await call.update_session(**chosen())
+            except SessionUpdateRefused as exc:
+                ui.notify(f"Not applied: {exc}", type="negative")
+                return
             ui.notify("Applied to the call")
 
         with ui.row().classes("items-center"):

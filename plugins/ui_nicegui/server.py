@@ -26,11 +26,11 @@ class BasicAuth:
 
     def __init__(self, app: ASGIApp, username: str, password: str) -> None:
         self.app = app
-        self.expected = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+        self.expected = b"Basic " + base64.b64encode(f"{username}:{password}".encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
-            given = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")  # bytes: any byte compares
             if not hmac.compare_digest(given, self.expected):
                 if scope["type"] == "websocket":
                     await send({"type": "websocket.close", "code": 4401})
@@ -59,7 +59,7 @@ class DashboardServer:
     async def start(self) -> None:
         from nicegui import ui
 
-        web = FastAPI()
+        web = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)  # serve the dashboard, nothing else
         ui.run_with(web, root=self.root, title="aribot", show_welcome_message=False, reconnect_timeout=10.0)
         asgi: ASGIApp = web
         if self.cfg.password:

@@ -256,5 +256,5 @@ class FakeConnection:
             await self.protocol.shutdown()
 
     async def _expire(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+        await self.server.clock.wait(seconds)
         await self.close(1001, "Your session hit the maximum duration of 60 minutes.")

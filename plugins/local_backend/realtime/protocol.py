@@ -267,7 +267,7 @@ class RealtimeProtocol(ItemEvents):
             self.spawn(self._transcribe(item_id, self.user_turns, audio, transcription))
 
     async def _transcribe(self, item_id: str, number: int, audio: bytes, config: dict[str, Any]) -> None:
-        await asyncio.sleep(self.script.transcription_delay_s)
+        await self.conn.server.clock.wait(self.script.transcription_delay_s)
         if self.script.transcribe is not None:
             transcript = await self.script.transcribe(audio)
         else:

@@ -39,6 +39,7 @@ class ResponseRun:
         self.max_output_tokens = params.get("max_output_tokens", proto.session["max_output_tokens"])
         self.metadata = params.get("metadata")
         self.bytes_per_ms = bytes_per_ms(self.format)
+        self.clock = proto.conn.server.clock
         self.cancel_event = asyncio.Event()
         self.finished = asyncio.Event()
         self.output: list[dict[str, Any]] = []  # public items for response.done
@@ -110,13 +111,7 @@ class ResponseRun:
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake up at once on cancellation."""
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        try:
-            await asyncio.wait_for(self.cancel_event.wait(), seconds)
-        except TimeoutError:
-            pass
+        await self.clock.wait(seconds, self.cancel_event)
 
     async def _emit_guarded(self, event: dict[str, Any]) -> bool:
         """Send unless the response was cancelled (checked while holding the send lock)."""
@@ -195,7 +190,7 @@ class ResponseRun:
         chunks = self._chunks(output.audio)
         self.record.audio_by_item.setdefault(state.id, bytearray())
         sent_text, sent_tokens, next_chunk = "", 0, 0
-        started, sent_ms = time.monotonic(), 0.0
+        started, sent_ms = self.clock.time(), 0.0
         for chunk in chunks:
             due = math.ceil(len(tokens) * (next_chunk + 1) / len(chunks))
             while sent_tokens < due:
@@ -208,7 +203,7 @@ class ResponseRun:
                 break
             next_chunk += 1
             sent_ms += len(chunk) / self.bytes_per_ms
-            await self._pause(started + self.script.seconds_for(sent_ms) - time.monotonic())
+            await self._pause(started + self.script.seconds_for(sent_ms) - self.clock.time())
             if self.cancelled:
                 break
         if self.cancelled:

@@ -22,6 +22,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from .clock import Clock, MonotonicClock
 from .connection import FakeConnection
 from .errors import ProtocolError
 from .protocol import RealtimeProtocol
@@ -45,6 +46,7 @@ class RealtimeServer:
 
     ``validator`` returns the problems of each frame about to be sent (none: no check).
     ``refuse_status`` and ``accept_delay_s`` may be changed at any time to inject faults.
+    ``clock`` times every pause of the server; a test may swap in its own before clients connect.
     ``keep_records``: each connection keeps only its last this many sent and received events and
     appends (None: all of them, for tests that inspect a whole call); a long call then costs the
     server bounded memory (the local backend in aribot, the capacity benchmark).
@@ -58,6 +60,7 @@ class RealtimeServer:
         self.validator = validator
         self.refuse_status: int | None = None
         self.accept_delay_s: float = 0.0
+        self.clock: Clock = MonotonicClock()
         self.connections: list[FakeConnection] = []
         self.rejected_handshakes: list[dict[str, Any]] = []
         self.fake_bugs: list[str] = []
@@ -150,7 +153,7 @@ class RealtimeServer:
 
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if self.accept_delay_s > 0:
-            await asyncio.sleep(self.accept_delay_s)
+            await self.clock.wait(self.accept_delay_s)
         if self.refuse_status is not None:
             return self._reject(connection, request, self.refuse_status, "Refused by fault injection.")
         url = urlsplit(request.path)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,62 +13,26 @@ import pytest
 
 from aribot.core.app import App, configure
 from aribot.core.ari import AriClient
-from aribot.core.settings import toml_value
 from aribot.sandbox.asterisk import AsteriskLab
-from aribot.sandbox.ports import free_udp_port_range
 from tests.contract.ari_docs import validate_request
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.lab.fixtures import asterisk_lab, lab_chroot, rtp_sniffer  # noqa: F401
+from tests.lab.serve import API_KEY, lab_settings, write_settings
 
-API_KEY = "test-key"
-
-
-def write_settings(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
-    """A TOML file of ``{section: {key: value}}``; a dict value becomes a ``[section.key]`` table."""
-    lines: list[str] = []
-
-    def table(name: str, values: dict[str, Any]) -> None:
-        lines.append(f"[{name}]")
-        lines.extend(f"{key} = {toml_value(value)}" for key, value in values.items() if not isinstance(value, dict))
-        for key, value in values.items():
-            if isinstance(value, dict):
-                table(f"{name}.{key}", value)
-
-    for section, values in sections.items():
-        table(section, values)
-    path.write_text("\n".join(lines) + "\n")
-    return path
+TEST_PLUGINS = Path(__file__).resolve().parents[1] / "lab" / "plugins"
 
 
-# the history database of the aribots this worker starts; removed when the session ends
-HISTORY_DIR = Path(tempfile.mkdtemp(prefix="aribot-test-history-"))
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _remove_history_dir() -> Iterator[None]:
-    yield
-    shutil.rmtree(HISTORY_DIR, ignore_errors=True)
-
-
-def lab_settings(lab: AsteriskLab, realtime_url: str, **overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Settings sections for an aribot that serves the lab's Stasis app and talks to the fake."""
-    low, high = free_udp_port_range(64)
-    sections: dict[str, dict[str, Any]] = {
-        "ari": {"url": lab.ari_url, "username": lab.ari_username, "password": lab.ari_password,
-                "app": lab.app, "reconnect_min_delay": 0.1, "reconnect_max_delay": 1.0},
-        "rtp": {"host": "127.0.0.1", "port_min": low, "port_max": high},
-        "openai": {"url": realtime_url, "api_key": API_KEY, "model": "gpt-realtime",
-                   "vad_silence_duration_ms": 500, "connect_timeout": 5.0},
-        "call": {"greeting": "", "cleanup_timeout": 2.0},
-        "activation": {"mode": "immediate"},
-        "http": {"host": "127.0.0.1", "port": 0},
-        "ui": {"enabled": False},
-        "history": {"path": str(HISTORY_DIR / "history.sqlite3")},
-        "log": {"level": "DEBUG"},
-    }
-    for section, values in overrides.items():
-        sections.setdefault(section, {}).update(values)
-    return sections
+@pytest.fixture
+def plugin_folder(tmp_path: Path) -> Callable[..., str]:
+    """``plugin_folder("order_tools", ...)``: a folder holding those plugins of tests/lab/plugins,
+    for ``make_aribot(..., plugins={"paths": [folder]})`` (aribot's own loading path, as a user's)."""
+    def make(*names: str) -> str:
+        folder = tmp_path / "plugins"
+        folder.mkdir(exist_ok=True)
+        for name in names:
+            shutil.copy(TEST_PLUGINS / f"{name}.py", folder / f"{name}.py")
+        return str(folder)
+    return make
 
 
 @pytest.fixture

@@ -3,16 +3,14 @@ measured against the greeting's end and Asterisk's talk events, and the pre-roll
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from aribot.plugins.local_backend.realtime.script import Script, Turn
 from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
-from tests.integration.probe import FRAME, Probe, arrival_time, frame_index
-from tests.integration.test_call_audio import heard
 from tests.lab.audio import silence, speech
-from tests.lab.sipp import SippCaller
+from tests.lab.calls import FRAME, place_call
+from tests.lab.probe import Probe, arrival_time, frame_index
 from tests.lab.sniffer import RtpSniffer
 
 TOLERANCE = 0.12  # seconds: event delivery, 20 ms frames, scheduling
@@ -42,9 +40,7 @@ async def test_immediate_listens_from_answer_and_talk_stops_an_asterisk_greeting
     app = await make_aribot(fake.url, activation={"mode": "immediate"}, call={"greeting": "sound:hello-world"})
     probe = Probe.attach(app)
     talk = speech(1500, seed=3)
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", silence(500) + talk + silence(2000), hold_ms_after_audio=300)
-    result = await caller.run()
-    assert result.ok, result.error
+    await place_call(asterisk_lab, tmp_path / "sipp", silence(500) + talk + silence(2000), hold_ms_after_audio=300)
     opened, started = probe.first("call.activation_opened"), probe.first("call.greeting_started")
     finished, talking = probe.first("call.greeting_finished"), probe.first("call.talking_started")
     assert opened.ts <= started.ts + TOLERANCE                    # listening from answer, greeting included
@@ -62,9 +58,7 @@ async def test_fixed_delay_opens_after_the_greeting_and_sends_the_pre_roll(
                             activation={"mode": "FIXED_DELAY", "fixed_delay": 0.5, "pre_roll_ms": 400})
     probe = Probe.attach(app, rtp_sniffer)
     caller_audio = speech(3000, seed=11)                           # every frame distinct
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=200, hold_ms_after_audio=300)
-    result = await caller.run()
-    assert result.ok, result.error
+    await place_call(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=200, hold_ms_after_audio=300)
     finished, opened = probe.first("call.greeting_finished"), probe.first("call.activation_opened")
     assert not finished.interrupted
     assert abs(opened.ts - (finished.ts + 0.5)) < TOLERANCE
@@ -85,9 +79,7 @@ async def test_vad_after_prompt_opens_at_talk_after_the_greeting_with_the_first_
     probe = Probe.attach(app)
     talk = speech(1000, seed=21)
     caller_audio = silence(1800) + talk + silence(2500)
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_audio, hold_ms_after_audio=300)
-    result = await caller.run()
-    assert result.ok, result.error
+    await place_call(asterisk_lab, tmp_path / "sipp", caller_audio, hold_ms_after_audio=300)
     finished, talking = probe.first("call.greeting_finished"), probe.first("call.talking_started")
     opened = probe.first("call.activation_opened")
     assert not finished.interrupted and talking.ts > finished.ts
@@ -110,14 +102,12 @@ async def test_vad_after_prompt_does_not_interrupt_and_opens_if_talking_at_its_e
                             activation={"mode": "vad", "vad_submode": "afterPrompt"})
     probe = Probe.attach(app)
     caller_audio = silence(200) + speech(2000, seed=31) + silence(2500)   # talks over the greeting's end
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_audio, hold_ms_after_audio=300)
-    rtp_sniffer.watch(caller.media_port)
-    result = await caller.run()
-    assert result.ok, result.error
+    placed = await place_call(asterisk_lab, tmp_path / "sipp", caller_audio, hold_ms_after_audio=300,
+                              sniffer=rtp_sniffer)
     finished, opened = probe.first("call.greeting_finished"), probe.first("call.activation_opened")
     assert probe.first("call.talking_started").ts < finished.ts   # talk during the greeting ...
     assert not finished.interrupted                                # ... did not stop it
-    assert b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port)).startswith(greeting_audio)
+    assert placed.audio.startswith(greeting_audio)
     assert 0 <= opened.ts - finished.ts < TOLERANCE                # open at once: the caller is talking
 
 
@@ -130,9 +120,7 @@ async def test_vad_after_prompt_no_talk_is_no_input_and_the_ai_reprompts(
                             activation={"mode": "vad", "vad_submode": "afterPrompt", "vad_max_wait_after_prompt": 1.0},
                             timers={"no_speech_timeout": 30, "no_speech_reprompts": 2})
     probe = Probe.attach(app)
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", silence(3000), hold_ms_after_audio=300)
-    result = await caller.run()
-    assert result.ok, result.error
+    await place_call(asterisk_lab, tmp_path / "sipp", silence(3000), hold_ms_after_audio=300)
     no_input, finished = probe.first("call.no_input"), probe.first("call.greeting_finished")
     assert abs(no_input.ts - (finished.ts + 1.0)) < TOLERANCE
     fired = probe.first("call.timer_fired")
@@ -152,16 +140,14 @@ async def test_vad_mode_talk_after_the_delays_interrupts_the_greeting_with_pre_r
     probe = Probe.attach(app)
     early, talk = speech(300, seed=51), speech(1000, seed=52)
     caller_audio = silence(300) + early + silence(1700) + talk + silence(2000)   # early talk is inside the delays
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_audio, hold_ms_after_audio=300)
-    rtp_sniffer.watch(caller.media_port)
-    result = await caller.run()
-    assert result.ok, result.error
+    placed = await place_call(asterisk_lab, tmp_path / "sipp", caller_audio, hold_ms_after_audio=300,
+                              sniffer=rtp_sniffer)
     talks = probe.of("call.talking_started")
     assert len(talks) >= 2
     opened, finished = probe.first("call.activation_opened"), probe.first("call.greeting_finished")
     assert 0 <= opened.ts - talks[1].ts < TOLERANCE                # the talk after the delays, not the early one
     assert finished.interrupted and abs(finished.ts - opened.ts) < TOLERANCE
-    payload = b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port))
+    payload = placed.audio
     heard_greeting = next(n for n in range(0, len(greeting_audio) + 1, FRAME)
                           if payload[n:n + FRAME] != greeting_audio[n:n + FRAME])
     assert 0 < heard_greeting < len(greeting_audio) - 50 * FRAME   # the 4 s greeting was cut short
@@ -171,54 +157,27 @@ async def test_vad_mode_talk_after_the_delays_interrupts_the_greeting_with_pre_r
 
 
 async def test_third_party_mode_through_the_same_hook(
-    asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, make_aribot, tmp_path: Path, monkeypatch
+    asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, make_aribot, tmp_path: Path, plugin_folder
 ) -> None:
     """A mode a third-party plugin registers is chosen by [activation] mode like a built-in."""
-    from aribot import hookimpl
-    from aribot.core.plugins import Plugins
-
-    class AfterOneSecond:
-        def __init__(self, call):
-            self.call = call
-
-        async def run(self, gate):
-            await asyncio.sleep(1.0)
-            gate.open("one second after answer")
-
-    class ThirdParty:
-        @hookimpl
-        def register_activation_modes(self, register):
-            register("after_one_second", AfterOneSecond)
-
-    original = Plugins.load_entry_points
-    monkeypatch.setattr(Plugins, "load_entry_points", lambda self: (original(self), self.register(ThirdParty(), "x"))[0])
-    app = await make_aribot(fake.url, activation={"mode": "After_One_Second"})
+    app = await make_aribot(fake.url, activation={"mode": "After_One_Second"},
+                            plugins={"paths": [plugin_folder("after_one_second")]})
     probe = Probe.attach(app)
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", speech(2500, seed=61), hold_ms_after_audio=300)
-    result = await caller.run()
-    assert result.ok, result.error
+    await place_call(asterisk_lab, tmp_path / "sipp", speech(2500, seed=61), hold_ms_after_audio=300)
     opened, answered = probe.first("call.activation_opened"), probe.first("call.answered")
     assert opened.mode == "after_one_second" and abs(opened.ts - answered.ts - 1.0) < TOLERANCE
 
 
 async def test_per_call_choices_from_stasis_arguments_and_channel_variables(
-    asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, make_aribot, tmp_path: Path, monkeypatch, caplog
+    asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, make_aribot, tmp_path: Path, plugin_folder, caplog
 ) -> None:
     """Extension 8XX sets ARIBOT_VOICE/ARIBOT_INSTRUCTIONS and calls Stasis(app,EXT,instructions=…,
     tools=none,mode=immediate,colour=blue): arguments beat variables, variables beat settings."""
-    from aribot.core.plugins import Plugins
-    from tests.integration.test_server import OrderTools
-
-    original = Plugins.load_entry_points
-    monkeypatch.setattr(Plugins, "load_entry_points",
-                        lambda self: (original(self), self.register(OrderTools(), "order_tools"))[0])
-    app = await make_aribot(fake.url, activation={"mode": "vad"})
+    app = await make_aribot(fake.url, activation={"mode": "vad"}, plugins={"paths": [plugin_folder("order_tools")]})
     probe = Probe.attach(app)
     for extension in ("800", "100"):
-        caller = SippCaller(asterisk_lab, tmp_path / extension, speech(1200, seed=71), extension=extension,
-                            hold_ms_after_audio=300)
-        result = await caller.run()
-        assert result.ok, result.error
+        await place_call(asterisk_lab, tmp_path / extension, speech(1200, seed=71), extension=extension,
+                         hold_ms_after_audio=300)
     special, plain = (conn.session for conn in fake.connections)
     assert special["instructions"] == "from the Stasis arguments" and special["audio"]["output"]["voice"] == "cedar"
     assert special["tools"] == [] and "lookup_order" in [t["name"] for t in plain["tools"]]
@@ -240,14 +199,12 @@ async def test_immediate_talk_over_an_aribot_played_greeting_stops_it(
     probe = Probe.attach(app)
     talk = speech(1000, seed=82)
     caller_audio = silence(600) + talk + silence(2500)
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_audio, hold_ms_after_audio=300)
-    rtp_sniffer.watch(caller.media_port)
-    result = await caller.run()
-    assert result.ok, result.error
+    placed = await place_call(asterisk_lab, tmp_path / "sipp", caller_audio, hold_ms_after_audio=300,
+                              sniffer=rtp_sniffer)
     finished, speech_started = probe.first("call.greeting_finished"), probe.first("call.speech_started")
     assert finished.interrupted and 0 <= finished.ts - speech_started.ts < TOLERANCE
     conn = fake.connections[0]
     assert conn.truncations == [] and conn.errors_sent == []
-    payload = b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port))
+    payload = placed.audio
     assert payload.startswith(greeting_audio[:20 * FRAME]) and not payload.startswith(greeting_audio)
     assert talk in bytes(conn.input_audio)             # the talk that began during the greeting, every byte

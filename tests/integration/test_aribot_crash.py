@@ -14,10 +14,20 @@ from aribot.plugins.local_backend.realtime.script import Script, Turn
 from aribot.sandbox.asterisk import AsteriskLab
 from aribot.sandbox.ports import free_tcp_port
 from tests.fake_realtime.server import FakeRealtimeServer
-from tests.integration.test_call_audio import caller_turns
-from tests.integration.test_server import serve_env, start_serve
 from tests.lab.audio import speech
+from tests.lab.calls import caller_turns
+from tests.lab.serve import serve_env, start_serve
 from tests.lab.sipp import SippCaller
+from tests.lab.wait import until
+
+
+def recorded_turns(database: Path) -> int:
+    """Transcript turns the running aribot has committed (read as another process would)."""
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+            return int(db.execute("SELECT count(*) FROM turns").fetchone()[0])
+    except sqlite3.OperationalError:  # not created yet
+        return 0
 
 
 async def test_a_killed_aribot_leaves_nothing_behind_after_its_restart(
@@ -35,7 +45,7 @@ async def test_a_killed_aribot_leaves_nothing_behind_after_its_restart(
     run = asyncio.create_task(caller.run())
     conn = await fake.wait_for_connection()
     await conn.wait_for(lambda: (conn.responses and conn.responses[0].done) or None, timeout=10)
-    await asyncio.sleep(1.0)  # the turns are in the record
+    await until(lambda: recorded_turns(tmp_path / "history.sqlite3") >= 2, "both turns written to the history")
     first.send_signal(signal.SIGKILL)
     await first.wait()
     _, channels = await asterisk_lab.ari("GET", "/channels")

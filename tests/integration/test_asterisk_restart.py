@@ -16,11 +16,12 @@ from aribot.core.events import CallEnded
 from aribot.plugins.local_backend.realtime.script import Script, Turn
 from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
-from tests.integration.conftest import lab_settings, write_settings
-from tests.integration.test_call_audio import caller_turns, heard, padded
 from tests.lab.audio import speech
+from tests.lab.calls import caller_turns, padded, place_call
+from tests.lab.serve import lab_settings, write_settings
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer
+from tests.lab.wait import until
 
 
 @pytest.fixture
@@ -52,16 +53,12 @@ async def test_asterisk_restart_mid_call(
                               hangup="either", wait_bye_timeout_ms=2000) for i in range(2)]
         runs = [asyncio.create_task(c.run()) for c in callers]
         await fake.wait_for_connections(2, timeout=10)
-        for _ in range(200):  # both calls in conversation (bridged, media flowing)
-            if len(app.calls) == 2 and all(c.state == "talking" for c in app.calls.values()):
-                break
-            await asyncio.sleep(0.025)
+        await until(lambda: len(app.calls) == 2 and all(c.state == "talking" for c in app.calls.values()),
+                    "both calls in conversation (bridged, media flowing)")
         restarted_at = time.monotonic()
         await own_lab.restart(down_s=0.5, crash=how == "crash")
-        while app.calls and time.monotonic() - restarted_at < 15:
-            await asyncio.sleep(0.05)
+        await until(lambda: not app.calls, "both calls ended after the restart", timeout=15, interval=0.05)
         recovered_s = time.monotonic() - restarted_at
-        assert app.calls == {}
         reasons = sorted(e.reason for e in ended)
         if how == "crash":
             assert reasons == ["asterisk_restarted"] * 2
@@ -72,18 +69,14 @@ async def test_asterisk_restart_mid_call(
         for run in runs:  # the callers' dialogs died with Asterisk; sipp gives up on its own
             await run
         # the next call works, once aribot is back on ARI (its reconnect backoff may still be running)
-        for _ in range(400):
+        async def registered() -> bool:
             _, apps = await own_lab.ari("GET", "/applications")
-            if app.ari_connected and own_lab.app in [a["name"] for a in apps]:
-                break
-            await asyncio.sleep(0.025)
-        caller = SippCaller(own_lab, tmp_path / "after", caller_turns(700), audio_delay_ms=500,
-                            hold_ms_after_audio=300)
-        rtp_sniffer.watch(caller.media_port)
-        result = await caller.run()
-        assert result.ok, result.error
-        assert bytes(fake.connections[-1].input_audio) == caller.audio
-        assert b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port)) == padded(
+            return app.ari_connected and own_lab.app in [a["name"] for a in apps]
+        await until(registered, "aribot back on ARI with its Stasis app", interval=0.025)
+        placed = await place_call(own_lab, tmp_path / "after", caller_turns(700), audio_delay_ms=500,
+                                  hold_ms_after_audio=300, sniffer=rtp_sniffer)
+        assert bytes(fake.connections[-1].input_audio) == placed.caller.audio
+        assert placed.audio == padded(
             fake.connections[-1].responses[0].audio)
         assert any("Asterisk restarted" in r.getMessage() for r in caplog.records)  # startup time changed
     finally:

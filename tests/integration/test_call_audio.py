@@ -10,28 +10,11 @@ from aribot.core.events import MediaConnected
 from aribot.plugins.local_backend.realtime.script import Script, Turn
 from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
-from tests.lab.audio import silence, speech
+from tests.lab.audio import speech
+from tests.lab.calls import FRAME, caller_turns, heard, padded, place_call
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer
-
-FRAME = 160
-
-
-def padded(audio: bytes) -> bytes:
-    """What the caller hears of one AI item: the audio, its last frame padded with µ-law silence."""
-    return audio + b"\xff" * (-len(audio) % FRAME)
-
-
-def caller_turns(*speech_ms: int, gap_ms: int = 2500, seed: int = 0) -> bytes:
-    """Lead-in silence, then each utterance followed by a silence long enough for an AI answer."""
-    audio = silence(400)
-    for index, ms in enumerate(speech_ms):
-        audio += speech(ms, seed=seed * 100 + index) + silence(gap_ms)
-    return audio
-
-
-def heard(sniffer: RtpSniffer, port: int) -> list:
-    return [p for p in sniffer.packets(port) if p.pt == 0]
+from tests.lab.wait import until
 
 
 async def test_audio_both_ways_is_byte_exact_and_paced(
@@ -41,20 +24,20 @@ async def test_audio_both_ways_is_byte_exact_and_paced(
     fake.script = Script(turns=[Turn.audio(answer, "Hello, how can I help?")])
     app = await make_aribot(fake.url)
     caller_audio = caller_turns(1000)
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=500, hold_ms_after_audio=300)
-    rtp_sniffer.watch(caller.media_port)
-    result = await caller.run()
-    assert result.ok, result.error
+    placed = await place_call(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=500,
+                              hold_ms_after_audio=300, sniffer=rtp_sniffer)
 
     conn = fake.connections[0]
     assert bytes(conn.input_audio) == caller_audio          # caller → AI: every byte, in order
     assert not conn.audio_before_pcmu
-    packets = heard(rtp_sniffer, caller.media_port)
+    packets = placed.packets
     assert b"".join(p.payload for p in packets) == padded(answer)   # AI → caller: every byte
     assert {len(p.payload) for p in packets} == {FRAME}
     intervals = [(b.ts - a.ts) * 1000 for a, b in zip(packets, packets[1:])]
     assert 18.0 <= statistics.median(intervals) <= 22.0
-    assert (packets[-1].ts - packets[0].ts) * 1000 >= (len(packets) - 1) * 20 - 20   # paced, not burst
+    # paced, not a burst: a burst would take a few ms; Asterisk re-times the frames it forwards, so the
+    # span is near (n - 1) * 20 ms but not exactly (the pacing figures come from the benchmarks)
+    assert (packets[-1].ts - packets[0].ts) * 1000 >= (len(packets) - 1) * 20 * 0.75
     assert conn.responses[0].status == "completed"
     assert app.calls == {}
 
@@ -70,8 +53,7 @@ async def test_aribot_rtp_header_rules(
     caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(800, 800), audio_delay_ms=500,
                         hold_ms_after_audio=300)
     watch_task = asyncio.create_task(caller.run())
-    while not remotes:
-        await asyncio.sleep(0.01)
+    await until(lambda: remotes, "the media leg's connection")
     rtp_sniffer.watch(remotes[0])
     result = await watch_task
     assert result.ok, result.error
@@ -97,14 +79,12 @@ async def test_two_turns_in_one_call(
     original = app.route
     app.route = lambda event: (received.append(event.type), original(event))[1]  # type: ignore[method-assign]
     caller_audio = caller_turns(700, 900)
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=500, hold_ms_after_audio=300)
-    rtp_sniffer.watch(caller.media_port)
-    result = await caller.run()
-    assert result.ok, result.error
+    placed = await place_call(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=500,
+                              hold_ms_after_audio=300, sniffer=rtp_sniffer)
     conn = fake.connections[0]
     assert bytes(conn.input_audio) == caller_audio
     assert [r.status for r in conn.responses] == ["completed", "completed"]
-    payload = b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port))
+    payload = placed.audio
     assert payload == padded(first) + padded(second)
     assert "StasisStart" in received and "StasisEnd" in received
     assert "ChannelVarset" not in received and "Dial" not in received      # the event filter works
@@ -143,11 +123,9 @@ async def test_azure_provider_uses_its_url_and_api_key_header(
     answer = speech(500, seed=91)
     fake.script = Script(turns=[Turn.audio(answer, "hello from azure")])
     await make_aribot(fake.azure_url, openai={"provider": "azure", "model": "my-deployment"})
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(700), audio_delay_ms=300, hold_ms_after_audio=300)
-    rtp_sniffer.watch(caller.media_port)
-    result = await caller.run()
-    assert result.ok, result.error
+    placed = await place_call(asterisk_lab, tmp_path / "sipp", caller_turns(700), audio_delay_ms=300,
+                              hold_ms_after_audio=300, sniffer=rtp_sniffer)
     conn = fake.connections[0]
     assert conn.azure and conn.model == "my-deployment"
     assert "api-key" in conn.headers and "authorization" not in conn.headers
-    assert b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port)) == padded(answer)
+    assert placed.audio == padded(answer)

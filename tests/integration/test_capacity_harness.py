@@ -5,7 +5,6 @@ and after the hang-up nothing is left. A harness that drifted from Asterisk woul
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,8 @@ from aribot.core.app import App, configure
 from aribot.sandbox.ports import free_tcp_port, free_udp_port_range
 from benchmarks.sim_asterisk import SimAsterisk, caller_audio
 from tests.contract.ari_docs import event_models, validate_request
-from tests.integration.conftest import API_KEY, write_settings
+from tests.lab.serve import API_KEY, write_settings
+from tests.lab.wait import until
 
 
 async def test_simulated_asterisk_carries_calls_through_aribot(tmp_path: Path, fake: Any,
@@ -44,10 +44,8 @@ async def test_simulated_asterisk_carries_calls_through_aribot(tmp_path: Path, f
         connections = await fake.wait_for_connections(3)
         for conn in connections:           # every caller's first turn answered, its audio heard
             await conn.wait_for_response_done(0, timeout=10)
-        for _ in range(200):
-            if sim.engine.pacing_us and all(leg.rx >= 50 for leg in sim.engine.legs.values()):
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: sim.engine.pacing_us and all(leg.rx >= 50 for leg in sim.engine.legs.values()),
+                    "a second of aribot's audio on every simulated leg", interval=0.05)
         with sim.engine.lock:
             sim.engine.window = False
         done = await sim.hangup_all()

@@ -4,6 +4,7 @@ Asterisk), and once in a real headless Chromium (Debian's; no browser download) 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -19,20 +20,21 @@ from aribot.plugins.ui_nicegui.pages import Dashboard
 from aribot.sandbox.asterisk import AsteriskLab
 from aribot.sandbox.ports import free_tcp_port, free_udp_port_range
 from tests.fake_realtime.server import FakeRealtimeServer
-from tests.integration.conftest import API_KEY
-from tests.integration.test_call_audio import caller_turns
-from tests.integration.test_server import wait_healthy
 from tests.lab.audio import speech
+from tests.lab.calls import caller_turns, heard, padded, start_call
+from tests.lab.probe import Probe
+from tests.lab.serve import API_KEY, wait_healthy
 from tests.lab.sipp import SippCaller
+from tests.lab.sniffer import RtpSniffer
+from tests.lab.wait import until
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 
 
 async def live_call_id(app) -> str:
-    while not app.calls or not any(c.pacer for c in app.calls.values()):
-        await asyncio.sleep(0.02)
-    return next(iter(app.calls))
+    """The id of the first call whose media is up."""
+    return await until(lambda: next((c.id for c in app.calls.values() if c.pacer), None), "a call with its media up")
 
 
 @pytest.mark.parametrize("action", ["hangup", "transfer"])
@@ -40,9 +42,8 @@ async def test_dashboard_buttons_act_on_the_real_call(
     asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, make_aribot, tmp_path: Path, action: str
 ) -> None:
     app = await make_aribot(fake.url, tools={"transfer_call": {"context": "aribot-continue", "allowed": ["200"]}})
-    state = LiveState()
-    app.bus.subscribe(None, state.on_event, owner="ui_nicegui")
-    board = Dashboard(app, state)
+    board = dashboard(app)
+    state = board.state
     mark = len(asterisk_lab.log_text())
     caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(600, gap_ms=8000), audio_delay_ms=300,
                         hangup="server")
@@ -64,6 +65,115 @@ async def test_dashboard_buttons_act_on_the_real_call(
     else:
         assert "aribot-lab continued" not in asterisk_lab.log_text()[mark:]
     assert state.calls[call_id].end_reason == f"operator_{action}"
+
+
+def dashboard(app) -> Dashboard:
+    """The dashboard of an in-process aribot, fed by its bus."""
+    state = LiveState()
+    app.bus.subscribe(None, state.on_event, owner="ui_nicegui")
+    return Dashboard(app, state)
+
+
+async def test_operator_instruction_reaches_the_ai_and_its_answer_the_caller(
+    asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path
+) -> None:
+    """"Send to AI" on a live call: a system message and a response.create that the strict fake
+    accepts, and the answer it asks for is what the caller hears."""
+    first, answer = speech(500, seed=41), speech(700, seed=42)
+    fake.script = Script(turns=[Turn.audio(first, "How can I help?"), Turn.audio(answer, "We offer ten percent.")])
+    app = await make_aribot(fake.url)
+    board, probe = dashboard(app), Probe.attach(app)
+    caller, run = start_call(asterisk_lab, tmp_path / "sipp", caller_turns(600, gap_ms=7000), sniffer=rtp_sniffer,
+                             audio_delay_ms=300, hold_ms_after_audio=300)
+    call_id = await live_call_id(app)
+    await probe.wait("call.bot_audio_stopped")           # the AI's first answer has been heard
+    async with user_simulation(root=board.root) as user:
+        await user.open(f"/call/{call_id}")
+        user.find(marker="instruction").type("Offer a 10% discount")
+        user.find("Send to AI").click()
+        await user.should_see("Sent to the AI")
+        result = await asyncio.wait_for(run, 30)
+    assert result.ok, result.error
+    conn = fake.connections[0]
+    items = [e["item"] for e in conn.received_of_type("conversation.item.create")]
+    assert items == [{"type": "message", "role": "system",
+                      "content": [{"type": "input_text", "text": "Offer a 10% discount"}]}]
+    assert [r.trigger for r in conn.responses] == ["vad", "client"] and conn.errors_sent == []
+    payload = b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port))
+    assert payload == padded(first) + padded(answer)
+
+
+@pytest.mark.parametrize("answered", [True, False], ids=["answered", "no_answer"])
+async def test_a_manual_tool_is_answered_by_the_operator(
+    asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path,
+    plugin_folder, answered: bool,
+) -> None:
+    """A tool listed in [tools] manual waits for a person: the operator's answer on the call page is
+    the function_call_output the model gets; with no answer within manual_timeout the model gets an
+    error output, and the call goes on either way."""
+    answer = speech(600, seed=43)
+    fake.script = Script(turns=[Turn.function_call("lookup_order", {"order_id": "42"}, call_id="call_manual"),
+                                Turn.audio(answer, "It shipped yesterday.")])
+    app = await make_aribot(fake.url, tools={"manual": ["lookup_order"], "manual_timeout": 2.0, "filler_after": 0},
+                            plugins={"paths": [plugin_folder("order_tools")]})
+    board, probe = dashboard(app), Probe.attach(app)
+    caller, run = start_call(asterisk_lab, tmp_path / "sipp", caller_turns(600, gap_ms=6000), sniffer=rtp_sniffer,
+                             audio_delay_ms=300, hold_ms_after_audio=300)
+    call_id = await live_call_id(app)
+    async with user_simulation(root=board.root) as user:
+        await user.open(f"/call/{call_id}")
+        await probe.wait("call.tool_awaiting_answer")
+        await user.should_see('lookup_order({"order_id": "42"}) waits for your answer')
+        if answered:
+            user.find(marker="answer-call_manual").type("Shipped yesterday by DHL")
+            user.find("Send answer").click()
+            await user.should_see("Answer sent")
+        result = await asyncio.wait_for(run, 30)
+    assert result.ok, result.error
+    output = json.loads(fake.connections[0].received_of_type("conversation.item.create")[0]["item"]["output"])
+    if answered:
+        assert output == {"answer": "Shipped yesterday by DHL"}
+    else:
+        assert output == {"error": "no operator answered lookup_order within 2 s"}
+    assert [f.tool for f in probe.of("call.tool_finished")] == ["lookup_order"]
+    assert b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port)) == padded(answer)
+    assert fake.connections[0].errors_sent == []
+
+
+async def test_session_changes_on_a_live_call_and_what_the_ai_service_refuses(
+    asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, make_aribot, tmp_path: Path, caplog
+) -> None:
+    """Applied to a live call, new instructions are taken (the fake's session shows them); a voice
+    change once the AI has spoken is refused by the service (as the real one does): the operator
+    is told it was not applied, and the session keeps its voice."""
+    fake.script = Script(turns=[Turn.audio(speech(500, seed=44), "Hello.")])
+    app = await make_aribot(fake.url)
+    board, probe = dashboard(app), Probe.attach(app)
+    _caller, run = start_call(asterisk_lab, tmp_path / "sipp", caller_turns(600, gap_ms=5000), audio_delay_ms=300,
+                              hold_ms_after_audio=300)
+    call_id = await live_call_id(app)
+    await probe.wait("call.bot_audio_stopped")
+    call = app.calls[call_id]
+    label = f"{call.caller_number or call.id} → {call.extension}"
+    async with user_simulation(root=board.root) as user:
+        await user.open("/session")
+        user.find(marker="instructions").clear().type("You are a pirate.")
+        user.find(marker="apply-call").click()
+        user.find(label).click()
+        user.find("Apply to this call").click()
+        await user.should_see("Applied to the call")
+        user.find(marker="voice").click()
+        user.find("cedar").click()
+        user.find("Apply to this call").click()
+        await user.should_see("Not applied: cannot_update_voice")
+    result = await asyncio.wait_for(run, 30)
+    assert result.ok, result.error
+    conn = fake.connections[0]
+    accepted = [u["accepted"] for u in conn.session_updates]
+    assert accepted == [True, True, False]          # the call's own, the instructions, the refused voice
+    assert conn.session["instructions"] == "You are a pirate." and conn.session["audio"]["output"]["voice"] == "marin"
+    assert "was refused: cannot_update_voice" in caplog.text
+    assert app.overrides == {}                      # a live call's change is not saved for new calls
 
 
 def chromium(user_data: Path):

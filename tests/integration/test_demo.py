@@ -10,14 +10,12 @@ import asyncio
 import os
 import re
 import sqlite3
-import sys
 from pathlib import Path
 
 import aiohttp
 
 from aribot.sandbox.ports import free_tcp_port, free_udp_port
-
-ARIBOT = Path(sys.executable).parent / "aribot"
+from tests.lab.serve import ARIBOT
 
 
 async def test_demo_runs_a_call_to_the_dashboard_and_stops_clean(lab_chroot: Path, tmp_path: Path) -> None:

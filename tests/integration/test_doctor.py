@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,8 @@ from aribot.core.doctor import run_checks
 from aribot.sandbox.asterisk import AsteriskLab
 from aribot.sandbox.ports import free_udp_port_range
 from tests.fake_realtime.server import FakeRealtimeServer
-from tests.integration.conftest import API_KEY
+from tests.lab.serve import API_KEY, ARIBOT
 
-ARIBOT = Path(sys.executable).parent / "aribot"
 LEGACY = {name for _owner, setting in installed_settings() for name in setting.legacy}
 
 

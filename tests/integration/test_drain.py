@@ -9,24 +9,35 @@ import signal
 import sqlite3
 from pathlib import Path
 
+import aiohttp
+
 from aribot.plugins.local_backend.realtime.script import Script, Turn
 from aribot.sandbox.asterisk import AsteriskLab
 from aribot.sandbox.ports import free_tcp_port
 from tests.fake_realtime.server import FakeRealtimeServer
-from tests.integration.test_call_audio import caller_turns, heard, padded
-from tests.integration.test_server import serve_env, start_serve
 from tests.lab.audio import silence, speech
+from tests.lab.calls import caller_turns, heard, padded
+from tests.lab.serve import serve_env, start_serve
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer
+from tests.lab.wait import until
 
 CALLS = 5
 
 
-async def serve_draining(lab: AsteriskLab, fake: FakeRealtimeServer, tmp_path: Path, drain_s: float):
+async def serve_draining(lab: AsteriskLab, fake: FakeRealtimeServer, tmp_path: Path,
+                         drain_s: float) -> tuple[asyncio.subprocess.Process, int]:
     http_port = free_tcp_port()
     env = serve_env(lab, fake.url, http_port, legacy=False) | {
         "ARIBOT_CALL__DRAIN_TIMEOUT": str(drain_s), "ARIBOT_HISTORY__PATH": str(tmp_path / "history.sqlite3")}
-    return await start_serve(tmp_path, env, http_port)
+    return await start_serve(tmp_path, env, http_port), http_port
+
+
+async def draining(port: int) -> dict | None:
+    """/healthz once aribot says it is draining (it still answers: ARI stays connected)."""
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/healthz") as resp:
+        body = await resp.json()
+    return body if body["draining"] else None
 
 
 async def test_sigterm_drains_five_calls_each_with_its_goodbye(
@@ -40,7 +51,7 @@ async def test_sigterm_drains_five_calls_each_with_its_goodbye(
         return Script(turns=[Turn.audio(answers[conn], "Hello."), Turn.audio(goodbyes[conn], "Goodbye now.")])
 
     fake.script = script_for
-    proc = await serve_draining(asterisk_lab, fake, tmp_path, drain_s=1.0)
+    proc, port = await serve_draining(asterisk_lab, fake, tmp_path, drain_s=1.0)
     mark = len(asterisk_lab.log_text())
     try:
         callers = [SippCaller(asterisk_lab, tmp_path / f"sipp{i}", caller_turns(600, gap_ms=12000, seed=i + 1),
@@ -51,9 +62,8 @@ async def test_sigterm_drains_five_calls_each_with_its_goodbye(
         conns = await fake.wait_for_connections(CALLS, timeout=10)
         for conn in conns:  # every call is in conversation: its first answer is being played
             await conn.wait_for_response(0, timeout=10)
-        await asyncio.sleep(1.0)
         proc.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.3)
+        assert (await until(lambda: draining(port), "draining after SIGTERM"))["calls"] == CALLS
         late = SippCaller(asterisk_lab, tmp_path / "late", silence(2000), extension="779", hangup="server",
                           wait_bye_timeout_ms=8000)
         late_result = await late.run()  # arrives while draining: not served, continued in the dialplan
@@ -90,7 +100,7 @@ async def test_a_second_signal_stops_at_once(
     asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, tmp_path: Path
 ) -> None:
     fake.script = Script(turns=[Turn.audio(speech(400, seed=41), "Hello.")])
-    proc = await serve_draining(asterisk_lab, fake, tmp_path, drain_s=600.0)
+    proc, port = await serve_draining(asterisk_lab, fake, tmp_path, drain_s=600.0)
     try:
         caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(500, gap_ms=15000), audio_delay_ms=300,
                             hangup="server")
@@ -98,7 +108,7 @@ async def test_a_second_signal_stops_at_once(
         conn = await fake.wait_for_connection()
         await conn.wait_for_response(0, timeout=10)
         proc.send_signal(signal.SIGTERM)
-        await asyncio.sleep(1.0)
+        assert (await until(lambda: draining(port), "draining after SIGTERM"))["calls"] == 1
         assert proc.returncode is None  # draining: the call goes on
         proc.send_signal(signal.SIGTERM)
         output = (await asyncio.wait_for(proc.communicate(), 15))[0].decode()

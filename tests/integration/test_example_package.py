@@ -18,15 +18,13 @@ import pytest
 from aribot.plugins.local_backend.realtime.script import Script, Turn
 from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
-from tests.integration.test_call_audio import caller_turns, heard, padded
-from tests.integration.test_tools import outputs
 from tests.lab.audio import speech
-from tests.lab.sipp import SippCaller
+from tests.lab.calls import caller_turns, padded, place_call, tool_outputs
+from tests.lab.serve import ARIBOT
 from tests.lab.sniffer import RtpSniffer
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "aribot-example-orders"
-ARIBOT = Path(sys.executable).parent / "aribot"
 
 
 @pytest.fixture(scope="module")
@@ -71,22 +69,19 @@ async def test_example_package_drops_in_and_out(
     async with aiohttp.ClientSession() as session:
         async with session.get(f"http://127.0.0.1:{app.http.port}/tools") as resp:
             tools = {t["name"]: t for t in await resp.json()}
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(600), audio_delay_ms=300,
-                        hold_ms_after_audio=300)
-    rtp_sniffer.watch(caller.media_port)
-    result = await caller.run()
-    assert result.ok, result.error
+    placed = await place_call(asterisk_lab, tmp_path / "sipp", caller_turns(600), audio_delay_ms=300,
+                              hold_ms_after_audio=300, sniffer=rtp_sniffer)
     offered = {t["name"] for t in fake.connections[0].session["tools"]}
     if disabled:
         assert "example_orders" not in plugins
         assert not {"lookup_order", "opening_hours"} & set(tools) and not {"lookup_order", "opening_hours"} & offered
-        assert "no tool named 'lookup_order'" in outputs(fake.connections[0])[0]["error"]
+        assert "no tool named 'lookup_order'" in tool_outputs(fake.connections[0])[0]["error"]
         return
     assert plugins["example_orders"]["source"] == "entry point (aribot-example-orders)"
     assert plugins["example_orders"]["state"] == "enabled" and plugins["example_orders"]["version"] == "0.1.0"
     assert tools["lookup_order"]["plugin"] == "example_orders" and tools["opening_hours"]["enabled"] is True
     assert tools["opening_hours"]["parameters"]["properties"]["day"]["enum"] == ["weekday", "saturday", "sunday"]
     assert {"lookup_order", "opening_hours"} <= offered
-    assert outputs(fake.connections[0])[0] == {"order_id": "1001", "status": "shipped", "carrier": "DHL",
+    assert tool_outputs(fake.connections[0])[0] == {"order_id": "1001", "status": "shipped", "carrier": "DHL",
                                                "expected": "tomorrow", "asked_by": "sipp"}
-    assert b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port)) == padded(answer)
+    assert placed.audio == padded(answer)

@@ -18,28 +18,14 @@ from aribot.plugins.local_backend.realtime.script import Script, Turn
 from aribot.sandbox.asterisk import AsteriskLab
 from aribot.sandbox.ports import free_tcp_port
 from tests.fake_realtime.server import FakeRealtimeServer
-from tests.integration.test_call_audio import caller_turns, heard, padded
 from tests.lab.audio import speech
+from tests.lab.calls import caller_turns, heard, padded, place_call, prompt_frames
 from tests.lab.flood import RtpFlood
+from tests.lab.probe import log_lines, subscribe
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer
 from tests.lab.tcpproxy import TcpProxy
-
-
-def subscribe(app, event_type) -> list:
-    seen: list = []
-    app.bus.subscribe(event_type, seen.append)
-    return seen
-
-
-def log_lines(caplog: pytest.LogCaptureFixture, needle: str, level: int = logging.WARNING) -> list[str]:
-    """Messages at ``level`` or above that contain ``needle``."""
-    return [r.getMessage() for r in caplog.records if r.levelno >= level and needle in r.getMessage()]
-
-
-def prompt_frames(sniffer: RtpSniffer, port: int) -> int:
-    """Frames of audible (not all-silence) audio Asterisk sent to the caller."""
-    return sum(1 for p in heard(sniffer, port) if len(set(p.payload)) > 4)
+from tests.lab.wait import until
 
 
 @pytest.mark.parametrize("action", ["hangup", "continue"])
@@ -106,7 +92,8 @@ async def test_realtime_closing_mid_call(
     conn = await fake.wait_for_connection()
     await conn.wait_for_response(0, timeout=10)
     await conn.wait_for(lambda: conn.responses[0].done or None, timeout=10)
-    await asyncio.sleep(0.3)
+    await until(lambda: len(heard(rtp_sniffer, caller.media_port)) >= len(padded(answer)) // 160,
+                "the caller hearing the whole first answer")
     await conn.close(1011, "server error")
     result = await run
     assert result.ok and result.bye_received, result.error
@@ -161,8 +148,7 @@ async def test_malformed_and_foreign_rtp_are_dropped_and_counted(
     caller_audio = caller_turns(800)
     caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=500, hold_ms_after_audio=300)
     run = asyncio.create_task(caller.run())
-    while not connected:
-        await asyncio.sleep(0.01)
+    await until(lambda: connected, "the call's media")
     local_host, local_port = connected[0].local.rsplit(":", 1)
     remote_host, remote_port = connected[0].remote.rsplit(":", 1)
     target = (local_host, int(local_port))
@@ -184,6 +170,11 @@ async def test_malformed_and_foreign_rtp_are_dropped_and_counted(
         assert len(log_lines(caplog, f"({reason}:")) == 1          # one line per kind, not per packet
 
 
+async def app_unregistered(lab: AsteriskLab) -> bool:
+    _, apps = await lab.ari("GET", "/applications")
+    return lab.app not in [a["name"] for a in apps]
+
+
 async def test_ari_websocket_dropped_and_restored(
     asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
@@ -203,8 +194,7 @@ async def test_ari_websocket_dropped_and_restored(
         await conn.wait_for_input_audio(4000)
         cut = time.monotonic()
         assert await proxy.drop_all() >= 1
-        while app.ari_connected and time.monotonic() - cut < 2:
-            await asyncio.sleep(0.005)
+        await until(lambda: not app.ari_connected, "aribot noticing the cut", timeout=2, interval=0.005)
         await asyncio.wait_for(app.stream.connected.wait(), 5)
         print(f"ARI events WebSocket cut mid-call: reconnected {(time.monotonic() - cut) * 1000:.0f} ms later, "
               "the call's audio never stopped")
@@ -216,13 +206,8 @@ async def test_ari_websocket_dropped_and_restored(
         await asyncio.wait_for(app.stream.connected.wait(), 5)
         proxy.refuse = True
         await proxy.drop_all()
-        while app.ari_connected:
-            await asyncio.sleep(0.01)
-        for _ in range(200):                              # until Asterisk has unregistered the app
-            _, apps = await asterisk_lab.ari("GET", "/applications")
-            if asterisk_lab.app not in [a["name"] for a in apps]:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: not app.ari_connected, "aribot noticing the refusal")
+        await until(lambda: app_unregistered(asterisk_lab), "Asterisk unregistering the Stasis app")
         mark = len(asterisk_lab.log_text())
         refused = await SippCaller(asterisk_lab, tmp_path / "b", caller_turns(300), hangup="either",
                                    wait_bye_timeout_ms=3000).run()
@@ -231,11 +216,9 @@ async def test_ari_websocket_dropped_and_restored(
         # restored: new calls work again
         proxy.refuse = False
         await asyncio.wait_for(app.stream.connected.wait(), 5)
-        caller = SippCaller(asterisk_lab, tmp_path / "c", caller_turns(800), audio_delay_ms=500,
-                            hold_ms_after_audio=300)
-        result = await caller.run()
-        assert result.ok, result.error
-        assert bytes(fake.connections[-1].input_audio) == caller.audio
+        placed = await place_call(asterisk_lab, tmp_path / "c", caller_turns(800), audio_delay_ms=500,
+                                  hold_ms_after_audio=300)
+        assert bytes(fake.connections[-1].input_audio) == placed.caller.audio
         assert log_lines(caplog, "reconnecting in") and log_lines(caplog, "(reconnected)", logging.INFO)
     finally:
         await app.stop()
@@ -254,11 +237,10 @@ async def test_leftovers_of_this_app_are_swept_and_live_calls_and_other_apps_are
     fake.script = Script(turns=[Turn.audio(answer, "hi")])
     app = await make_aribot(fake.url)
     try:
-        for _ in range(100):  # the sweep runs just after the events WebSocket connected
+        async def after_sweep() -> list | None:  # the sweep runs just after the events WebSocket connected
             _, bridges = await asterisk_lab.ari("GET", "/bridges")
-            if len(bridges) < 2:
-                break
-            await asyncio.sleep(0.02)
+            return bridges if len(bridges) < 2 else None
+        bridges = await until(after_sweep, "the sweep at connect")
         assert [b["id"] for b in bridges] == [f"{theirs}-alive1"]   # swept at connect: only ours
         await swept_during_a_call(asterisk_lab, rtp_sniffer, fake, app, tmp_path, caplog)
     finally:
@@ -307,8 +289,7 @@ async def test_an_rtp_flood_from_asterisks_address_is_rate_limited_and_spares_ot
                                 audio_delay_ms=500, hold_ms_after_audio=300) for n, name in ((1, "a"), (2, "b")))
     rtp_sniffer.watch(calm.media_port)
     runs = [asyncio.create_task(flooded.run())]
-    while not media:
-        await asyncio.sleep(0.01)
+    await until(lambda: media, "the flooded call's media")
     local, remote = media[0].local.rsplit(":", 1), media[0].remote.rsplit(":", 1)
     flood = RtpFlood(src=(remote[0], int(remote[1])), dst=(local[0], int(local[1])), pps=500)
     flooding = asyncio.create_task(flood.run(seconds=3.0))

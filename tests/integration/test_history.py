@@ -13,10 +13,9 @@ from aribot.plugins.history.store import HistoryStore
 from aribot.plugins.local_backend.realtime.script import Script, Turn
 from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
-from tests.integration.probe import Probe
-from tests.integration.test_call_audio import caller_turns
 from tests.lab.audio import speech
-from tests.lab.sipp import SippCaller
+from tests.lab.calls import caller_turns, place_call
+from tests.lab.probe import Probe
 
 
 async def get_json(port: int, path: str) -> tuple[int, object]:
@@ -33,10 +32,7 @@ async def test_a_call_is_recorded_and_kept_across_a_restart(
                                 Turn.audio(speech(600, seed=31), "It is twelve o'clock.")])
     app = await make_aribot(fake.url, history={"path": str(db)})
     probe = Probe.attach(app)
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(700), audio_delay_ms=300,
-                        hold_ms_after_audio=300)
-    result = await caller.run()
-    assert result.ok, result.error
+    await place_call(asterisk_lab, tmp_path / "sipp", caller_turns(700), audio_delay_ms=300, hold_ms_after_audio=300)
     ended = await probe.wait("call.ended")
     store = app.extensions["history"]
     await store.flush()

@@ -12,7 +12,6 @@ import json
 import re
 import signal
 import socket
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +20,8 @@ import pytest
 
 from aribot.sandbox.ports import free_udp_port, free_udp_port_range
 from tests.lab.fixtures import require_lab_chroot
+from tests.lab.serve import ARIBOT
 
-ARIBOT = Path(sys.executable).parent / "aribot"
 SIPP = "/usr/bin/sipp"
 PASSWORD = "secret123"
 APP = "labtest"

@@ -13,7 +13,7 @@ from aribot.plugins.local_backend.voice import synthesize
 from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.validation import check_server_event
 from tests.lab.audio import silence
-from tests.lab.sipp import SippCaller
+from tests.lab.calls import place_call
 from tests.lab.sniffer import RtpSniffer
 
 
@@ -28,13 +28,10 @@ async def test_the_caller_hears_their_own_words_back(
     app.bus.subscribe(Transcript, transcripts.append)
 
     words = synthesize("hello, this is a test call")
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", silence(600) + words + silence(7000), audio_delay_ms=300,
-                        hold_ms_after_audio=300)
-    rtp_sniffer.watch(caller.media_port)
-    result = await caller.run()
-    assert result.ok, result.error
+    placed = await place_call(asterisk_lab, tmp_path / "sipp", silence(600) + words + silence(7000), audio_delay_ms=300,
+                              hold_ms_after_audio=300, sniffer=rtp_sniffer)
 
-    heard = b"".join(p.payload for p in rtp_sniffer.packets(caller.media_port) if p.pt == 0)
+    heard = b"".join(p.payload for p in rtp_sniffer.packets(placed.caller.media_port) if p.pt == 0)
     assert heard.startswith(backend.phrases["heard"] + b"\xff" * 8 * PAUSE_MS)
     assert words in heard  # the caller's own audio came back through Asterisk, aribot and the backend, byte-exact
     said = [t.text for t in transcripts if t.role == "caller"]

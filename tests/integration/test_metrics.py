@@ -10,32 +10,34 @@ from pathlib import Path
 import aiohttp
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
-from prometheus_client.parser import text_string_to_metric_families
 
 from aribot.plugins.local_backend.realtime.script import Script, Turn
 from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
-from tests.integration.probe import Probe
-from tests.integration.test_call_audio import caller_turns, heard, padded
 from tests.lab.audio import speech
+from tests.lab.calls import caller_turns, heard, padded
+from tests.lab.probe import Probe
+from tests.lab.prometheus import Exposition
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer
+from tests.lab.wait import until
 
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
-
-async def scrape(port: int) -> Samples:
+async def scrape(port: int) -> Exposition:
     async with aiohttp.ClientSession() as session:
         async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
             assert response.status == 200 and response.headers["Content-Type"] == CONTENT_TYPE_LATEST
-            text = await response.text()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+            return Exposition.parse(await response.text())
 
 
-def delta(after: Samples, before: Samples, name: str, **labels: str) -> float:
-    key = (name, tuple(sorted(labels.items())))
-    return after.get(key, 0.0) - before.get(key, 0.0)
+async def dropped_three(port: int, before: Exposition) -> Exposition | None:
+    now = await scrape(port)
+    return now if delta(now, before, "aribot_rtp_dropped_packets_total", reason="foreign_source") >= 3 else None
+
+
+def delta(after: Exposition, before: Exposition, name: str, **labels: str) -> float:
+    """How much a series moved; fails if the metric or its label names do not exist."""
+    return after.delta(before, name, **labels)
 
 
 async def test_metrics_move_as_a_call_runs(
@@ -48,7 +50,7 @@ async def test_metrics_move_as_a_call_runs(
     app = await make_aribot(fake.url)
     probe = Probe.attach(app)
     before = await scrape(app.http.port)
-    assert before[("aribot_calls_live", ())] == 0
+    assert before.value("aribot_calls_live") == 0
 
     caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(800, gap_ms=4000), audio_delay_ms=300,
                         hold_ms_after_audio=300)
@@ -61,9 +63,8 @@ async def test_metrics_move_as_a_call_runs(
             stranger.sendto(b"\x80\x00" + bytes(170), ("127.0.0.1", int(connected.local.rsplit(":", 1)[1])))
     finally:
         stranger.close()
-    await asyncio.sleep(0.2)
-    during = await scrape(app.http.port)
-    assert during[("aribot_calls_live", ())] == 1
+    during = await until(lambda: dropped_three(app.http.port, before), "three foreign packets counted")
+    assert during.value("aribot_calls_live") == 1
     assert delta(during, before, "aribot_calls_started_total") == 1
     assert delta(during, before, "aribot_rtp_dropped_packets_total", reason="foreign_source") == 3
 
@@ -74,7 +75,7 @@ async def test_metrics_move_as_a_call_runs(
 
     frames = len(padded(answer)) // 160
     assert len(heard(rtp_sniffer, caller.media_port)) == frames == ended.stats["rtp_out"]
-    assert after[("aribot_calls_live", ())] == 0
+    assert after.value("aribot_calls_live") == 0
     assert delta(after, before, "aribot_calls_ended_total", reason="caller_hangup") == 1
     assert delta(after, before, "aribot_call_duration_seconds_count") == 1
     turn = probe.first("call.bot_audio_started")
@@ -89,7 +90,8 @@ async def test_metrics_move_as_a_call_runs(
     assert delta(after, before, "aribot_tool_errors_total", tool="current_time") == 0
     assert delta(after, before, "aribot_responses_total", status="completed") == 3
     assert delta(after, before, "aribot_realtime_connect_seconds_count") == 1
-    assert not any(name == "aribot_realtime_reconnects_total" for name, _labels in after)   # none happened
+    assert "aribot_realtime_reconnects_total" in after.names                     # exported ...
+    assert not [series for series in after.samples if series[0] == "aribot_realtime_reconnects_total"]  # ... none
     assert delta(after, before, "aribot_barge_ins_total") == 0
     usages = [e.usage for e in probe.of("call.response_done")]
     assert len(usages) == 3 and sum(u["output_tokens"] for u in usages) > 0   # the Realtime usage, passed on

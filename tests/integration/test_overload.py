@@ -12,9 +12,9 @@ from aribot.core.events import CallEnded
 from aribot.plugins.local_backend.realtime.script import Script, Turn
 from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
-from tests.integration.test_call_audio import caller_turns, heard, padded
-from tests.integration.test_faults import log_lines, prompt_frames, subscribe
 from tests.lab.audio import silence, speech
+from tests.lab.calls import caller_turns, heard, padded, prompt_frames
+from tests.lab.probe import log_lines, subscribe
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer
 

@@ -23,7 +23,7 @@ import pytest
 import aribot
 from aribot.sandbox.asterisk import AsteriskLab
 from aribot.sandbox.ports import free_tcp_port, free_udp_port_range
-from tests.integration.test_server import wait_healthy
+from tests.lab.serve import wait_healthy
 
 REPO = Path(__file__).resolve().parents[2]
 WHEELHOUSE = Path(sys.executable).resolve().parent.parent / "wheelhouse"

@@ -11,16 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from aribot.core.events import CallEnded, RealtimeRollover
+from aribot.core.events import CallEnded, RealtimeRollover, Transcript
 from aribot.plugins.local_backend.realtime.script import Script, Turn
 from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
-from tests.integration.test_call_audio import caller_turns, heard, padded
-from tests.integration.test_faults import log_lines, prompt_frames, subscribe
 from tests.lab.audio import speech
+from tests.lab.calls import caller_turns, heard, padded, place_call, prompt_frames
+from tests.lab.probe import log_lines, subscribe
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer
 from tests.lab.tcpproxy import TcpProxy
+from tests.lab.wait import until
 
 FRAME_MS = 20
 
@@ -30,12 +31,18 @@ def created_items(conn) -> list[dict]:
     return [event["item"] for _, event in conn.received if event.get("type") == "conversation.item.create"]
 
 
-def carried_over(caller_audio: bytes, first: bytes, second: bytes) -> int:
-    """Check the two sessions got a prefix and a suffix of the caller's audio; returns the bytes lost between."""
-    assert caller_audio.startswith(first) and caller_audio.endswith(second)
-    lost = len(caller_audio) - len(first) - len(second)
-    assert lost >= 0
-    return lost
+def carried_over(caller_audio: bytes, *sessions: bytes) -> list[int]:
+    """Check the sessions, in order, got the caller's audio in order (the first a prefix, the last a
+    suffix, each the next slice after at most a gap); returns the bytes lost at each switch."""
+    assert caller_audio.startswith(sessions[0]) and caller_audio.endswith(sessions[-1])
+    position, gaps = len(sessions[0]), []
+    for audio in sessions[1:]:
+        found = caller_audio.find(audio, position) if audio else position
+        assert found >= position, "a session got audio out of order, or audio the caller never sent"
+        gaps.append(found - position)
+        position = found + len(audio)
+    assert position == len(caller_audio)
+    return gaps
 
 
 async def test_provider_closing_at_its_session_limit_rolls_over_with_the_conversation(
@@ -50,10 +57,8 @@ async def test_provider_closing_at_its_session_limit_rolls_over_with_the_convers
     app = await make_aribot(fake.url)
     rollovers, ended = subscribe(app, RealtimeRollover), subscribe(app, CallEnded)
     caller_audio = caller_turns(800, 800, gap_ms=4500)
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=500, hold_ms_after_audio=300)
-    rtp_sniffer.watch(caller.media_port)
-    result = await caller.run()
-    assert result.ok, result.error
+    placed = await place_call(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=500,
+                              hold_ms_after_audio=300, sniffer=rtp_sniffer)
     assert len(fake.connections) == 2
     old, new = fake.connections
     assert old.closed_code == 1001 and old.closed_by == "server"
@@ -62,8 +67,8 @@ async def test_provider_closing_at_its_session_limit_rolls_over_with_the_convers
         {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "First answer."}]},
     ]
     assert new.responses[0].status == "completed"   # the second turn was answered in the new session
-    assert b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port)) == padded(first) + padded(second)
-    lost = carried_over(caller_audio, bytes(old.input_audio), bytes(new.input_audio))
+    assert placed.audio == padded(first) + padded(second)
+    (lost,) = carried_over(caller_audio, bytes(old.input_audio), bytes(new.input_audio))
     assert lost <= 8 * 10 * FRAME_MS   # at most 200 ms of the caller's audio lost in the switch
     assert [(r.reason, r.attempt, r.replayed_items) for r in rollovers] == [("closed_1001", 1, 2)]
     assert rollovers[0].gap_ms < 1000
@@ -82,10 +87,8 @@ async def test_max_session_age_rolls_over_at_a_quiet_moment(
     app = await make_aribot(fake.url, openai={"max_session_s": 3.0})
     rollovers = subscribe(app, RealtimeRollover)
     caller_audio = caller_turns(800, 800, gap_ms=4000)
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=500, hold_ms_after_audio=300)
-    rtp_sniffer.watch(caller.media_port)
-    result = await caller.run()
-    assert result.ok, result.error
+    placed = await place_call(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=500,
+                              hold_ms_after_audio=300, sniffer=rtp_sniffer)
     old, new = fake.connections[:2]
     assert old.closed_by == "client" and old.responses[0].status == "completed"  # not cut mid-answer
     assert [r.reason for r in rollovers][:1] == ["max_session_s"]
@@ -93,9 +96,10 @@ async def test_max_session_age_rolls_over_at_a_quiet_moment(
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hello there."}]},
         {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "One."}]},
     ]
-    assert b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port)) == padded(first) + padded(second)
-    lost = carried_over(caller_audio, bytes(old.input_audio), b"".join(bytes(c.input_audio) for c in fake.connections[1:]))
-    assert lost <= 8 * 10 * FRAME_MS
+    assert placed.audio == padded(first) + padded(second)
+    # the call is long enough for a second rollover; each switch loses at most 200 ms
+    lost = carried_over(caller_audio, *(bytes(c.input_audio) for c in fake.connections))
+    assert max(lost) <= 8 * 10 * FRAME_MS
 
 
 async def test_when_no_new_session_can_be_opened_the_caller_gets_the_fallback(
@@ -136,14 +140,14 @@ async def test_a_cut_network_path_to_the_realtime_api_is_survived(
                Script(turns=[Turn.audio(second, "Second.")])]
     fake.script = lambda conn: scripts[min(len(fake.connections), len(scripts) - 1)]
     app = await make_aribot(f"ws://127.0.0.1:{port}/v1/realtime")
-    rollovers = subscribe(app, RealtimeRollover)
+    rollovers, transcripts = subscribe(app, RealtimeRollover), subscribe(app, Transcript)
     caller_audio = caller_turns(800, 800, gap_ms=4000)
     caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=500, hold_ms_after_audio=300)
     rtp_sniffer.watch(caller.media_port)
     run = asyncio.create_task(caller.run())
     conn = await fake.wait_for_connection()
     await conn.wait_for(lambda: (conn.responses and conn.responses[0].done) or None, timeout=10)
-    await asyncio.sleep(0.5)  # the caller's transcript has arrived
+    await until(lambda: {t.role for t in transcripts} == {"caller", "assistant"}, "both transcripts of the turn")
     assert await proxy.drop_all() == 1
     result = await run
     assert result.ok, result.error
@@ -154,7 +158,7 @@ async def test_a_cut_network_path_to_the_realtime_api_is_survived(
         {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "First."}]},
     ]
     assert b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port)) == padded(first) + padded(second)
-    lost = carried_over(caller_audio, bytes(old.input_audio), bytes(new.input_audio))
+    (lost,) = carried_over(caller_audio, bytes(old.input_audio), bytes(new.input_audio))
     print(f"rollover after a cut TCP path: gap {rollovers[0].gap_ms:.0f} ms, caller audio lost {lost // 8} ms")
     assert lost <= 8 * 25 * FRAME_MS  # frames in flight on the cut socket are lost: at most 500 ms
     await proxy.close()

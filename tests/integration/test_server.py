@@ -8,70 +8,23 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from aribot import hookimpl
 from aribot.core.events import CallEnded
-from aribot.core.plugins import Plugins
 from aribot.plugins.local_backend.realtime.script import Script, Turn
 from aribot.sandbox.asterisk import AsteriskLab
-from aribot.sandbox.ports import free_tcp_port, free_udp_port_range
+from aribot.sandbox.ports import free_tcp_port
 from tests.fake_realtime.server import FakeRealtimeServer
-from tests.integration.conftest import API_KEY
-from tests.integration.test_call_audio import caller_turns, heard, padded
 from tests.lab.audio import speech
+from tests.lab.calls import caller_turns, heard, padded, place_call
+from tests.lab.serve import API_KEY, ARIBOT, serve_env, wait_healthy
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer
 
 REPO = Path(__file__).resolve().parents[2]
-ARIBOT = Path(sys.executable).parent / "aribot"
-
-
-def serve_env(lab: AsteriskLab, realtime_url: str, http_port: int, *, legacy: bool) -> dict[str, str]:
-    """Only env vars, as an outside deployment would set them (the documented contract)."""
-    low, high = free_udp_port_range(100)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARIBOT_")}
-    common = {"ARIBOT_RTP__PORT_MIN": str(low), "ARIBOT_RTP__PORT_MAX": str(high), "ARIBOT_OPENAI__URL": realtime_url,
-              "ARIBOT_HTTP__HOST": "127.0.0.1", "ARIBOT_HTTP__PORT": str(http_port), "ARIBOT_UI__ENABLED": "false",
-              "ARIBOT_CALL__GREETING": "", "ARIBOT_OPENAI__MODEL": "gpt-realtime"}
-    if legacy:
-        names = {"ASTERISK_ARI_URL": lab.ari_url + "/ari", "ASTERISK_ARI_USERNAME": lab.ari_username,
-                 "ASTERISK_ARI_PASSWORD": lab.ari_password, "ASTERISK_ARI_APP_NAME": lab.app,
-                 "OPENAI_API_KEY": API_KEY, "RTP_HOST_IP": "127.0.0.1", "RECOGNITION_ACTIVATION_MODE": "IMMEDIATE",
-                 "INITIAL_OPENAI_STREAM_IDLE_TIMEOUT_SECONDS": "5"}
-    else:
-        names = {"ARIBOT_ARI__URL": lab.ari_url + "/ari", "ARIBOT_ARI__USERNAME": lab.ari_username,
-                 "ARIBOT_ARI__PASSWORD": lab.ari_password, "ARIBOT_ARI__APP": lab.app,
-                 "ARIBOT_OPENAI__API_KEY": API_KEY, "ARIBOT_RTP__HOST": "127.0.0.1",
-                 "ARIBOT_ACTIVATION__MODE": "immediate"}
-    return env | common | names
-
-
-async def start_serve(cwd: Path, env: dict[str, str], http_port: int) -> asyncio.subprocess.Process:
-    """`aribot serve` as a subprocess (output captured), once its /healthz answers 200."""
-    proc = await asyncio.create_subprocess_exec(str(ARIBOT), "serve", cwd=cwd, env=env,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    await wait_healthy(http_port)
-    return proc
-
-
-async def wait_healthy(port: int, timeout: float = 10.0) -> dict:
-    deadline = asyncio.get_running_loop().time() + timeout
-    async with aiohttp.ClientSession() as session:
-        while True:
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/healthz") as resp:
-                    if resp.status == 200:
-                        return await resp.json()
-            except aiohttp.ClientError:
-                pass
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError("aribot did not become healthy")
-            await asyncio.sleep(0.1)
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["aribot-names", "quickstart-names"])
@@ -209,7 +162,7 @@ async def test_http_api_healthz_tools_and_logs(
 
 async def test_healthz_is_503_until_ari_connects(make_aribot, tmp_path: Path) -> None:
     from aribot.core.app import App, configure
-    from tests.integration.conftest import write_settings
+    from tests.lab.serve import write_settings
 
     path = write_settings(tmp_path / "s.toml", {"ari": {"url": f"http://127.0.0.1:{free_tcp_port()}"},
                                                 "http": {"port": 0}, "ui": {"enabled": False}})
@@ -232,11 +185,9 @@ async def test_greeting_plays_before_the_ai_listens(
     await make_aribot(fake.url, call={"greeting": "sound:hello-world"})
     caller_audio = caller_turns(700)
     # the caller starts talking after the greeting (hello-world is about 1.4 s)
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=2500, hold_ms_after_audio=300)
-    rtp_sniffer.watch(caller.media_port)
-    result = await caller.run()
-    assert result.ok, result.error
-    packets = heard(rtp_sniffer, caller.media_port)
+    placed = await place_call(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=2500,
+                              hold_ms_after_audio=300, sniffer=rtp_sniffer)
+    packets = placed.packets
     payload = b"".join(p.payload for p in packets)
     assert payload.endswith(padded(answer))
     greeting = payload[: -len(padded(answer))]
@@ -244,42 +195,21 @@ async def test_greeting_plays_before_the_ai_listens(
     assert bytes(fake.connections[0].input_audio) == caller_audio
 
 
-def lookup_order(order_id: str) -> dict:
-    """Look up the status of an order by its id."""
-    return {"order_id": order_id, "status": "shipped"}
-
-
-class OrderTools:
-    @hookimpl
-    def register_tools(self, register):
-        register(lookup_order)
-
-
 async def test_function_call_round_trip(
     asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    plugin_folder,
 ) -> None:
-    original = Plugins.load_entry_points
-
-    def with_order_tools(self: Plugins) -> None:
-        original(self)
-        self.register(OrderTools(), "order_tools")
-
-    monkeypatch.setattr(Plugins, "load_entry_points", with_order_tools)
     answer = speech(600, seed=61)
     fake.script = Script(turns=[Turn.function_call("lookup_order", {"order_id": "42"}),
                                 Turn.audio(answer, "Order 42 has shipped.")])
-    app = await make_aribot(fake.url)
+    app = await make_aribot(fake.url, plugins={"paths": [plugin_folder("order_tools")]})
     assert "lookup_order" in [t["name"] for t in app.tools.definitions()]
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(700), audio_delay_ms=300,
-                        hold_ms_after_audio=300)
-    rtp_sniffer.watch(caller.media_port)
-    result = await caller.run()
-    assert result.ok, result.error
+    placed = await place_call(asterisk_lab, tmp_path / "sipp", caller_turns(700), audio_delay_ms=300,
+                              hold_ms_after_audio=300, sniffer=rtp_sniffer)
     conn = fake.connections[0]
     assert "lookup_order" in [t["name"] for t in conn.session["tools"]]
     outputs = [e["item"] for e in conn.received_of_type("conversation.item.create")]
     assert len(outputs) == 1 and json.loads(outputs[0]["output"]) == {"order_id": "42", "status": "shipped"}
     assert conn.errors_sent == []            # the fake refuses a response.create before response.done
     assert [r.status for r in conn.responses] == ["completed", "completed"]
-    assert b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port)) == padded(answer)
+    assert placed.audio == padded(answer)

@@ -10,9 +10,9 @@ import pytest
 from aribot.plugins.local_backend.realtime.script import Script, Turn
 from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
-from tests.integration.probe import Probe
-from tests.integration.test_call_audio import heard, padded
 from tests.lab.audio import silence, speech
+from tests.lab.calls import heard, padded, place_call
+from tests.lab.probe import Probe
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer
 
@@ -31,13 +31,11 @@ async def test_realtime_connect_timeout(
     fake.script = Script(turns=[Turn.audio(speech(400, seed=1), "hi")])
     app = await make_aribot(fake.url, openai={"connect_timeout": timeout})
     probe = Probe.attach(app)
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", silence(2500) + speech(600, seed=2) + silence(2000),
-                        hangup="either", wait_bye_timeout_ms=500)
-    result = await caller.run()
-    assert result.ok, result.error
+    placed = await place_call(asterisk_lab, tmp_path / "sipp", silence(2500) + speech(600, seed=2) + silence(2000),
+                              hangup="either", wait_bye_timeout_ms=500)
     ended = probe.first("call.ended")
     if timeout:
-        assert ended.reason == "realtime_unavailable" and result.bye_received
+        assert ended.reason == "realtime_unavailable" and placed.result.bye_received
         assert [r.getMessage() for r in caplog.records if "not ready within 1 s" in r.getMessage()]
     else:
         assert ended.reason == "caller_hangup" and fake.connections[0].responses
@@ -75,10 +73,8 @@ async def test_no_speech_disabled_never_fires(
 ) -> None:
     app = await make_aribot(fake.url, timers={"no_speech_timeout": 0})
     probe = Probe.attach(app)
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", silence(400) + speech(600, seed=15) + silence(4000),
-                        audio_delay_ms=300)
-    result = await caller.run()
-    assert result.ok, result.error
+    await place_call(asterisk_lab, tmp_path / "sipp", silence(400) + speech(600, seed=15) + silence(4000),
+                     audio_delay_ms=300)
     assert probe.of("call.timer_fired") == [] and len(fake.connections[0].responses) == 1
 
 
@@ -89,10 +85,8 @@ async def test_speech_complete_timeout_answers_a_long_utterance(
     fake.script = Script(turns=[Turn.audio(speech(600, seed=21), "let me stop you there")])
     app = await make_aribot(fake.url, timers={"speech_complete_timeout": timeout})
     probe = Probe.attach(app)
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", silence(400) + speech(3000, seed=22) + silence(2000),
-                        audio_delay_ms=300, hold_ms_after_audio=300)
-    result = await caller.run()
-    assert result.ok, result.error
+    await place_call(asterisk_lab, tmp_path / "sipp", silence(400) + speech(3000, seed=22) + silence(2000),
+                     audio_delay_ms=300, hold_ms_after_audio=300)
     conn = fake.connections[0]
     if timeout:
         fired = probe.first("call.timer_fired")

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 from pathlib import Path
 
 import pytest
 
-from aribot import hookimpl
-from aribot.core.plugins import Plugins
 from aribot.plugins.local_backend.realtime.script import Script, Turn
 from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
-from tests.integration.probe import Probe
-from tests.integration.test_call_audio import caller_turns, heard, padded
 from tests.lab.audio import silence, speech
+from tests.lab.calls import caller_turns, heard, padded, place_call, tool_outputs
+from tests.lab.probe import Probe
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer
-
-
-def outputs(conn) -> list[dict]:
-    """Every function_call_output aribot sent, its output decoded."""
-    return [json.loads(e["item"]["output"]) for e in conn.received_of_type("conversation.item.create")
-            if e["item"]["type"] == "function_call_output"]
 
 
 def instructions(conn) -> list[str]:
@@ -53,7 +43,7 @@ async def test_end_call_hangs_up_after_the_goodbye_was_heard(
     ended = probe.first("call.ended")
     assert ended.reason.startswith("end_call") and ended.ts > packets[-1].ts + 0.25   # ... then the hang-up
     conn = fake.connections[0]
-    assert outputs(conn)[0]["ok"] is True
+    assert tool_outputs(conn)[0]["ok"] is True
     expected = [] if ai_says_goodbye_first else [app.settings.tools.end_call.goodbye]
     assert instructions(conn) == expected                         # no follow-up answer after the tool
     finished = probe.first("call.tool_finished")
@@ -72,7 +62,7 @@ async def test_transfer_call_lands_in_the_target_and_refuses_others(
     caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(600, 600), audio_delay_ms=300, hangup="server")
     result = await caller.run()
     assert result.ok and result.bye_received, result.error
-    refused, accepted = outputs(fake.connections[0])
+    refused, accepted = tool_outputs(fake.connections[0])
     assert "not allowed" in refused["error"] and "200" in refused["error"]   # the model is told why
     assert accepted == {"ok": True, "transferred_to": "200"}
     assert probe.first("call.ended").reason == "transfer"
@@ -85,56 +75,18 @@ async def test_send_dtmf_digits_arrive_at_the_caller(
     fake.script = Script(turns=[Turn.function_call("send_dtmf", {"digits": "1#"}), Turn.audio(speech(300, seed=3), "ok"),
                                 Turn.function_call("send_dtmf", {"digits": "9x"})])
     await make_aribot(fake.url)
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(600, 600), audio_delay_ms=300,
-                        hold_ms_after_audio=500)
-    rtp_sniffer.watch(caller.media_port)
-    result = await caller.run()
-    assert result.ok, result.error
-    events = [p.payload[0] for p in rtp_sniffer.packets(caller.media_port) if p.pt != 0 and p.payload]
+    placed = await place_call(asterisk_lab, tmp_path / "sipp", caller_turns(600, 600), audio_delay_ms=300,
+                              hold_ms_after_audio=500, sniffer=rtp_sniffer)
+    events = [p.payload[0] for p in rtp_sniffer.packets(placed.caller.media_port) if p.pt != 0 and p.payload]
     keys = [e for i, e in enumerate(events) if i == 0 or e != events[i - 1]]   # one per digit (RFC 4733 repeats)
     assert keys == [1, 11]                                         # "1", then "#" (event 11)
-    sent, refused = outputs(fake.connections[0])
+    sent, refused = tool_outputs(fake.connections[0])
     assert sent == {"ok": True, "sent": "1#"} and "'x' not allowed" in refused["error"]
-
-
-def raises() -> str:
-    """Always fails."""
-    raise RuntimeError("the order system is down")
-
-
-async def hangs() -> str:
-    """Never answers."""
-    await asyncio.sleep(60)
-    return "too late"
-
-
-async def slow_lookup(order_id: str) -> dict:
-    """Looks something up slowly.
-
-    Args:
-        order_id: the order number
-    """
-    await asyncio.sleep(1.2)
-    return {"order_id": order_id, "status": "shipped"}
-
-
-class TestTools:
-    @hookimpl
-    def register_tools(self, register):
-        for function in (raises, hangs, slow_lookup):
-            register(function)
-
-
-@pytest.fixture
-def test_tools(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = Plugins.load_entry_points
-    monkeypatch.setattr(Plugins, "load_entry_points",
-                        lambda self: (original(self), self.register(TestTools(), "test_tools"))[0])
 
 
 async def test_failing_tools_and_bad_arguments_become_error_outputs(
     asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path,
-    test_tools: None,
+    plugin_folder,
 ) -> None:
     answers = [speech(300, seed=10 + n) for n in range(3)]
     fake.script = Script(turns=[
@@ -142,14 +94,15 @@ async def test_failing_tools_and_bad_arguments_become_error_outputs(
         Turn.function_call("hangs", {}), Turn.audio(answers[1], "that took too long"),
         Turn.function_call("slow_lookup", {"order_id": 42}), Turn.audio(answers[2], "let me try again"),
     ])
-    app = await make_aribot(fake.url, tools={"filler_after": 0, "hangs": {"timeout": 0.5}})
+    app = await make_aribot(fake.url, tools={"filler_after": 0, "hangs": {"timeout": 0.5}},
+                            plugins={"paths": [plugin_folder("faulty_tools")]})
     probe = Probe.attach(app)
     caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(500, 500, 500), audio_delay_ms=300,
                         hold_ms_after_audio=300)
     rtp_sniffer.watch(caller.media_port)
     result = await caller.run()
     assert result.ok and result.bye_sent, result.error              # the call went on to its end
-    errors = [o["error"] for o in outputs(fake.connections[0])]
+    errors = [o["error"] for o in tool_outputs(fake.connections[0])]
     assert "the order system is down" in errors[0]
     assert "did not finish within 0.5 s" in errors[1]
     assert "order_id must be string, not int" in errors[2]
@@ -163,23 +116,20 @@ async def test_failing_tools_and_bad_arguments_become_error_outputs(
 
 async def test_a_slow_tool_gets_a_filler_then_the_answer(
     asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path,
-    test_tools: None,
+    plugin_folder,
 ) -> None:
     filler, answer = speech(400, seed=20), speech(500, seed=21)
     fake.script = Script(turns=[Turn.function_call("slow_lookup", {"order_id": "7"}),
                                 Turn.audio(filler, "Let me check."), Turn.audio(answer, "It has shipped.")])
-    app = await make_aribot(fake.url, tools={"filler_after": 0.4})
-    caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(600, gap_ms=4000), audio_delay_ms=300,
-                        hold_ms_after_audio=300)
-    rtp_sniffer.watch(caller.media_port)
-    result = await caller.run()
-    assert result.ok, result.error
+    app = await make_aribot(fake.url, tools={"filler_after": 0.4}, plugins={"paths": [plugin_folder("faulty_tools")]})
+    placed = await place_call(asterisk_lab, tmp_path / "sipp", caller_turns(600, gap_ms=4000), audio_delay_ms=300,
+                              hold_ms_after_audio=300, sniffer=rtp_sniffer)
     conn = fake.connections[0]
     assert instructions(conn)[0] == app.settings.tools.filler
     received = [e["type"] for _t, e in conn.received if e.get("type") in ("response.create", "conversation.item.create")]
     assert received == ["response.create", "conversation.item.create", "response.create"]  # filler, output, answer
-    assert outputs(conn) == [{"order_id": "7", "status": "shipped"}]
-    payload = b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port))
+    assert tool_outputs(conn) == [{"order_id": "7", "status": "shipped"}]
+    payload = placed.audio
     assert payload == padded(filler) + padded(answer)
     assert conn.errors_sent == []
 

@@ -1,4 +1,6 @@
-"""Deterministic G.711 µ-law test audio (8 kHz, 160 bytes = 20 ms per frame)."""
+"""Deterministic G.711 test audio (8 kHz, 160 bytes = 20 ms per frame): µ-law, or A-law with
+``codec="alaw"``. Decoding and A-law encoding use aribot's tables (aribot.core.g711); the µ-law
+encoder here is the one the suite's µ-law audio was always made with."""
 
 from __future__ import annotations
 
@@ -6,9 +8,15 @@ import math
 import random
 from collections.abc import Iterable
 
+from aribot.core.g711 import ALAW_TO_LINEAR, ULAW_TO_LINEAR, linear_to_alaw
+
 RATE = 8000
-FRAME_BYTES = 160  # 20 ms of µ-law
+FRAME_BYTES = 160  # 20 ms of G.711
 SILENCE_BYTE = 0xFF  # µ-law +0; 0x7F is -0, also silent
+ALAW_SILENCE_BYTE = 0xD5  # A-law's quietest level, +8 of 32768; 0x55 is -8
+SILENCE_BYTES = {"ulaw": SILENCE_BYTE, "alaw": ALAW_SILENCE_BYTE}
+# speech() never holds a codec's two quietest codes: each becomes the next-quietest one
+NOT_SILENT = {"ulaw": bytes.maketrans(b"\xff\x7f", b"\xfe\x7e"), "alaw": bytes.maketrans(b"\xd5\x55", b"\xd4\x54")}
 
 _BIAS = 0x84
 _CLIP = 32635
@@ -23,34 +31,41 @@ def _encode_sample(sample: int) -> int:
     return ~(sign | (exponent << 4) | mantissa) & 0xFF
 
 
-def _decode_byte(byte: int) -> int:
-    """One µ-law byte -> one 16-bit linear sample."""
-    u = ~byte & 0xFF
-    exponent = (u >> 4) & 0x07
-    magnitude = ((((u & 0x0F) << 3) + _BIAS) << exponent) - _BIAS
-    return -magnitude if u & 0x80 else magnitude
-
-
-_DECODE_TABLE = tuple(_decode_byte(b) for b in range(256))
+def _clipped(samples: Iterable[int]) -> Iterable[int]:
+    return (max(-32768, min(32767, int(s))) for s in samples)
 
 
 def ulaw_encode(samples: Iterable[int]) -> bytes:
     """Encode signed 16-bit linear samples (clipped to -32768..32767) as µ-law bytes."""
-    return bytes(_encode_sample(max(-32768, min(32767, int(s)))) for s in samples)
+    return bytes(_encode_sample(s) for s in _clipped(samples))
 
 
 def ulaw_decode(data: bytes) -> list[int]:
     """Decode µ-law bytes to signed 16-bit linear samples."""
-    return [_DECODE_TABLE[b] for b in data]
+    return [ULAW_TO_LINEAR[b] for b in data]
 
 
-def silence(ms: int) -> bytes:
-    """``ms`` milliseconds of µ-law digital silence (0xFF)."""
-    return bytes([SILENCE_BYTE]) * (ms * RATE // 1000)
+def alaw_encode(samples: Iterable[int]) -> bytes:
+    """Encode signed 16-bit linear samples (clipped to -32768..32767) as A-law bytes."""
+    return bytes(linear_to_alaw(s) for s in _clipped(samples))
 
 
-def speech(ms: int, seed: int = 0) -> bytes:
-    """``ms`` ms of loud, speech-like, deterministic µ-law audio that never contains 0xFF/0x7F.
+def alaw_decode(data: bytes) -> list[int]:
+    """Decode A-law bytes to signed 16-bit linear samples."""
+    return [ALAW_TO_LINEAR[b] for b in data]
+
+
+ENCODERS = {"ulaw": ulaw_encode, "alaw": alaw_encode}
+
+
+def silence(ms: int, codec: str = "ulaw") -> bytes:
+    """``ms`` milliseconds of digital silence (µ-law 0xFF, A-law 0xD5)."""
+    return bytes([SILENCE_BYTES[codec]]) * (ms * RATE // 1000)
+
+
+def speech(ms: int, seed: int = 0, codec: str = "ulaw") -> bytes:
+    """``ms`` ms of loud, speech-like, deterministic audio that never contains the codec's two
+    quietest codes (µ-law 0xFF/0x7F, A-law 0xD5/0x55).
 
     Each 20 ms frame is a sine whose frequency (400-800 Hz) and amplitude (6000-12000, far
     above TALK_DETECT's default mean-magnitude threshold of 256) come from ``seed``, with
@@ -68,9 +83,8 @@ def speech(ms: int, seed: int = 0) -> bytes:
         for _ in range(min(FRAME_BYTES, total - len(samples))):
             samples.append(int(amp * math.sin(phase)) + rng.randint(-300, 300))
             phase += step
-    encoded = ulaw_encode(samples)
-    # Samples near zero encode to 0xFF/0x7F (±0); nudge them to the next-quietest code.
-    return encoded.replace(b"\xff", b"\xfe").replace(b"\x7f", b"\x7e")
+    # Samples near zero encode to the quietest codes (µ-law ±0); nudge them to the next-quietest.
+    return ENCODERS[codec](samples).translate(NOT_SILENT[codec])
 
 
 def frames(data: bytes, size: int = FRAME_BYTES) -> list[bytes]:

@@ -40,7 +40,7 @@ def lab_chroot() -> Path:
 @pytest.fixture(scope="session")
 def asterisk_lab(lab_chroot: Path) -> Iterator[AsteriskLab]:
     """One running lab Asterisk for the whole session (Stasis app "aribot-test")."""
-    lab = AsteriskLab(lab_chroot)
+    lab = AsteriskLab(lab_chroot, alaw_caller=True)
     asyncio.run(lab.start())
     try:
         yield lab

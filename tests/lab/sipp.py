@@ -11,7 +11,12 @@ Observed with the lab Asterisk 22.10.1 (loopback):
 * A last partial frame is filled from the start of the file (sipp loops), so ``audio``
   must be whole 160-byte frames; leading silence (0xFF) is sent and echoed like any audio.
 * ``play_pcap_audio`` DTMF packets (PT 101) also leave from ``-mp`` with the pcap's own SSRC
-  and sequence numbers; while a digit plays Asterisk drops about 7 voice frames (140 ms).
+  and sequence numbers. The scenario pauses the voice stream while a key plays (as a phone
+  does): with voice of another SSRC between the key's three end packets, Asterisk 22 reports
+  the key again, and that was the suite's DTMF flake (tests/lab/dtmf_pcaps.py).
+* ``codec="alaw"``: sipp offers only PCMA and streams PT 8; it calls from ``SIPP_ALAW_ADDRESS``
+  (127.0.0.2), which the lab identifies as its A-law-only endpoint ``sipp-alaw`` (media stays
+  on 127.0.0.1, so the sniffer hears it the same way).
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from aribot.sandbox.asterisk_config import SIPP_ALAW_ADDRESS
 from aribot.sandbox.ports import free_udp_port, free_udp_port_range
 from tests.lab.audio import FRAME_BYTES, RATE
 from tests.lab.sipp_scenario import (
+    DTMF_PCAP_MS,
     LOG_BYE_RECEIVED,
     LOG_BYE_SENT,
     LOG_BYE_TIMEOUT,
@@ -81,8 +88,14 @@ class SippCaller:
     wait_bye_timeout_ms: int = 10000
     dtmf: Sequence[tuple[int, str]] = ()
     audio_delay_ms: int = 0
+    codec: str = "ulaw"  # or "alaw": ``audio`` is A-law, the call goes to the lab's A-law-only endpoint
     sip_port: int = field(default_factory=free_udp_port)
     media_port: int = field(default_factory=lambda: free_udp_port_range(4)[0])
+
+    @property
+    def sip_address(self) -> str:
+        """The address sipp calls from: the lab tells its µ-law and A-law endpoints apart by it."""
+        return SIPP_ALAW_ADDRESS if self.codec == "alaw" else "127.0.0.1"
 
     @property
     def audio_ms(self) -> int:
@@ -92,25 +105,26 @@ class SippCaller:
     def deadline_s(self) -> float:
         """How long the call may take in the worst case, plus a margin."""
         last_dtmf = max((offset for offset, _ in self.dtmf), default=0)
-        media = self.audio_delay_ms + max(self.audio_ms + self.hold_ms_after_audio, last_dtmf + 200)
+        paused = len(self.dtmf) * DTMF_PCAP_MS   # the voice pauses while each key plays
+        media = self.audio_delay_ms + max(self.audio_ms + paused + self.hold_ms_after_audio, last_dtmf + paused)
         waiting = self.wait_bye_timeout_ms if self.hangup != "caller" else 0
         return (media + waiting) / 1000 + 10.0
 
     def prepare(self) -> Path:
-        """Write the µ-law audio and the scenario; return the scenario path."""
+        """Write the audio (in ``codec``) and the scenario; return the scenario path."""
         if len(self.audio) % FRAME_BYTES:
             raise ValueError(
                 f"audio must be whole 20 ms frames ({FRAME_BYTES} B); got {len(self.audio)} B "
                 "(sipp would fill the last frame from the start of the file)"
             )
         self.workdir.mkdir(parents=True, exist_ok=True)
-        audio_file = self.workdir / "caller.ulaw"
+        audio_file = self.workdir / f"caller.{self.codec}"
         audio_file.write_bytes(self.audio)
         scenario = self.workdir / "uac.xml"
         scenario.write_text(build_scenario(
             audio_file if self.audio else None, self.audio_ms, hangup=self.hangup, dtmf=self.dtmf,
             hold_ms_after_audio=self.hold_ms_after_audio,
-            wait_bye_timeout_ms=self.wait_bye_timeout_ms, audio_delay_ms=self.audio_delay_ms,
+            wait_bye_timeout_ms=self.wait_bye_timeout_ms, audio_delay_ms=self.audio_delay_ms, codec=self.codec,
         ))  # fmt: skip
         for name in ("logs.log", "errors.log", "messages.log"):
             (self.workdir / name).unlink(missing_ok=True)
@@ -121,7 +135,7 @@ class SippCaller:
         w = self.workdir
         return [
             SIPP, f"127.0.0.1:{self.lab.sip_port}", "-sf", str(scenario), "-s", self.extension,
-            "-i", "127.0.0.1", "-p", str(self.sip_port), "-mi", "127.0.0.1",
+            "-i", self.sip_address, "-p", str(self.sip_port), "-mi", "127.0.0.1",
             "-mp", str(self.media_port), "-m", "1", "-l", "1", "-nostdin",
             "-timeout", f"{int(self.deadline_s)}s", "-timeout_error",
             "-trace_err", "-error_file", str(w / "errors.log"),

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aribot.core.metrics import CallMetrics
 from benchmarks.bench_calls import StepResult, report
+
+if TYPE_CHECKING:
+    from benchmarks.bench_capacity import Step
 
 
 def test_histograms_merge_across_calls_into_percentiles() -> None:

@@ -20,10 +20,14 @@ from aribot.plugins.ui_nicegui import check_access
 from aribot.plugins.ui_nicegui.live import LiveState
 from aribot.plugins.ui_nicegui.pages import Dashboard
 from aribot.plugins.ui_nicegui.server import BasicAuth, is_loopback
+from tests.lab.wait import until
 
 
 class FakeCall:
-    """Stands in for a live core Call: records what the dashboard asks of it."""
+    """Stands in for a live core Call where no Asterisk runs: what the pages read, and end()
+    recorded. The actions that talk to the AI (instruct, manual answers, session changes) are
+    tested on real calls against the strict fake (tests/integration/test_dashboard.py): this
+    stand-in has no such methods, so a page that calls one here fails."""
 
     def __init__(self, call_id: str) -> None:
         self.id, self.caller_number, self.extension = call_id, "4915112345", "100"
@@ -35,16 +39,6 @@ class FakeCall:
 
     async def end(self, reason: str, **kw: Any) -> None:
         self.done.append(("end", reason, kw))
-
-    async def instruct_ai(self, text: str) -> None:
-        self.done.append(("instruct", text))
-
-    def answer_tool(self, tool_call_id: str, answer: str) -> bool:
-        self.done.append(("answer", tool_call_id, answer))
-        return True
-
-    async def update_session(self, **kw: Any) -> None:
-        self.done.append(("update", kw))
 
     def levels(self) -> tuple[float, float]:
         return 0.5, 0.25
@@ -93,12 +87,7 @@ async def test_live_calls_page_follows_the_bus(app: App) -> None:
 
 
 async def wait_row(table: Any, matches: Any) -> dict:
-    for _ in range(100):
-        rows = [r for r in table.rows if matches(r)]
-        if rows:
-            return rows[0]
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"no matching row in {table.rows}")
+    return await until(lambda: next((r for r in table.rows if matches(r)), None), "a matching row")
 
 
 async def test_call_view_streams_words_marks_barge_ins_and_shows_tools(app: App) -> None:
@@ -121,36 +110,28 @@ async def test_call_view_streams_words_marks_barge_ins_and_shows_tools(app: App)
         await user.should_see('tool lookup_order({"id": 7}) → {"status": "shipped"} in 41 ms')
 
 
-async def test_call_actions_hang_up_transfer_instruct_and_answer_a_tool(app: App) -> None:
+async def test_call_actions_transfer_to_a_target_in_another_context_and_hang_up(app: App) -> None:
     board = dashboard(app)
     call = started(app)
     async with user_simulation(root=board.root) as user:
         await user.open("/call/c1")
-        user.find(marker="instruction").type("Offer a 10% discount")
-        user.find("Send to AI").click()
-        await user.should_see("Sent to the AI")
-        app.bus.emit(call, ev.ToolCalled(call_id="c1", tool="ask_manager", tool_call_id="t9", arguments="{}"))
-        app.bus.emit(call, ev.ToolAwaitingAnswer(call_id="c1", tool="ask_manager", tool_call_id="t9", arguments="{}"))
-        await user.should_see("ask_manager({}) waits for your answer")
-        user.find(marker="answer-t9").type("Yes, approved")
-        user.find("Send answer").click()
-        await user.should_see("Answer sent")
+        user.find(marker="transfer").click()
+        await user.should_see("Choose an allowed target first.")
         user.find(marker="transfer-target").click()
         user.find("300@sales").click()
         user.find(marker="transfer").click()
         await user.should_see("Transferring to 300")
         user.find("Hang up").click()
         await user.should_see("Hanging up")
-    await asyncio.sleep(0.05)
-    assert ("instruct", "Offer a 10% discount") in call.done and ("answer", "t9", "Yes, approved") in call.done
+    ends = {("end", "operator_transfer"), ("end", "operator_hangup")}
+    await until(lambda: ends <= {done[:2] for done in call.done}, "the transfer and the hang-up to reach the call")
     transfer = next(d for d in call.done if d[0] == "end" and d[1] == "operator_transfer")
     assert transfer[2]["target"] == {"context": "sales", "extension": "300", "priority": 1}
     assert ("end", "operator_hangup", {"action": "hangup"}) in call.done
 
 
-async def test_session_page_saves_for_new_calls_and_applies_to_a_live_call(app: App) -> None:
+async def test_session_page_saves_for_new_calls(app: App) -> None:
     board = dashboard(app)
-    call = started(app)
     async with user_simulation(root=board.root) as user:
         await user.open("/session")
         user.find(marker="instructions").clear().type("You are a pirate.")
@@ -161,12 +142,8 @@ async def test_session_page_saves_for_new_calls_and_applies_to_a_live_call(app: 
         await user.should_see("Saved for new calls")
         assert app.overrides["instructions"] == "You are a pirate." and app.overrides["voice"] == "cedar"
         assert "send_dtmf" not in app.overrides["tools"] and "end_call" in app.overrides["tools"]
-        user.find(marker="apply-call").click()
-        user.find("4915112345 → 100").click()
         user.find("Apply to this call").click()
-        await user.should_see("Applied to the call")
-    update = next(d for d in call.done if d[0] == "update")[1]
-    assert update["voice"] == "cedar" and update["instructions"] == "You are a pirate."
+        await user.should_see("Choose a live call")
 
 
 async def test_plugins_page_toggles_a_plugin_for_new_calls(app: App) -> None:

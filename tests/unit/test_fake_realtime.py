@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import math
 import re
@@ -20,6 +21,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from aribot.plugins.local_backend.realtime.ids import BASE62
 from tests.fake_realtime import FakeBugError, FakeConnection, FakeRealtimeServer, Script, Turn, default_audio
+from tests.lab.wait import until
+from tests.unit.timing import ManualClock
 
 MODEL = "gpt-realtime"
 SPEECH = bytes([0x10]) * 160  # one loud 20 ms µ-law frame
@@ -90,18 +93,22 @@ class Client:
 
 @pytest.fixture
 async def make_server() -> AsyncIterator[Callable[..., Any]]:
-    """Start fake servers with a given Script; each is checked for fake bugs on teardown."""
+    """Start fake servers with a given Script (and a ``clock`` to pause on: real time if none);
+    each is checked for fake bugs on teardown."""
     servers: list[FakeRealtimeServer] = []
 
-    async def factory(**script: Any) -> FakeRealtimeServer:
+    async def factory(clock: ManualClock | None = None, **script: Any) -> FakeRealtimeServer:
         script.setdefault("speed", math.inf)
-        server = await FakeRealtimeServer(script=Script(**script)).start()
-        servers.append(server)
+        server = FakeRealtimeServer(script=Script(**script))
+        if clock is not None:
+            server.clock = clock
+        servers.append(await server.start())
         return server
 
     yield factory
     for server in servers:
-        await server.stop()
+        async with asyncio.timeout(10):  # a hang guard: a response stuck on a test's clock must not block stop()
+            await server.stop()
         server.assert_no_fake_bugs()
 
 
@@ -136,6 +143,7 @@ def b64len(event: dict[str, Any]) -> int:
 
 async def test_session_created_has_real_ga_defaults(make_server: Callable[..., Any]) -> None:
     server = await make_server()
+    before = int(time.time())
     ws = await connect(server.url + "?model=gpt-realtime-mini", additional_headers={"Authorization": "Bearer test-key"})
     created = json.loads(await ws.recv())
     session = created["session"]
@@ -156,7 +164,7 @@ async def test_session_created_has_real_ga_defaults(make_server: Callable[..., A
     assert (session["tools"], session["tool_choice"], session["max_output_tokens"]) == ([], "auto", "inf")
     assert (session["tracing"], session["truncation"], session["prompt"], session["include"]) == (
         None, "auto", None, None)
-    assert abs(session["expires_at"] - (time.time() + 3600)) < 5
+    assert before + 3600 <= session["expires_at"] <= int(time.time()) + 3600
     conn = await server.wait_for_connection()
     assert conn.model == "gpt-realtime-mini" and conn.headers["authorization"] == "Bearer test-key"
     await ws.close()
@@ -193,7 +201,8 @@ async def test_handshake_rejects_bad_paths(make_server: Callable[..., Any], path
 
 
 async def test_fault_injection_refuse_status_and_accept_delay(make_server: Callable[..., Any]) -> None:
-    server = await make_server()
+    clock = ManualClock()
+    server = await make_server(clock=clock)
     for status in (500, 403):
         server.refuse_status = status
         with pytest.raises(InvalidStatus) as caught:
@@ -201,9 +210,12 @@ async def test_fault_injection_refuse_status_and_accept_delay(make_server: Calla
         assert caught.value.response.status_code == status
     server.refuse_status = None
     server.accept_delay_s = 0.3
-    started = time.monotonic()
-    client = await open_client(server)
-    assert time.monotonic() - started >= 0.3
+    opening = asyncio.ensure_future(open_client(server))
+    delay = await clock.next_timer()                  # the handshake waits on the server's clock
+    assert delay.when == clock.now + 0.3 and server.connections == [] and not opening.done()
+    clock.advance_to(delay.when)
+    client = await opening
+    assert len(server.connections) == 1
     await client.ws.close()
 
 
@@ -239,8 +251,12 @@ async def test_beta_header_is_refused(make_server: Callable[..., Any]) -> None:
 
 
 async def test_max_session_s_closes_1001_with_exact_reason(make_server: Callable[..., Any]) -> None:
-    server = await make_server(max_session_s=0.3)
+    clock = ManualClock()
+    server = await make_server(max_session_s=0.3, clock=clock)
     client = await open_client(server)
+    expiry = await clock.next_timer()
+    assert expiry.when == clock.now + 0.3 and not server.connections[0].closed
+    clock.advance_to(expiry.when)
     with pytest.raises(ConnectionClosed):
         await client.until("never", timeout=3)
     assert client.ws.close_code == 1001
@@ -452,17 +468,26 @@ async def test_audio_before_pcmu_is_flagged(make_server: Callable[..., Any]) -> 
 
 
 async def test_paced_output_is_faster_than_real_time_but_not_instant(make_server: Callable[..., Any]) -> None:
-    server = await make_server(speed=4.0, turns=[Turn.audio(default_audio(800), "Hello.")])
+    clock = ManualClock()
+    server = await make_server(speed=4.0, clock=clock, turns=[Turn.audio(default_audio(800), "Hello.")])
     client, conn = await pcmu_session(server)
+    start = clock.now
     await client.append(SPEECH * 10 + SILENCE * 10)
-    await client.until("response.created")
-    started = time.monotonic()
+    pauses: list[tuple[float, float]] = []  # (when the server's pause ends, ms of audio sent by then)
+    while not pauses or pauses[-1][1] < 800:
+        pause = await clock.next_timer()
+        pauses.append((pause.when - start, len(conn.responses[0].audio) / 8))
+        clock.advance_to(pause.when)
     await client.until("response.done")
-    assert 0.15 <= time.monotonic() - started < 0.8  # 800 ms of audio at 4x = 200 ms
+    deltas = [b64len(e) / 8 for e in client.events if e["type"] == "response.output_audio.delta"]
+    assert [ms for _when, ms in pauses] == list(itertools.accumulate(deltas))  # one pause after each delta
+    assert len(pauses) > 1 and all(when == pytest.approx(ms / 1000 / 4) for when, ms in pauses)
+    assert clock.now - start == pytest.approx(0.2)  # 800 ms of audio at 4x real time
 
 
 async def test_barge_in_cancels_response(make_server: Callable[..., Any]) -> None:
-    server = await make_server(speed=1.0, turns=[Turn.audio(default_audio(3000), "A long answer that goes on.")])
+    server = await make_server(speed=1.0, clock=ManualClock(),  # the answer waits after its first delta
+                               turns=[Turn.audio(default_audio(3000), "A long answer that goes on.")])
     client, conn = await pcmu_session(server)
     await client.append(SPEECH * 10 + SILENCE * 10)
     delta = await client.until("response.output_audio.delta")
@@ -481,7 +506,7 @@ async def test_barge_in_cancels_response(make_server: Callable[..., Any]) -> Non
     assert (record.status, record.cancel_reason, record.late_deltas_sent) == ("cancelled", "turn_detected", 0)
     received = b"".join(base64.b64decode(e["delta"]) for e in client.events
                         if e["type"] == "response.output_audio.delta")
-    assert record.audio == received and 0 < len(received) < 3000 * 8
+    assert record.audio == received == base64.b64decode(delta["delta"])
     await client.send({"type": "conversation.item.truncate", "item_id": delta["item_id"], "content_index": 0,
                        "audio_end_ms": len(received) // 8})
     truncated = await client.until("conversation.item.truncated")
@@ -493,7 +518,7 @@ async def test_barge_in_cancels_response(make_server: Callable[..., Any]) -> Non
 
 
 async def test_barge_in_with_late_deltas(make_server: Callable[..., Any]) -> None:
-    server = await make_server(speed=1.0, late_deltas_after_interrupt=2,
+    server = await make_server(speed=1.0, clock=ManualClock(), late_deltas_after_interrupt=2,
                                turns=[Turn.audio(default_audio(3000), "A long answer.")])
     client, conn = await pcmu_session(server)
     await client.append(SPEECH * 10 + SILENCE * 10)
@@ -508,14 +533,17 @@ async def test_barge_in_with_late_deltas(make_server: Callable[..., Any]) -> Non
 
 
 async def test_no_interrupt_when_interrupt_response_false(make_server: Callable[..., Any]) -> None:
-    server = await make_server(speed=2.0, turns=[Turn.audio(default_audio(1000), "Answer.")])
+    clock = ManualClock()
+    server = await make_server(speed=2.0, clock=clock, turns=[Turn.audio(default_audio(1000), "Answer.")])
     client, conn = await pcmu_session(server, turn_detection={"type": "server_vad", "interrupt_response": False})
     await client.append(SPEECH * 10 + SILENCE * 10)
-    await client.until("response.output_audio.delta")
+    await client.until("response.output_audio.delta")  # the answer waits for the clock from here
     await client.append(SPEECH * 5 + SILENCE * 10)
+    await conn.wait_for(lambda: conn.skipped_auto_responses, description="a skipped auto response")
+    await clock.run_until(lambda: conn.responses[0].done)
     done = await client.until("response.done")
     assert done["response"]["status"] == "completed"
-    assert conn.skipped_auto_responses == 1
+    assert conn.skipped_auto_responses == 1 and len(conn.responses) == 1
 
 
 async def test_idle_timeout_commits_and_responds(make_server: Callable[..., Any]) -> None:
@@ -563,8 +591,9 @@ async def test_commit_in_vad_mode_without_speech_is_empty(make_server: Callable[
 
 
 async def test_response_create_while_active_and_cancel(make_server: Callable[..., Any]) -> None:
-    server = await make_server(speed=1.0, turns=[Turn.audio(default_audio(2000), "One."),
-                                                 Turn.audio(b"\x01" * 80, "Two.")])
+    clock = ManualClock()
+    server = await make_server(speed=1.0, clock=clock, turns=[Turn.audio(default_audio(2000), "One."),
+                                                              Turn.audio(b"\x01" * 80, "Two.")])
     client, conn = await pcmu_session(server, turn_detection=None)
     await client.send({"type": "response.cancel", "event_id": "x"})
     error = await client.error()
@@ -583,6 +612,7 @@ async def test_response_create_while_active_and_cancel(make_server: Callable[...
     done = await client.until("response.done")
     assert done["response"]["status_details"] == {"type": "cancelled", "reason": "client_cancelled"}
     await client.send({"type": "response.create", "response": {"metadata": {"k": "v"}}})
+    await clock.run_until(lambda: len(conn.responses) == 2 and conn.responses[1].done)
     done = await client.until("response.done")
     assert done["response"]["status"] == "completed" and done["response"]["metadata"] == {"k": "v"}
     assert [r.status for r in conn.responses] == ["cancelled", "completed"]
@@ -645,7 +675,8 @@ TOOL = {"type": "function", "name": "lookup_order", "description": "Look up an o
 
 
 async def test_function_call_round_trip(make_server: Callable[..., Any]) -> None:
-    server = await make_server(response_done_delay_s=0.3, turns=[
+    clock = ManualClock()  # each response.done waits 0.3 s on it: the client acts in between
+    server = await make_server(response_done_delay_s=0.3, clock=clock, turns=[
         Turn.function_call("lookup_order", {"order_id": "42"}, call_id="call_AbCdEf0123456789"),
         Turn.audio(default_audio(300), "Your order 42 has shipped.")])
     client, conn = await pcmu_session(server, tools=[TOOL])
@@ -670,9 +701,11 @@ async def test_function_call_round_trip(make_server: Callable[..., Any]) -> None
     await client.send({"type": "response.create", "event_id": "early"})  # before response.done: refused
     error = await client.error()
     assert (error["code"], error["event_id"]) == ("conversation_already_has_active_response", "early")
+    await clock.run_until(lambda: conn.responses[0].done)
     first_done = await client.until("response.done")
     assert first_done["response"]["output"][0]["type"] == "function_call"
     await client.send({"type": "response.create"})
+    await clock.run_until(lambda: len(conn.responses) == 2 and conn.responses[1].done)
     second = await client.until("response.done")
     assert second["response"]["output"][0]["content"][0]["transcript"] == "Your order 42 has shipped."
     fc_types = [t for t in client.types() if t.startswith(("response.", "conversation.item"))]
@@ -871,14 +904,14 @@ async def test_same_seed_gives_same_delta_sizes(make_server: Callable[..., Any])
 
 
 async def test_client_disconnect_mid_response_stops_cleanly(make_server: Callable[..., Any]) -> None:
-    server = await make_server(speed=1.0, turns=[Turn.audio(default_audio(3000), "Long.")])
+    server = await make_server(speed=1.0, clock=ManualClock(), turns=[Turn.audio(default_audio(3000), "Long.")])
     client, conn = await pcmu_session(server, turn_detection=None)
     await client.send({"type": "response.create"})
-    await client.until("response.output_audio.delta")
+    delta = await client.until("response.output_audio.delta")  # the answer waits for the clock from here
     await client.ws.close()
     assert await conn.wait_closed() == 1000 and conn.closed_by == "client"
     await conn.wait_for(lambda: conn.responses[0].status == "disconnected", 2, "response stopped")
-    assert not conn.responses[0].done and len(conn.responses[0].audio) < 3000 * 8
+    assert not conn.responses[0].done and conn.responses[0].audio == base64.b64decode(delta["delta"])
 
 
 async def test_keep_records_bounds_what_a_long_connection_keeps() -> None:
@@ -894,10 +927,6 @@ async def test_keep_records_bounds_what_a_long_connection_keeps() -> None:
         assert len(conn.appends) == 5 and len(conn.received) == 5
         assert all(event["type"] == "input_audio_buffer.append" for _t, event in conn.received)
         await client.ws.close()
-        for _ in range(100):
-            if not server.connections:
-                break
-            await asyncio.sleep(0.01)
-        assert server.connections == []
+        await until(lambda: not server.connections, "the closed connection to be dropped")
     finally:
         await server.stop()

@@ -1,11 +1,12 @@
 """The lab Asterisk's rendered configuration (sandbox/asterisk_config.py): the tests' sipp-only
-configuration stays as it was; ``phone_password`` adds a softphone endpoint and its context."""
+configuration stays as it was, plus an A-law-only sipp endpoint; ``phone_password`` adds a
+softphone endpoint and its context instead."""
 
 from __future__ import annotations
 
 import pytest
 
-from aribot.sandbox.asterisk_config import MODULES, LabConfig
+from aribot.sandbox.asterisk_config import MODULES, SIPP_ALAW_ADDRESS, LabConfig
 
 BASE = dict(
     etc_dir="/etc/aribot-lab/1-x", var_dir="/var/tmp/aribot-lab/1-x", mod_dir="/usr/lib/mods",
@@ -41,6 +42,26 @@ endpoint = sipp
 match = 127.0.0.1
 """
 
+# The tests' A-law caller: the same endpoint allowing only alaw, found by another source address.
+SIPP_ALAW_PJSIP = """
+[sipp-alaw]
+type = endpoint
+transport = transport-udp
+context = from-sipp
+disallow = all
+allow = alaw
+direct_media = no
+dtmf_mode = rfc4733
+rtp_symmetric = yes
+force_rport = yes
+rewrite_contact = yes
+
+[sipp-alaw-identify]
+type = identify
+endpoint = sipp-alaw
+match = 127.0.0.2
+"""
+
 
 def sections(text: str) -> list[tuple[str, dict[str, str]]]:
     """``[(name, {key: value})]`` in file order (names may repeat, as pjsip.conf allows)."""
@@ -56,7 +77,9 @@ def sections(text: str) -> list[tuple[str, dict[str, str]]]:
 
 def test_without_a_phone_pjsip_and_dialplan_are_unchanged() -> None:
     cfg = LabConfig(**BASE)
-    assert cfg.pjsip_conf() == SIPP_ONLY_PJSIP
+    assert cfg.pjsip_conf() == SIPP_ONLY_PJSIP                       # as documented in docs/asterisk.md
+    assert LabConfig(**BASE, alaw_caller=True).pjsip_conf() == SIPP_ONLY_PJSIP + SIPP_ALAW_PJSIP   # the tests' lab
+    assert SIPP_ALAW_ADDRESS == "127.0.0.2"
     ext = cfg.extensions_conf()
     assert "[from-sipp]" in ext and "[from-phone]" not in ext
     assert ext.endswith("[aribot-continue]\nexten => _X.,1,NoOp(aribot-lab continued ${EXTEN})\n same => n,Hangup()\n")
@@ -69,6 +92,7 @@ def test_a_phone_password_adds_endpoint_auth_aor_and_context() -> None:
     assert pj["transport-udp/transport"]["bind"] == "0.0.0.0:5999"
     assert pj["sipp/endpoint"]["identify_by"] == "ip"  # not reachable as "sipp" from elsewhere
     assert pj["sipp-identify/identify"]["match"] == "127.0.0.1"
+    assert not any(name.startswith("sipp-alaw") for name in pj)  # the A-law caller is only the tests' lab
     phone = pj["phone/endpoint"]
     assert phone["context"] == "from-phone" and phone["transport"] == "transport-udp"
     assert (phone["disallow"], phone["allow"]) == ("all", "ulaw,alaw")

@@ -11,7 +11,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,6 +21,7 @@ from aribot.core.events import EventBus
 from aribot.core.metrics import CallMetrics, Samples
 from aribot.plugins.metrics import SLOT
 from aribot.plugins.metrics.collector import BoundedLabel
+from tests.lab.prometheus import Exposition
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,15 +39,14 @@ def fake_call() -> SimpleNamespace:
     return SimpleNamespace(metrics=CallMetrics(), endpoint=SimpleNamespace(dropped=Counter()), done=asyncio.Event())
 
 
-def scrape(app: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(app: Any) -> Exposition:
     """Every sample of the App's registry, parsed back by the Prometheus text parser."""
-    text = generate_latest(app.extensions["metrics"].registry).decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return Exposition.parse(generate_latest(app.extensions["metrics"].registry).decode())
 
 
-def value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+def value(exposition: Exposition, name: str, **labels: str) -> float:
+    """The series' value; fails if the metric or its label names do not exist (tests/lab/prometheus.py)."""
+    return exposition.value(name, **labels)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,7 +135,6 @@ async def test_route_serves_the_text_format_and_503_once_stopped(aiohttp_client)
     assert (await client.get("/metrics")).status == 503
 
 
-@pytest.mark.skipif(not hasattr(ev, "RealtimeRollover"), reason="this core has no Realtime reconnects")
 async def test_realtime_rollovers_are_counted_by_reason() -> None:
     app = fake_app()
     metrics_plugin.startup(app)

@@ -1,13 +1,17 @@
-"""Playout re-framing and the pacer's absolute deadlines (no wall-clock assertions)."""
+"""Playout re-framing, and the pacer's absolute deadlines and recovery from a stalled loop, on a
+manual clock (nothing here waits for or measures the wall clock)."""
 
 from __future__ import annotations
 
-import asyncio
 import random
+from typing import Any
+
+import pytest
 
 from aribot.core.metrics import CallMetrics
 from aribot.core.playout import Pacer, Playout
 from aribot.core.rtp import FRAME_BYTES, FRAME_SECONDS, RtpPacket, RtpSender
+from tests.unit.timing import ManualClock
 
 
 def drain(playout: Playout) -> list[bytes]:
@@ -56,42 +60,96 @@ def test_clear_drops_everything_and_counts() -> None:
 
 
 class CaptureEndpoint:
-    def __init__(self) -> None:
-        self.sent: list[RtpPacket] = []
+    """Stands in for the RtpEndpoint: keeps each packet it is given, with the clock's time."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
+        self.sent: list[tuple[float, RtpPacket]] = []
 
     def send(self, packet: bytes) -> None:
-        self.sent.append(RtpPacket.parse(packet))
+        self.sent.append((self.clock.now, RtpPacket.parse(packet)))
+
+    @property
+    def times(self) -> list[float]:
+        return [t for t, _packet in self.sent]
+
+    @property
+    def packets(self) -> list[RtpPacket]:
+        return [packet for _t, packet in self.sent]
 
 
-async def test_pacer_schedules_absolute_deadlines_and_stops_on_flush() -> None:
-    loop = asyncio.get_running_loop()
-    playout = Playout()
-    endpoint = CaptureEndpoint()
-    pacer = Pacer(playout, RtpSender(0), endpoint, CallMetrics())  # type: ignore[arg-type]
-    playout.push("a", b"\x01" * 160 * 10)
+def paced(clock: ManualClock, **options: Any) -> tuple[Pacer, Playout, CaptureEndpoint]:
+    """A pacer on ``clock`` that sends into a ``CaptureEndpoint``."""
+    playout, endpoint = Playout(), CaptureEndpoint(clock)
+    pacer = Pacer(playout, RtpSender(0), endpoint, CallMetrics(), loop=clock, **options)  # type: ignore[arg-type]
+    return pacer, playout, endpoint
+
+
+def frames(*values: int) -> bytes:
+    """One 160-byte frame per value, each filled with its value."""
+    return b"".join(bytes([value]) * FRAME_BYTES for value in values)
+
+
+def test_pacer_sends_on_absolute_deadlines_and_ends_the_spurt_after_a_flush() -> None:
+    clock, spurts = ManualClock(), []
+    pacer, playout, endpoint = paced(clock, on_first_frame=lambda item, t: spurts.append(("first", item, t)),
+                                     on_spurt_end=lambda item: spurts.append(("end", item, clock.now)))
+    playout.push("a", frames(*range(1, 11)))
+    t0 = clock.now
     pacer.kick()
-    t0 = pacer._t0
-    assert len(endpoint.sent) == 1 and endpoint.sent[0].marker   # first frame goes out at once
+    assert endpoint.times == [t0] and pacer.running   # the first frame goes out at once
     for n in range(1, 4):
-        handle = pacer._handle
-        assert handle is not None and abs(handle.when() - (t0 + n * FRAME_SECONDS)) < 1e-9
-        await asyncio.sleep(max(0.0, handle.when() - loop.time()) + 0.002)
-        assert len(endpoint.sent) == n + 1
-    pacer.flush()
-    await asyncio.sleep(0.05)
-    assert len(endpoint.sent) == 4 and not pacer.running
-    seqs = [p.sequence for p in endpoint.sent]
-    assert seqs == [(seqs[0] + i) % 65536 for i in range(4)]
-    assert [p.marker for p in endpoint.sent] == [True, False, False, False]
-    pacer.stop()
+        assert [timer.when for timer in clock.pending()] == [t0 + n * FRAME_SECONDS]
+        clock.advance_to(t0 + n * FRAME_SECONDS)
+    assert endpoint.times == [t0 + n * FRAME_SECONDS for n in range(4)]
+    assert pacer.flush() == 6 * FRAME_BYTES
+    clock.advance_to(t0 + 10 * FRAME_SECONDS)          # the next deadline finds nothing: the spurt ends
+    assert len(endpoint.sent) == 4 and not pacer.running and clock.pending() == []
+    assert spurts == [("first", "a", t0), ("end", "a", t0 + 4 * FRAME_SECONDS)]
+    packets = endpoint.packets
+    assert [p.payload for p in packets] == [frames(n) for n in range(1, 5)]
+    assert [p.marker for p in packets] == [True, False, False, False]
+    assert [(p.sequence - packets[0].sequence) % 65536 for p in packets] == [0, 1, 2, 3]
+    assert [(p.timestamp - packets[0].timestamp) % 2**32 for p in packets] == [0, 160, 320, 480]
+    assert pacer.metrics.pacing_lateness.values() == [0.0] * 4 and pacer.metrics.pacing_slips == 0
 
 
-async def test_pacer_idle_silence_runs_continuously() -> None:
-    playout = Playout()
-    endpoint = CaptureEndpoint()
-    pacer = Pacer(playout, RtpSender(0), endpoint, CallMetrics(), idle_silence=True)  # type: ignore[arg-type]
+def test_pacer_idle_silence_runs_continuously_and_audio_joins_its_deadlines() -> None:
+    clock = ManualClock()
+    pacer, playout, endpoint = paced(clock, idle_silence=True)
+    t0 = clock.now
     pacer.start()
-    await asyncio.sleep(0.07)
+    clock.advance_to(t0 + 2 * FRAME_SECONDS)
+    playout.push("a", frames(7))
+    pacer.kick()                                       # already running: no extra frame, no new anchor
+    clock.advance_to(t0 + 4 * FRAME_SECONDS)
     pacer.stop()
-    assert len(endpoint.sent) >= 3
-    assert all(p.payload == b"\xff" * 160 for p in endpoint.sent)
+    clock.advance_to(t0 + 10 * FRAME_SECONDS)
+    assert endpoint.times == [t0 + n * FRAME_SECONDS for n in range(5)] and clock.pending() == []
+    assert [p.payload for p in endpoint.packets] == [frames(0xFF)] * 3 + [frames(7), frames(0xFF)]
+    assert [p.marker for p in endpoint.packets] == [False, False, False, True, False]
+
+
+@pytest.mark.parametrize("late_ms", [1, 19, 21, 39, 41, 59, 61, 79, 81, 99, 1001])  # each side of each frame edge
+def test_a_late_tick_catches_up_at_most_3_frames_and_later_re_anchors(late_ms: int) -> None:
+    clock = ManualClock()
+    pacer, playout, endpoint = paced(clock)
+    playout.push("a", frames(*range(1, 101)))
+    t0 = clock.now
+    pacer.kick()
+    clock.advance_to(t0 + 3 * FRAME_SECONDS)            # frames 0-3 on time
+    woke = t0 + 4 * FRAME_SECONDS + late_ms / 1000
+    clock.stall_until(woke)                             # the loop was blocked: frame 4's tick runs late
+    burst = endpoint.times.count(woke)
+    if late_ms < 4 * 20:  # the late frame and those that fell due meanwhile go out back to back
+        assert burst == late_ms // 20 + 1 and pacer.metrics.pacing_slips == 0
+        grid, next_frame = t0, 4 + burst                # still on the first deadlines
+    else:                 # more than 3 frames behind: this frame only, a slip, new deadlines from now
+        assert burst == 1 and pacer.metrics.pacing_slips == 1
+        grid, next_frame = woke + FRAME_SECONDS, 0
+    assert len(endpoint.sent) == 4 + burst and pacer.metrics.pacing_lateness.values()[4] == pytest.approx(late_ms)
+    assert [timer.when for timer in clock.pending()] == [grid + next_frame * FRAME_SECONDS]
+    clock.advance_to(grid + (next_frame + 2) * FRAME_SECONDS)
+    assert endpoint.times[-3:] == [grid + (next_frame + n) * FRAME_SECONDS for n in range(3)]
+    assert [p.payload for p in endpoint.packets] == [frames(n) for n in range(1, len(endpoint.sent) + 1)]  # in order
+    assert not any(p.marker for p in endpoint.packets[1:])  # one talk-spurt throughout

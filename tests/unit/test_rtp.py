@@ -1,14 +1,26 @@
-"""RTP codec, sender header state and the UDP endpoint's drop rules (real sockets on loopback)."""
+"""RTP codec, sender header state and the UDP endpoint's drop rules (real sockets on loopback; the
+rate limiter on a manual clock)."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import struct
 
 import pytest
 
-from aribot.core.rtp import FRAME_BYTES, RATE_BURST, PortPool, RtpEndpoint, RtpError, RtpPacket, RtpSender
+from aribot.core.rtp import (
+    FRAME_BYTES,
+    FRAME_SECONDS,
+    RATE_BURST,
+    RATE_LIMIT_PPS,
+    PortPool,
+    RtpEndpoint,
+    RtpError,
+    RtpPacket,
+    RtpSender,
+)
+from tests.lab.wait import until
+from tests.unit.timing import ManualClock
 
 
 def test_round_trip() -> None:
@@ -73,10 +85,7 @@ async def test_endpoint_accepts_only_asterisk_and_valid_audio() -> None:
     asterisk.sendto(RtpPacket(8, 2, 320, 5, b"\x10" * 160).build(), target)  # wrong PT
     asterisk.sendto(RtpPacket(0, 3, 480, 5, b"").build(), target)   # no audio
     asterisk.sendto(RtpPacket(0, 4, 640, 5, b"\x20" * 160).build(), target)
-    for _ in range(50):
-        await asyncio.sleep(0.01)
-        if sum(endpoint.dropped.values()) == 4 and len(got) == 2:
-            break
+    await until(lambda: sum(endpoint.dropped.values()) == 4 and len(got) == 2, "the six datagrams")
     assert got == [b"\x10" * 160, b"\x20" * 160]
     assert endpoint.dropped == {"foreign_source": 1, "too_short": 1, "payload_type": 1, "empty_payload": 1}
     endpoint.send(RtpPacket(0, 9, 9, 9, b"x").build())
@@ -87,28 +96,53 @@ async def test_endpoint_accepts_only_asterisk_and_valid_audio() -> None:
     stranger.close()
 
 
+ASTERISK = ("127.0.0.1", 4000)
+AUDIO_PACKET = RtpPacket(0, 1, 160, 5, b"\x10" * 160).build()
+
+
+def endpoint_on(clock: ManualClock, got: list[float]) -> RtpEndpoint:
+    """An endpoint that hears Asterisk at ``ASTERISK`` and appends each packet's time to ``got``."""
+    endpoint = RtpEndpoint("c1", 0, lambda payload, t: got.append(t), clock=clock)
+    endpoint.remote = ASTERISK
+    return endpoint
+
+
 def test_a_flood_from_asterisk_is_rate_limited_and_counted() -> None:
-    got: list[bytes] = []
-    endpoint = RtpEndpoint("c1", 0, lambda payload, t: got.append(payload))
-    endpoint.remote = ("127.0.0.1", 4000)
-    packet = RtpPacket(0, 1, 160, 5, b"\x10" * 160).build()
-    for _ in range(1000):  # 20 s of audio at once: far above any real stream
-        endpoint.datagram_received(packet, ("127.0.0.1", 4000))
-    assert RATE_BURST <= len(got) < RATE_BURST + 10   # the burst, plus what refilled meanwhile
-    assert endpoint.dropped["rate_limited"] == 1000 - len(got)
-    endpoint._refilled -= 1.0  # a second later the bucket has refilled
-    endpoint.datagram_received(packet, ("127.0.0.1", 4000))
-    assert len(got) > RATE_BURST and endpoint.rx_packets == len(got)
+    clock, got = ManualClock(), []
+    endpoint = endpoint_on(clock, got)
+    for _ in range(1000):  # 20 s of audio in one instant: far above any real stream
+        endpoint.datagram_received(AUDIO_PACKET, ASTERISK)
+    assert len(got) == RATE_BURST and endpoint.dropped == {"rate_limited": 1000 - RATE_BURST}
+    clock.advance_to(clock.now + 0.1025)  # refills 20.5 packets' worth at 200/s
+    for _ in range(30):
+        endpoint.datagram_received(AUDIO_PACKET, ASTERISK)
+    assert len(got) == endpoint.rx_packets == RATE_BURST + 20 and got[-1] == clock.now
+    assert endpoint.dropped == {"rate_limited": 1000 - RATE_BURST + 10}
+    clock.advance_to(clock.now + 3600.0)  # a quiet hour refills the bucket up to the burst, not beyond
+    for _ in range(RATE_BURST + 1):
+        endpoint.datagram_received(AUDIO_PACKET, ASTERISK)
+    assert endpoint.rx_packets == 2 * RATE_BURST + 20 and endpoint.dropped == {"rate_limited": 1000 - RATE_BURST + 11}
+
+
+def test_a_stream_at_the_rate_limit_is_never_dropped() -> None:
+    clock, got = ManualClock(), []
+    endpoint = endpoint_on(clock, got)
+    start = clock.now
+    for n in range(1, 10 * int(RATE_LIMIT_PPS) + 1):  # 10 s at exactly the limit
+        clock.advance_to(start + n / RATE_LIMIT_PPS)
+        endpoint.datagram_received(AUDIO_PACKET, ASTERISK)
+    assert endpoint.rx_packets == 10 * RATE_LIMIT_PPS and not endpoint.dropped
 
 
 def test_a_normal_stream_is_never_rate_limited() -> None:
-    endpoint = RtpEndpoint("c1", 0, lambda payload, t: None)
-    endpoint.remote = ("127.0.0.1", 4000)
-    packet = RtpPacket(0, 1, 160, 5, b"\x10" * 160).build()
-    for _ in range(3000):  # a minute at 50 packets/s, with time moving 20 ms per packet
-        endpoint._refilled -= 0.020
-        endpoint.datagram_received(packet, ("127.0.0.1", 4000))
+    clock, got = ManualClock(), []
+    endpoint = endpoint_on(clock, got)
+    start = clock.now
+    for n in range(3000):  # a minute at 50 packets/s
+        clock.advance_to(start + n * FRAME_SECONDS)
+        endpoint.datagram_received(AUDIO_PACKET, ASTERISK)
     assert endpoint.rx_packets == 3000 and not endpoint.dropped
+    assert got == [start + n * FRAME_SECONDS for n in range(3000)]  # each packet is stamped by the clock
 
 
 async def test_port_pool_skips_busy_ports_and_exhausts() -> None:

@@ -13,28 +13,41 @@ from aribot.core.metrics import CallMetrics
 from aribot.core.playout import Playout
 from aribot.core.session import RealtimeSession
 from aribot.core.tools import ToolOutcome
+from aribot.plugins.local_backend.realtime.errors import ProtocolError
+from aribot.plugins.local_backend.realtime.ga_schema import client_event_specs
 
 
-class StubConnection:
+class StrictConnection:
+    """Takes the session's frames as the strict fake server does: each must pass the fake's GA
+    client-event rules (the same specs its protocol engine applies), or the test fails with the
+    fake's own error. The server side is played by each test, event by event."""
+
     def __init__(self) -> None:
         self.sent: list[dict] = []
+        self.specs = client_event_specs(azure=False)
 
     async def send(self, event: dict) -> None:
+        kind = event.get("type")
+        assert kind in self.specs, f"{kind!r} is not a GA client event"
+        try:
+            self.specs[kind](json.loads(json.dumps(event)), "")
+        except ProtocolError as error:
+            raise AssertionError(f"the strict fake refuses {kind}: {error}") from None
         self.sent.append(event)
 
 
-def make_session() -> tuple[RealtimeSession, StubConnection]:
+def make_session() -> tuple[RealtimeSession, StrictConnection]:
     cfg = SimpleNamespace(append_frames=1, input_buffer_ms=1000, interrupt_response=True)
     tools = SimpleNamespace(filler_after=0, filler="", manual=[], manual_timeout=1.0)
     call = SimpleNamespace(id="c1", settings=SimpleNamespace(openai=cfg, tools=tools), emit=lambda event: None,
                            playout=Playout(), flush_playout=lambda: 0)
     session = RealtimeSession(call)  # type: ignore[arg-type]
-    conn = StubConnection()
+    conn = StrictConnection()
     session.conn, session.ready = conn, True  # type: ignore[assignment]
     return session, conn
 
 
-def creates(conn: StubConnection) -> list[dict]:
+def creates(conn: StrictConnection) -> list[dict]:
     return [e for e in conn.sent if e["type"] == "response.create"]
 
 
@@ -94,7 +107,7 @@ async def _tool_ok(name, arguments, context, allowed=None):
 
 # --- caller audio into the session --------------------------------------------------------------
 
-class WritableConnection(StubConnection):
+class WritableConnection(StrictConnection):
     """send_now() writes at once unless ``busy`` (a full socket buffer): then send() must be used."""
 
     def __init__(self) -> None:
@@ -122,7 +135,7 @@ def audio_session(frames_per_append: int) -> tuple[RealtimeSession, WritableConn
     return session, conn
 
 
-def appended(conn: StubConnection) -> list[bytes]:
+def appended(conn: StrictConnection) -> list[bytes]:
     return [base64.b64decode(e["audio"]) for e in conn.sent if e["type"] == "input_audio_buffer.append"]
 
 

@@ -1,15 +1,18 @@
-"""Test helpers: record a live aribot's bus events with times, and where caller frames sit."""
+"""What a live aribot did, for tests: its bus events with times, its log lines, and where caller
+frames sit."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from aribot.core.events import Event, MediaConnected
-from tests.lab.sniffer import RtpSniffer
+import pytest
 
-FRAME = 160
+from aribot.core.events import Event, MediaConnected
+from tests.lab.audio import FRAME_BYTES as FRAME
+from tests.lab.sniffer import RtpSniffer
 
 
 @dataclass
@@ -61,3 +64,15 @@ def arrival_time(sniffer: RtpSniffer, port: int, frame: bytes) -> float:
         if packet.payload == frame:
             return packet.ts
     raise AssertionError("frame never reached aribot's RTP port")
+
+
+def subscribe(app: Any, event_type: type[Event]) -> list[Any]:
+    """Every event of one type the App emits from now on, in a list that fills as they come."""
+    seen: list[Any] = []
+    app.bus.subscribe(event_type, seen.append)
+    return seen
+
+
+def log_lines(caplog: pytest.LogCaptureFixture, needle: str, level: int = logging.WARNING) -> list[str]:
+    """Messages at ``level`` or above that contain ``needle``."""
+    return [r.getMessage() for r in caplog.records if r.levelno >= level and needle in r.getMessage()]

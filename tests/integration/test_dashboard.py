@@ -29,6 +29,7 @@ from tests.lab.sniffer import RtpSniffer
 from tests.lab.wait import until
 
 REPO = Path(__file__).resolve().parents[2]
+RETRIES = 100   # should_see looks every 0.1 s: up to 10 s for a page fed by a real call (a hang guard only)
 ARTIFACTS = REPO / "test-artifacts"
 
 
@@ -91,7 +92,7 @@ async def test_operator_instruction_reaches_the_ai_and_its_answer_the_caller(
         await user.open(f"/call/{call_id}")
         user.find(marker="instruction").type("Offer a 10% discount")
         user.find("Send to AI").click()
-        await user.should_see("Sent to the AI")
+        await user.should_see("Sent to the AI", retries=RETRIES)
         result = await asyncio.wait_for(run, 30)
     assert result.ok, result.error
     conn = fake.connections[0]
@@ -123,11 +124,11 @@ async def test_a_manual_tool_is_answered_by_the_operator(
     async with user_simulation(root=board.root) as user:
         await user.open(f"/call/{call_id}")
         await probe.wait("call.tool_awaiting_answer")
-        await user.should_see('lookup_order({"order_id": "42"}) waits for your answer')
+        await user.should_see('lookup_order({"order_id": "42"}) waits for your answer', retries=RETRIES)
         if answered:
             user.find(marker="answer-call_manual").type("Shipped yesterday by DHL")
             user.find("Send answer").click()
-            await user.should_see("Answer sent")
+            await user.should_see("Answer sent", retries=RETRIES)
         result = await asyncio.wait_for(run, 30)
     assert result.ok, result.error
     output = json.loads(fake.connections[0].received_of_type("conversation.item.create")[0]["item"]["output"])
@@ -161,11 +162,11 @@ async def test_session_changes_on_a_live_call_and_what_the_ai_service_refuses(
         user.find(marker="apply-call").click()
         user.find(label).click()
         user.find("Apply to this call").click()
-        await user.should_see("Applied to the call")
+        await user.should_see("Applied to the call", retries=RETRIES)
         user.find(marker="voice").click()
         user.find("cedar").click()
         user.find("Apply to this call").click()
-        await user.should_see("Not applied: cannot_update_voice")
+        await user.should_see("Not applied: cannot_update_voice", retries=RETRIES)
     result = await asyncio.wait_for(run, 30)
     assert result.ok, result.error
     conn = fake.connections[0]

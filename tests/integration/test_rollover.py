@@ -36,8 +36,11 @@ def carried_over(caller_audio: bytes, *sessions: bytes) -> list[int]:
     suffix, each the next slice after at most a gap); returns the bytes lost at each switch."""
     assert caller_audio.startswith(sessions[0]) and caller_audio.endswith(sessions[-1])
     position, gaps = len(sessions[0]), []
-    for audio in sessions[1:]:
-        found = caller_audio.find(audio, position) if audio else position
+    for index, audio in enumerate(sessions[1:], 1):
+        # the last one is anchored at the end: silence frames all look alike, so a search could
+        # place an all-silence session a frame early and miscount the loss
+        last = index == len(sessions) - 1
+        found = len(caller_audio) - len(audio) if last else caller_audio.find(audio, position) if audio else position
         assert found >= position, "a session got audio out of order, or audio the caller never sent"
         gaps.append(found - position)
         position = found + len(audio)

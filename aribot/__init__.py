@@ -25,6 +25,10 @@ What a plugin may use is exported here, and only this is stable:
   maps their wire names to the classes.
 - The objects hooks receive: ``App`` (``startup``/``shutdown``), ``Call`` (activation modes and
   call features get it), ``ActivationGate`` (an activation mode's ``run(gate)``).
+- Speech backends (``register_backends``): ``BackendType`` (what a plugin registers),
+  ``SpeechBackend`` (one call's session: subclass it), ``BackendHost`` (what it may use of the
+  call), ``Capabilities``, ``SessionSetup``, ``SessionChange``, ``SessionLost``,
+  ``BackendUnavailable`` (docs/backends.md).
 
 Everything under ``aribot.core``, ``aribot.plugins`` and ``aribot.sandbox`` is internal and may
 change between releases. Names are imported on first use, so ``import aribot`` stays cheap.
@@ -41,12 +45,14 @@ __version__ = "0.2.0"
 
 _SETTINGS = ("Setting", "SettingsError", "as_bool", "as_str", "number", "choice", "str_list", "http_url",
              "ws_url", "media_list")
-_EVENTS = ("Event", "event_types", "CallStarted", "CallAnswered", "MediaConnected", "RealtimeReady",
-           "RealtimeRollover", "ActivationOpened", "SpeechStarted", "SpeechStopped", "TranscriptDelta",
+_EVENTS = ("Event", "event_types", "CallStarted", "CallAnswered", "MediaConnected", "BackendReady",
+           "BackendRollover", "ActivationOpened", "SpeechStarted", "SpeechStopped", "TranscriptDelta",
            "Transcript", "ResponseStarted", "BotAudioStarted", "ResponseDone", "BargeIn", "ToolCalled",
            "ToolAwaitingAnswer", "ToolFinished", "DtmfReceived", "TalkingStarted", "TalkingFinished",
            "GreetingStarted", "GreetingFinished", "BotAudioStopped", "DtmfCollected", "NoInput", "TimerFired",
-           "RealtimeError", "CallEnded")
+           "BackendError", "UsageUpdated", "CallEnded")
+_BACKENDS = ("BackendType", "Capabilities", "SpeechBackend", "BackendHost", "SessionSetup", "SessionChange",
+             "SessionLost", "BackendUnavailable")
 # public name -> the internal module that defines it (imported when the name is first used)
 _LAZY: dict[str, str] = {
     **{name: "aribot.core.settings" for name in _SETTINGS},
@@ -56,23 +62,38 @@ _LAZY: dict[str, str] = {
     "App": "aribot.core.app",
     "Call": "aribot.core.call",
     "ActivationGate": "aribot.core.call",
+    **{name: "aribot.core.backend" for name in _BACKENDS},
 }
 
 # literal, so tools see the public names (tests/unit/test_packaging.py keeps it equal to _LAZY's)
 __all__ = ["__version__", "hookimpl", "Setting", "SettingsError", "as_bool", "as_str", "number", "choice",
            "str_list", "http_url", "ws_url", "media_list", "Event", "event_types", "CallStarted", "CallAnswered",
-           "MediaConnected", "RealtimeReady", "RealtimeRollover", "ActivationOpened", "SpeechStarted",
+           "MediaConnected", "BackendReady", "BackendRollover", "ActivationOpened", "SpeechStarted",
            "SpeechStopped", "TranscriptDelta", "Transcript", "ResponseStarted", "BotAudioStarted", "ResponseDone",
            "BargeIn", "ToolCalled", "ToolAwaitingAnswer", "ToolFinished", "DtmfReceived", "TalkingStarted",
            "TalkingFinished", "GreetingStarted", "GreetingFinished", "BotAudioStopped", "DtmfCollected", "NoInput",
-           "TimerFired", "RealtimeError", "CallEnded", "ToolContext", "ToolResult", "App", "Call",
-           "ActivationGate"]
+           "TimerFired", "BackendError", "UsageUpdated", "CallEnded", "ToolContext", "ToolResult", "App", "Call",
+           "ActivationGate", "BackendType", "Capabilities", "SpeechBackend", "BackendHost", "SessionSetup",
+           "SessionChange", "SessionLost", "BackendUnavailable"]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports on demand
     from aribot.core.app import App
+    from aribot.core.backend import (
+        BackendHost,
+        BackendType,
+        BackendUnavailable,
+        Capabilities,
+        SessionChange,
+        SessionLost,
+        SessionSetup,
+        SpeechBackend,
+    )
     from aribot.core.call import ActivationGate, Call
     from aribot.core.events import (
         ActivationOpened,
+        BackendError,
+        BackendReady,
+        BackendRollover,
         BargeIn,
         BotAudioStarted,
         BotAudioStopped,
@@ -86,9 +107,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
         GreetingStarted,
         MediaConnected,
         NoInput,
-        RealtimeError,
-        RealtimeReady,
-        RealtimeRollover,
         ResponseDone,
         ResponseStarted,
         SpeechStarted,
@@ -101,6 +119,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
         ToolFinished,
         Transcript,
         TranscriptDelta,
+        UsageUpdated,
         event_types,
     )
     from aribot.core.settings import (

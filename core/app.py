@@ -102,6 +102,13 @@ class App:
             allowed = ", ".join(sorted(self.activation_modes)) or "none (every activation-mode plugin is disabled)"
             raise SettingsError(f"setting activation.mode = {self.activation_mode!r} is not valid: expected "
                                 f"one of the registered modes: {allowed}")
+        self.backends = plugins.backends()
+        known = ", ".join(sorted(self.backends)) or "none (every backend plugin is disabled)"
+        for name in [settings.ai.backend, *settings.ai.allowed]:
+            if str(name).lower() not in self.backends:
+                key = "ai.backend" if name == settings.ai.backend else "ai.allowed"
+                raise SettingsError(f"setting {key} names {name!r}, which is not a registered speech backend: "
+                                    f"expected one of {known}")
         self.call_features = plugins.call_features()
         self.dtmf_handlers = plugins.dtmf_handlers()
         for owner, check in plugins.implementations("check_app"):
@@ -131,6 +138,9 @@ class App:
     async def start(self) -> None:
         from aribot.core.http import HttpApi  # the HTTP API imports App for typing only
 
+        for name in dict.fromkeys([self.settings.ai.backend, *self.settings.ai.allowed]):
+            for warning in self.backends[str(name).lower()].warnings(self.settings):
+                log.warning("backend %s: %s", name, warning)
         await self.ari.start()
         self.http = HttpApi(self)
         await self.http.start()

@@ -1,4 +1,4 @@
-"""One call: answer → bridge + ExternalMedia → Realtime session → audio both ways → cleanup.
+"""One call: answer → bridge + ExternalMedia → speech backend session → audio both ways → cleanup.
 
 Every Asterisk resource the call creates (ExternalMedia channel, bridge) is deleted when it
 ends, whoever ends it; ``CallEnded`` is emitted only after that (reference/asterisk-ari.md §8).
@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any, Awaitable
 from aribot.core import events as ev
 from aribot.core.ari import AriError, AriNotFound, new_id
 from aribot.core.ari_events import AriEvent, Channel
+from aribot.core.backend import SessionSetup, SpeechBackend
 from aribot.core.choices import CHANNEL_VARIABLES, CallChoices, parse_stasis_args, resolve
 from aribot.core.controls import CallControls
+from aribot.core.conversation import Conversation
 from aribot.core.metrics import CallMetrics
 from aribot.core.playout import Pacer, Playout
 from aribot.core.rtp import PAYLOAD_TYPES, SILENCE_BYTE, RtpEndpoint, RtpSender
-from aribot.core.session import RealtimeSession
+from aribot.core.tools import ToolOutcome, run_tool_call
 
 if TYPE_CHECKING:
     from aribot.core.app import App
@@ -30,6 +32,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("aribot.call")
 PLAYBACK_LIMIT_S = 120.0  # longest prompt aribot waits for
 PLAYBACK_START_S = 3.0    # a playback Asterisk accepted but never started is given up after this
+# AI audio streamed in real time (Capabilities.paced_output): a frame of playout buffer, and less
+# than a frame left for 40 ms is the end of what the service said (sent padded); see Pacer
+PACED_PLAYOUT = {"start_delay_s": 0.02, "partial_wait_s": 0.04}
 
 
 @dataclass
@@ -58,7 +63,7 @@ class ActivationGate:
         if not self.is_open:
             pre_roll = self.call.take_pre_roll()
             for payload, _received_at in pre_roll:
-                self.call.session.feed(payload, None)  # held on purpose: not an inbound-latency sample
+                self.call.backend.feed(payload, None)  # held on purpose: not an inbound-latency sample
             self.is_open = True
             self.opened.set()
             self.call.emit(ev.ActivationOpened(call_id=self.call.id, mode=self.call.mode_name,
@@ -66,7 +71,8 @@ class ActivationGate:
 
 
 class Call(CallControls):
-    """Wires one caller channel to one Realtime session; all its ARI events arrive in order."""
+    """Wires one caller channel to one speech backend session (it is the backend's BackendHost);
+    all its ARI events arrive in order."""
 
     def __init__(self, app: "App", channel: Channel, args: list[str]) -> None:
         self.app = app
@@ -85,8 +91,7 @@ class Call(CallControls):
         self.started_at = time.time()
         self.state = "ringing"
         self.choices = CallChoices(self.extension, app.activation_mode, self.settings.call.greeting,
-                                   self.settings.openai.instructions, self.settings.openai.voice,
-                                   turn_detection=self.settings.openai.turn_detection)
+                                   self.settings.ai.instructions, "", backend=self.settings.ai.backend)
         self.metrics = CallMetrics()
         self.gate = ActivationGate(self)
         self._pre_roll: deque[tuple[bytes, float]] = deque(maxlen=self.settings.activation.pre_roll_ms // 20)
@@ -102,7 +107,10 @@ class Call(CallControls):
         self.playout = Playout(SILENCE_BYTE[fmt])
         self.endpoint = RtpEndpoint(self.id, PAYLOAD_TYPES[fmt], self._on_caller_audio)
         self.pacer: Pacer | None = None
-        self.session = RealtimeSession(self)
+        self.conversation: Conversation | None = None   # created once the call's choices are known
+        self._item_response: dict[str, str] = {}   # AI utterance → the backend's response it belongs to
+        self._speech_stopped_at: float | None = None  # when the caller stopped speaking (turn latency)
+        self.input_held_frames = 0
         self.end_reason = ""
         self.failed = False
         self.ending = False
@@ -125,7 +133,15 @@ class Call(CallControls):
         return self.choices.mode
 
     def emit(self, event: ev.Event) -> None:
+        if type(event) is ev.SpeechStopped:
+            self._speech_stopped_at = time.perf_counter()
         self.app.bus.emit(self, event)
+
+    @property
+    def backend(self) -> SpeechBackend:
+        """The call's speech backend session (once the call's choices are made)."""
+        assert self.conversation is not None, "the call has no backend before its choices are made"
+        return self.conversation.backend
 
     def deliver(self, event: AriEvent) -> None:
         """Queue an ARI event for this call (called by the app's router, in arrival order)."""
@@ -179,9 +195,9 @@ class Call(CallControls):
     def _on_caller_audio(self, payload: bytes, received_at: float) -> None:
         self._last_in, self._last_in_at = payload, received_at
         if self.input_held:
-            self.session.stats["input_held_frames"] += 1
+            self.input_held_frames += 1
         elif self.gate.is_open:
-            self.session.feed(payload, received_at)
+            self.conversation.backend.feed(payload, received_at)  # type: ignore[union-attr]
         else:
             self._pre_roll.append((payload, received_at))
 
@@ -190,22 +206,53 @@ class Call(CallControls):
         self._pre_roll.clear()
         return frames
 
-    def play_ai_audio(self, item_id: str, audio: bytes, received_at: float) -> None:
+    # --- BackendHost: what the speech backend uses of the call ---------------------------------------
+    def play_audio(self, item_id: str, audio: bytes, received_at: float, response_id: str = "") -> None:
+        if response_id:
+            self._item_response.setdefault(item_id, response_id)
         self.playout.push(item_id, audio)
         if self.pacer is not None:
             self.pacer.kick(received_at)
 
-    def flush_playout(self) -> int:
+    def end_audio(self, item_id: str) -> None:
+        self.playout.end_item(item_id)
+        if self.pacer is not None:
+            self.pacer.kick()   # an idle pacer sends the item's padded last frame now
+
+    def flush_audio(self) -> int:
         return self.pacer.flush() if self.pacer is not None else self.playout.clear()
+
+    def played_ms(self, item_id: str) -> int:
+        return self.playout.played_ms(item_id)
+
+    def received_ms(self, item_id: str) -> int:
+        return self.playout.received_ms(item_id)
+
+    @property
+    def current_item(self) -> str:
+        return self.playout.current_item
+
+    def clear_current_item(self) -> None:
+        self.playout.current_item = ""
+
+    @property
+    def audio_pending(self) -> bool:
+        return self.playout.buffered_bytes > 0
+
+    async def run_tool(self, name: str, tool_call_id: str, arguments: str, response_ref: str) -> ToolOutcome:
+        return await run_tool_call(self, name, tool_call_id, arguments, response_ref)
+
+    def record_inbound_latency(self, received_at: float) -> None:
+        self.metrics.inbound_latency.add((time.perf_counter() - received_at) * 1000)
 
     def _on_spurt_end(self, item_id: str) -> None:
         self.emit(ev.BotAudioStopped(call_id=self.id, item_id=item_id))
 
     def _on_first_frame(self, item_id: str, _now: float) -> None:
-        stopped = self.session.speech_stopped_at
+        stopped = self._speech_stopped_at
         latency = (time.perf_counter() - stopped) * 1000 if stopped is not None else None
-        self.session.speech_stopped_at = None
-        self.emit(ev.BotAudioStarted(call_id=self.id, response_id=self.session.item_response.get(item_id, ""),
+        self._speech_stopped_at = None
+        self.emit(ev.BotAudioStarted(call_id=self.id, response_id=self._item_response.get(item_id, ""),
                                      item_id=item_id, latency_ms=latency))
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -216,7 +263,7 @@ class Call(CallControls):
         self._consumer = asyncio.ensure_future(self._consume())
         try:
             await self._choose()
-            self._spawn(self.session.run())
+            self._spawn(self.conversation.run())  # type: ignore[union-attr]
             await self._answer_and_bridge()
             for name, factory in self.app.call_features.items():
                 self._spawn(self._run_feature(name, factory))
@@ -249,10 +296,15 @@ class Call(CallControls):
                          if isinstance(reply, dict)}
         self.choices = resolve(self.settings, self.args, variables, default_extension=self.extension,
                                modes=self.app.activation_modes, tools=self.app.tools.tools, call_id=self.id,
-                               overrides=self.app.overrides)
+                               overrides=self.app.overrides, backends=self.app.backends)
         if self.choices.sources:
             log.info("call %s: per-call choices %s", self.id,
                      {k: f"{getattr(self.choices, k)!r} ({src})" for k, src in self.choices.sources.items()})
+        choices = self.choices
+        setup = SessionSetup(audio_format=self.settings.rtp.format, instructions=choices.instructions,
+                             voice=choices.voice, tools=self.app.tools.definitions(choices.tools),
+                             turn_detection=choices.turn_detection)
+        self.conversation = Conversation(self, self.app.backends[choices.backend], setup)
 
     async def _run_feature(self, name: str, factory: Any) -> None:
         try:
@@ -294,7 +346,8 @@ class Call(CallControls):
             raise CallFailure("media_setup_failed", what)
         self.pacer = Pacer(self.playout, RtpSender(self.endpoint.payload_type), self.endpoint, self.metrics,
                            idle_silence=rtp.idle_silence, on_first_frame=self._on_first_frame,
-                           on_spurt_end=self._on_spurt_end)
+                           on_spurt_end=self._on_spurt_end,
+                           **(PACED_PLAYOUT if self.backend.capabilities.paced_output else {}))
         self.pacer.start()
         self.pacer.kick()  # AI audio may have arrived before the media path existed
         self.state = "connected"
@@ -401,7 +454,8 @@ class Call(CallControls):
         for task in list(self._tasks):
             task.cancel()
         self.app.bus.disconnect_owner(self.owner)
-        await self.session.close()
+        if self.conversation is not None:
+            await self.conversation.close()
         await self._delete("hangup", channelId=self.leg_id)
         await self._delete("destroy_bridge", bridgeId=self.bridge_id)
         self.app.ports.release(self.endpoint)
@@ -416,8 +470,12 @@ class Call(CallControls):
             await self._leave(action, self._continue_target)
         self.state = "ended"
         duration = time.time() - self.started_at
+        conversation = self.conversation
         stats = {"rtp_in": self.endpoint.rx_packets, "rtp_out": self.endpoint.tx_packets,
-                 "rtp_dropped": dict(self.endpoint.dropped), **self.session.stats,
+                 "rtp_dropped": dict(self.endpoint.dropped), "input_held_frames": self.input_held_frames,
+                 **(conversation.backend.stats if conversation else {}),
+                 "rollovers": conversation.rollovers if conversation else 0,
+                 "backend": conversation.type.name if conversation else "",
                  "metrics": self.metrics.summary(histograms=True)}
         log.info("call %s: ended (%s) after %.1f s; rtp in/out %d/%d, dropped %s", self.id, self.end_reason,
                  duration, self.endpoint.rx_packets, self.endpoint.tx_packets, dict(self.endpoint.dropped) or "none")

@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 log = logging.getLogger("aribot.choices")
 
-KEYS = ("mode", "greeting", "instructions", "voice", "tools")
+KEYS = ("mode", "greeting", "instructions", "voice", "tools", "backend")
 CHANNEL_VARIABLES = tuple(f"ARIBOT_{key.upper()}" for key in KEYS)
 
 
@@ -24,7 +24,8 @@ class CallChoices:
     instructions: str
     voice: str
     tools: list[str] | None = None
-    turn_detection: str = "server_vad"
+    turn_detection: str = ""     # a backend's own turn-detection mode; "" = its setting
+    backend: str = ""
     sources: dict[str, str] = field(default_factory=dict)  # key → "stasis" or "channel variable"
 
 
@@ -51,20 +52,23 @@ def resolve(
     tools: Iterable[str],
     call_id: str,
     overrides: dict[str, Any] | None = None,
+    backends: dict[str, Any] | None = None,
 ) -> CallChoices:
     """Merge settings, an operator's choices for new calls (``overrides``: instructions, voice,
     turn_detection, tools), channel variables and Stasis arguments; a bad value is logged and
-    ignored."""
+    ignored. A call may choose a backend only among ``[ai] allowed``; the voice defaults to the
+    chosen backend's."""
     extension, from_args = parse_stasis_args(args)
     base = overrides or {}
     choices = CallChoices(
         extension=extension or default_extension,
         mode=settings.activation.mode,
         greeting=settings.call.greeting,
-        instructions=base.get("instructions", settings.openai.instructions),
-        voice=base.get("voice", settings.openai.voice),
+        instructions=base.get("instructions", settings.ai.instructions),
+        voice=base.get("voice", ""),
         tools=base.get("tools"),
-        turn_detection=base.get("turn_detection", settings.openai.turn_detection),
+        turn_detection=base.get("turn_detection", ""),
+        backend=str(settings.ai.backend),
     )
     wanted: dict[str, tuple[str, str]] = {}
     for name, value in channel_vars.items():
@@ -78,7 +82,14 @@ def resolve(
             continue
         wanted[key] = (value, "stasis")
     known_modes, known_tools = set(modes), set(tools)
+    allowed_backends = {str(name).lower() for name in settings.ai.allowed} | {choices.backend}
     for key, (value, source) in wanted.items():
+        if key == "backend":
+            value = value.lower()
+            if value not in allowed_backends or (backends is not None and value not in backends):
+                log.warning("call %s: %s backend=%r is not allowed ([ai] allowed: %s); using %r", call_id, source,
+                            value, ", ".join(sorted(allowed_backends)), choices.backend)
+                continue
         if key == "mode":
             value = value.lower()
             if value not in known_modes:
@@ -95,4 +106,6 @@ def resolve(
             continue
         setattr(choices, key, value)
         choices.sources[key] = source
+    if not choices.voice and backends is not None and choices.backend in backends:
+        choices.voice = backends[choices.backend].default_voice(settings)
     return choices

@@ -36,11 +36,14 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings, plugins = _load(args)
-    if args.demo_if_unconfigured and not settings.ari.password and not settings.openai.api_key:
-        print("aribot: no Asterisk (ari.password) and no OpenAI key (openai.api_key) configured: running the demo "
-              "(aribot demo) instead", flush=True)
+    backend = plugins.backends().get(str(settings.ai.backend))
+    unusable = backend is None or bool(backend.warnings(settings))
+    if args.demo_if_unconfigured and not settings.ari.password and unusable:
+        print(f"aribot: no Asterisk (ari.password) and backend {settings.ai.backend} is not ready to use (no key?): "
+              "running the demo (aribot demo) instead", flush=True)
         args.calls, args.once, args.ui_port, args.sip_port, args.bind, args.password, args.log_level = (
             1, False, None, 5062, "127.0.0.1", None, None)
+        args.backend = None
         return cmd_demo(args)
     logging.getLogger().setLevel(settings.log.level)
     tune_gc()
@@ -56,11 +59,8 @@ async def serve(settings: Any, plugins: Any) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, signals.put_nowait, sig)
-    log.info("aribot %s serving Stasis app %r via %s (activation %s)", __version__, settings.ari.app,
-             settings.ari.url, settings.activation.mode)
-    if not settings.openai.api_key:
-        log.warning("openai.api_key is empty (ARIBOT_OPENAI__API_KEY / OPENAI_API_KEY): the Realtime API will "
-                    "refuse calls and callers will hear the fallback prompt")
+    log.info("aribot %s serving Stasis app %r via %s (backend %s, activation %s)", __version__, settings.ari.app,
+             settings.ari.url, settings.ai.backend, settings.activation.mode)
     await app.start()
     freeze_startup_objects()
     first = await signals.get()
@@ -136,9 +136,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings, plugins = _load(args)
     logging.getLogger().setLevel((args.log_level or "WARNING").upper())
     options = DemoOptions(calls=args.calls, once=args.once, ui_port=args.ui_port, sip_port=args.sip_port,
-                          sip_bind=args.bind)
+                          sip_bind=args.bind, backend=(args.backend or "").lower())
     if args.password:
         options.phone_password = args.password
+    if options.backend:
+        backend = plugins.backends().get(options.backend)
+        if backend is None:
+            print(f"aribot demo: there is no speech backend {options.backend!r}; installed: "
+                  f"{', '.join(sorted(plugins.backends()))}", file=sys.stderr)
+            return 2
+        problems = backend.warnings(settings)
+        if problems:
+            print(f"aribot demo: backend {options.backend} is not ready: {'; '.join(problems)} "
+                  "(without --backend the demo uses the local voice)", file=sys.stderr)
+            return 2
     try:
         return asyncio.run(run_demo(settings, plugins, options))
     except KeyboardInterrupt:  # before the demo's own handlers were installed
@@ -154,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                              ("plugins", cmd_plugins, "list the loaded plugins: name, source, hooks (--all: disabled too)"),
                              ("config", cmd_config, "print the effective settings, each with where it came from "
                                                     "(secrets masked)"),
-                             ("doctor", cmd_doctor, "check ARI, the Stasis app, RTP and the Realtime key (exit 1 on a failure)")):
+                             ("doctor", cmd_doctor, "check ARI, the Stasis app, RTP and the speech backend (exit 1 on a failure)")):
         cmd = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}.", epilog=SOURCES_ORDER,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
         cmd.add_argument("--settings", metavar="FILE", help=SETTINGS_HELP)
@@ -189,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--bind", default="127.0.0.1", help="SIP address (0.0.0.0 lets a softphone on another machine in)")
     demo.add_argument("--password", default=None, help="the softphone's SIP password (default: a random one, printed)")
     demo.add_argument("--log-level", default=None, help="aribot's log level on stderr (default WARNING)")
+    demo.add_argument("--backend", default=None,
+                      help="speech backend (e.g. gpt_live, openai_realtime; default: the configured one if its key "
+                           "is set, else local)")
     demo.set_defaults(func=cmd_demo)
     return parser
 

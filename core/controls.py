@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 
 from aribot.core import events as ev
 from aribot.core.ari import AriError
+from aribot.core.backend import SessionChange
 from aribot.core.g711 import AudioFileError, load_prompt
-from aribot.core.realtime import session_patch
 
 if TYPE_CHECKING:
     from aribot.core.call import Call
@@ -112,7 +112,7 @@ class CallControls:
         while self.playout.queued(GREETING_ITEM) and not self._greeting_stop.is_set() and not self.stopping:
             await asyncio.sleep(0.02)
         if self.playout.queued(GREETING_ITEM):  # the call is ending: stop it
-            self.flush_playout()
+            self.flush_audio()
         played = self.playout.played.get(GREETING_ITEM, 0) >= len(audio)
         if not played:  # cut short, e.g. by a barge-in of the caller
             self._greeting_stop.set()
@@ -123,7 +123,7 @@ class CallControls:
         if self.greeting_active and not self._greeting_stop.is_set():
             self._greeting_stop.set()
             if self.playout.queued(GREETING_ITEM):
-                self.flush_playout()
+                self.flush_audio()
 
     # --- Asterisk ------------------------------------------------------------------------------
     async def set_variable(self: "Call", name: str, value: str) -> bool:
@@ -149,27 +149,31 @@ class CallControls:
     @property
     def bot_speaking(self: "Call") -> bool:
         """The AI is answering or its audio is still playing."""
-        return self.session.active_response is not None or self.playout.buffered_bytes > 0
+        return (self.conversation is not None and self.backend.responding) or self.playout.buffered_bytes > 0
 
     async def ask_ai(self: "Call", instructions: str) -> asyncio.Future[str]:
         """Make the AI speak now (or after its current answer), following ``instructions`` for
         this one answer; the future resolves with the answer's final status."""
-        return await self.session.request_response(instructions)
+        return await self.backend.request_response(instructions)
 
     async def tell_ai(self: "Call", text: str) -> None:
         """Add ``text`` to the conversation as the caller's words and let the AI answer."""
-        await self.session.add_user_text(text)
-        await self.session.request_response()
+        await self.backend.add_text("user", text)
+        await self.backend.request_response()
 
     async def interrupt_ai(self: "Call", reason: str) -> None:
         """Stop the AI's audio and its answer now (e.g. the caller pressed a key)."""
-        await self.session.interrupt(cancel=True)
+        await self.backend.interrupt(cancel=True)
         log.info("call %s: AI interrupted (%s)", self.id, reason)
 
     async def instruct_ai(self: "Call", text: str) -> None:
         """An operator's instruction in the middle of the call: a system message, then an answer."""
-        await self.session.add_item("system", text)
-        await self.session.request_response()
+        await self.backend.add_text("system", text)
+        await self.backend.request_response()
+
+    async def end_turn(self: "Call") -> asyncio.Future[str]:
+        """The caller's turn is over now (e.g. it has lasted too long): the AI answers it."""
+        return await self.backend.end_turn()
 
     def answer_tool(self: "Call", tool_call_id: str, answer: str) -> bool:
         """An operator's answer to a tool waiting for a person; False if none is waiting."""
@@ -187,8 +191,8 @@ class CallControls:
         definitions = self.app.tools.definitions(tools) if tools is not None else None
         changed = ", ".join(k for k, v in (("instructions", instructions), ("voice", voice),
                                           ("turn_detection", turn_detection), ("tools", tools)) if v is not None)
-        refused = await self.session.update(session_patch(self.settings.openai, instructions=instructions, voice=voice,
-                                                          turn_detection_mode=turn_detection, tools=definitions))
+        refused = await self.backend.update(SessionChange(instructions=instructions, voice=voice,
+                                                          turn_detection=turn_detection, tools=definitions))
         if refused:
             log.warning("call %s: an operator's session change (%s) was refused: %s; the session is unchanged",
                         self.id, changed, refused)
@@ -213,7 +217,7 @@ class CallControls:
         the end (plus a short tail for the phone's jitter buffer); then hang up or continue in
         the dialplan (``[call] on_end`` unless ``action`` is given; ``target`` = where to)."""
         started = time.monotonic()
-        if goodbye and self.session.ready and not self.stopping:
+        if goodbye and self.conversation is not None and self.backend.ready and not self.stopping:
             self.hold_input(True)
             answered = await self.ask_ai(goodbye)
             stop = asyncio.ensure_future(self._stop.wait())

@@ -14,13 +14,11 @@ from aribot.core.settings import (
     http_url,
     is_loopback_host,
     log_level,
-    max_tokens,
     media_list,
     mode_name,
     nonempty,
     number,
     str_list,
-    ws_url,
 )
 
 CORE_SETTINGS: tuple[Setting, ...] = (
@@ -52,64 +50,29 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "ulaw (PCMU, PT 0) or alaw (PCMA, PT 8); passed through, never transcoded"),
     Setting("rtp.idle_silence", False, as_bool, "true or false",
             "send µ-law/A-law silence frames while the AI is silent (continuous RTP)"),
-    Setting("ai.backend", "openai", choice("openai", "azure", "local"), "openai, azure or local",
-            "openai, azure (Azure OpenAI: key in an api-key header) or local (aribot's offline echo-test voice, "
-            "[local])"),
-    Setting("openai.provider", "openai", choice("openai", "azure"), "openai or azure",
-            "older spelling of ai.backend = \"azure\": openai or azure"),
-    Setting("openai.api_key", "", as_str, "a string",
-            "secret: Realtime API key (OPENAI_API_KEY)", legacy=("OPENAI_API_KEY",)),
-    Setting("openai.url", "wss://api.openai.com/v1/realtime", ws_url, "a ws:// or wss:// URL",
-            "Realtime WebSocket URL; ?model=<model> is appended"),
-    Setting("openai.model", "gpt-realtime", nonempty, "a model or deployment name",
-            "model (OpenAI) or deployment name (Azure)", legacy=("OPENAI_REALTIME_MODEL", "OPENAI_MODEL")),
-    Setting("openai.instructions", "You are a helpful, concise voice assistant answering a phone call. Keep answers short.",
+    Setting("ai.backend", "openai_realtime", nonempty, "a registered speech backend name",
+            "the speech backend calls use: openai_realtime, azure, gpt_live, local, or a plugin's (aribot plugins)"),
+    Setting("ai.allowed", [], str_list, "a list of backend names",
+            "backends a call may choose instead (Stasis argument backend=, channel variable ARIBOT_BACKEND); "
+            "empty = none"),
+    Setting("ai.instructions",
+            "You are a helpful, concise voice assistant answering a phone call. Keep answers short.",
             as_str, "a string",
-            "system prompt", legacy=("OPENAI_INSTRUCTIONS",)),
-    Setting("openai.voice", "marin", nonempty, "a voice name",
-            "alloy, ash, ballad, coral, echo, sage, shimmer, verse, marin, cedar"),
-    Setting("openai.speed", 1.0, number(float, 0.25, 1.5), "a number 0.25..1.5",
-            "speech speed 0.25 .. 1.5"),
-    Setting("openai.turn_detection", "server_vad",
-            choice("server_vad", "semantic_vad", "none"), "server_vad, semantic_vad or none",
-            "server_vad, semantic_vad or none"),
-    Setting("openai.vad_threshold", 0.5, number(float, 0.0, 1.0), "a number 0..1",
-            "server_vad: 0..1, higher needs louder speech"),
-    Setting("openai.vad_prefix_padding_ms", 300, number(int, 0, 5000), "milliseconds 0..5000",
-            "server_vad: audio kept before the detected start"),
-    Setting("openai.vad_silence_duration_ms", 500, number(int, 0, 10000), "milliseconds 0..10000",
-            "server_vad: silence that ends a caller turn"),
-    Setting("openai.vad_eagerness", "auto", choice("low", "medium", "high", "auto"), "low, medium, high or auto",
-            "semantic_vad: low, medium, high or auto"),
-    Setting("openai.interrupt_response", True, as_bool, "true or false",
-            "caller speech interrupts the AI (barge-in)"),
-    Setting("openai.transcription_model", "gpt-4o-mini-transcribe", as_str, "a transcription model name or empty",
-            "caller transcription model; empty disables it"),
-    Setting("openai.transcription_language", "", as_str, "an ISO-639-1 code or empty",
-            "ISO-639-1 hint for transcription, empty = auto"),
-    Setting("openai.noise_reduction", "near_field",
-            choice("near_field", "far_field", ""), "near_field, far_field or empty",
-            "near_field (handset), far_field (speakerphone) or empty for none"),
-    Setting("openai.max_output_tokens", "inf", max_tokens, "an integer 1..4096 or \"inf\"",
-            "1..4096 or \"inf\""),
-    Setting("openai.connect_timeout", 10.0, number(float, 0, 300), "seconds 0..300 (0 = no limit)",
-            "seconds for the Realtime session to be ready (INITIAL_OPENAI_STREAM_IDLE_TIMEOUT_SECONDS)",
+            "system prompt of every backend (a call may choose its own)", legacy=("OPENAI_INSTRUCTIONS",)),
+    Setting("ai.connect_timeout", 10.0, number(float, 0, 300), "seconds 0..300 (0 = no limit)",
+            "seconds for the AI session to be ready (INITIAL_OPENAI_STREAM_IDLE_TIMEOUT_SECONDS)",
             legacy=("INITIAL_OPENAI_STREAM_IDLE_TIMEOUT_SECONDS",)),
-    Setting("openai.reconnect_attempts", 3, number(int, 0, 20), "an integer 0..20 (0 = end the call at once)",
-            "the Realtime WebSocket closing mid-call: new sessions tried (conversation replayed) before the "
-            "fallback prompt; 0 = none"),
-    Setting("openai.max_session_s", 3300.0,
-            number(float, 0, 86400), "seconds 0..86400 (0 = no limit of aribot's own)",
-            "roll over to a new session (conversation replayed) at a quiet moment after this many seconds; "
-            "providers stop at 60 min; 0 = never"),
-    Setting("openai.reconnect_filler", "",
-            media_list, "comma-separated media URIs such as sound:one-moment-please, or empty",
-            "media played while a new session is opened after a close, e.g. \"sound:one-moment-please\"; empty = a "
-            "short silence"),
-    Setting("openai.append_frames", 1, number(int, 1, 50), "an integer 1..50",
-            "20 ms frames per input_audio_buffer.append: 1 = lowest latency; n > 1 delays caller audio (n-1)*20 "
-            "ms and saves CPU (5: about a quarter at 300 calls, docs/capacity.md)"),
-    Setting("openai.input_buffer_ms", 10000, number(int, 0, 120000), "milliseconds 0..120000",
+    Setting("ai.reconnect_attempts", 3, number(int, 0, 20), "an integer 0..20 (0 = end the call at once)",
+            "the AI session lost mid-call: new sessions tried (conversation carried over) before the fallback "
+            "prompt; 0 = none"),
+    Setting("ai.max_session_s", 3300.0, number(float, 0, 86400), "seconds 0..86400 (0 = no limit of aribot's own)",
+            "roll over to a new session (conversation carried over) at a quiet moment after this many seconds; "
+            "services stop sessions at their limit; 0 = never"),
+    Setting("ai.reconnect_filler", "", media_list,
+            "comma-separated media URIs such as sound:one-moment-please, or empty",
+            "media played while a new session is opened after a loss, e.g. \"sound:one-moment-please\"; empty = "
+            "a short silence"),
+    Setting("ai.input_buffer_ms", 10000, number(int, 0, 120000), "milliseconds 0..120000",
             "caller audio kept while the session is not ready yet; older audio is dropped"),
     Setting("call.greeting", "", as_str, "a media URI such as sound:hello-world, or empty",
             "media played to the caller before listening, e.g. \"sound:hello-world\"; empty = none",
@@ -188,12 +151,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
 
 
 def core_checks(settings: Any) -> list[str]:
-    """What no single rule can see: ai.backend and the older openai.provider agree; the RTP range
-    is in order; the HTTP API off loopback has a token."""
-    if settings.ai.backend == "azure":
-        settings.set("openai.provider", "azure")
-    elif settings.ai.backend == "openai" and settings.openai.provider == "azure":
-        settings.set("ai.backend", "azure")
+    """What no single rule can see: the RTP range is in order; the HTTP API off loopback has a
+    token. (That ai.backend names a registered backend is checked when the App starts.)"""
     errors = []
     if settings.rtp.port_min > settings.rtp.port_max:
         errors.append(f"setting rtp.port_min = {settings.rtp.port_min} is above rtp.port_max = "

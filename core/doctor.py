@@ -1,5 +1,6 @@
 """Set-up diagnostics, before a single AI minute is paid for: can aribot log in to ARI, is its Stasis
-app registered, which Asterisk is it, can Asterisk send RTP to us, does the Realtime API accept the key.
+app registered, which Asterisk is it, can Asterisk send RTP to us, does the chosen speech backend's
+service accept us (its own check, e.g. the Realtime API's key).
 
 ``run_checks`` serves both ``aribot doctor`` and the dashboard's setup checklist. Each ``Check`` says
 in one line what is wrong and what to do; no secret is ever part of it.
@@ -20,17 +21,9 @@ from urllib.parse import urlsplit
 
 from aribot.core.ari import AriClient, AriError, AriNotFound
 from aribot.core.plugins import PluginError
-from aribot.core.realtime import (
-    RealtimeClosed,
-    RealtimeConnection,
-    RealtimeUnavailable,
-    auth_headers,
-    realtime_url,
-    redact_url,
-)
-from aribot.core.settings import SettingsError, env_name
+from aribot.core.settings import SettingsError, declared, env_name, is_secret
 
-NAMES = ("settings", "ari_login", "ari_app", "asterisk_version", "rtp_address", "realtime")
+NAMES = ("settings", "ari_login", "ari_app", "asterisk_version", "rtp_address", "backend")
 TESTED_MAJOR = 22  # the Asterisk aribot's integration tests run on
 EXTERNAL_MEDIA_SINCE = (16, 6)
 PORT_SAMPLE = 64  # RTP ports test-bound at most (evenly spread over the range)
@@ -52,7 +45,7 @@ class Check:
         return "SKIP" if self.skipped else "FAIL" if not self.ok else "WARN" if self.hint else "OK"
 
     def line(self) -> str:
-        """``FAIL realtime  invalid API key (…): set ARIBOT_OPENAI__API_KEY …``"""
+        """``FAIL backend  openai_realtime: invalid API key (…): set ARIBOT_OPENAI__API_KEY …``"""
         return f"{self.status:<4} {self.name}  {self.detail}" + (f": {self.hint}" if self.hint else "")
 
 
@@ -61,14 +54,17 @@ def key(name: str) -> str:
     return f"{name} ({env_name(name)})"
 
 
-async def run_checks(settings: Any, *, app: Any = None, timeout: float = 5.0) -> list[Check]:
+async def run_checks(settings: Any, *, app: Any = None, backends: dict[str, Any] | None = None,
+                     timeout: float = 5.0) -> list[Check]:
     """Every check, in NAMES order. ``settings``: loaded settings, or the SettingsError/PluginError
-    that ``configure()`` raised (then only ``settings`` runs). ``app``: a running App, if any."""
+    that ``configure()`` raised (then only ``settings`` runs). ``app``: a running App, if any;
+    ``backends``: name → BackendType (the App's, or the loaded plugins')."""
     if isinstance(settings, (SettingsError, PluginError)):
         return [check_settings(settings)] + [
             Check(name, False, "not checked: the settings are not valid", skipped=True) for name in NAMES[1:]]
     results = await asyncio.gather(check_ari(settings, app=app, timeout=timeout), check_rtp(settings, timeout=timeout),
-                                   check_realtime(settings, timeout=timeout), return_exceptions=True)
+                                   check_backend(settings, backends if backends is not None else app.backends,
+                                                 timeout=timeout), return_exceptions=True)
     checks = [check_settings(None)]
     for names, result in zip((NAMES[1:4], NAMES[4:5], NAMES[5:]), results):
         if isinstance(result, BaseException) and not isinstance(result, Exception):
@@ -77,7 +73,7 @@ async def run_checks(settings: Any, *, app: Any = None, timeout: float = 5.0) ->
             checks += [Check(name, False, f"the check crashed: {type(result).__name__}: {result}") for name in names]
         else:
             checks += result if isinstance(result, list) else [result]
-    secrets = [s for s in (settings.ari.password, settings.openai.api_key) if s]
+    secrets = [str(settings.get(s.key)) for s in declared(settings) if is_secret(s.key) and settings.get(s.key)]
     return [scrub(check, secrets) for check in checks]
 
 
@@ -86,10 +82,10 @@ async def doctor(settings_file: str | Path | None = None, *, timeout: float = 5.
     from aribot.core.app import configure  # late: core.app imports the whole server
 
     try:
-        settings, _plugins = configure(settings_file)
+        settings, plugins = configure(settings_file)
     except (SettingsError, PluginError) as exc:
         return await run_checks(exc, timeout=timeout)
-    return await run_checks(settings, timeout=timeout)
+    return await run_checks(settings, backends=plugins.backends(), timeout=timeout)
 
 
 def render(checks: list[Check], *, as_json: bool = False) -> str:
@@ -290,52 +286,19 @@ async def check_rtp(settings: Any, *, timeout: float = 5.0) -> Check:
                  f"UDP {span}: {free} of {tried} {sampled}ports free; Asterisk sends RTP to {target}")
 
 
-# --- Realtime ------------------------------------------------------------------------------------
+# --- the speech backend --------------------------------------------------------------------------
 
-async def check_realtime(settings: Any, *, timeout: float = 5.0) -> Check:
-    """``realtime``: connect, read the first event, close. Nothing is sent: no audio, no
-    session.update, so nothing is billed."""
-    cfg = settings.openai
-    url = redact_url(realtime_url(cfg))
-    fix_key = f"set {env_name('openai.api_key')} (or OPENAI_API_KEY) to " + (
-        "the Azure OpenAI resource's key" if cfg.provider == "azure" else "a valid OpenAI API key")
-    fix_url = f"check {key('openai.url')} and {key('openai.model')}"
-    if not cfg.api_key:
-        return Check("realtime", False, "openai.api_key is empty", fix_key)
-    conn = RealtimeConnection(realtime_url(cfg), auth_headers(cfg), open_timeout=timeout)
-    events = conn.events()
-    try:
-        async with asyncio.timeout(timeout):
-            await conn.open()
-            first = await anext(events)
-    except TimeoutError as exc:
-        return network_failure("realtime", url, exc, timeout, fix_url)
-    except RealtimeUnavailable as exc:
-        status = getattr(getattr(exc.__cause__, "response", None), "status_code", None)
-        if status is None:
-            return network_failure("realtime", url, exc.__cause__, timeout, f"check {key('openai.url')}")
-        if status in (401, 403):
-            hint = fix_key if status == 401 else "give the key's project Realtime access, or " + fix_key
-            hint += "; a GA Azure openai.url has no api-version" if cfg.provider == "azure" else ""
-            return Check("realtime", False, f"{url} refused the connection (HTTP {status} on the upgrade)", hint)
-        what = "no Realtime endpoint at {url}" if status == 404 else "{url} refused the upgrade"
-        return Check("realtime", False, what.format(url=url) + f" (HTTP {status})", fix_url)
-    except RealtimeClosed as exc:
-        if exc.code == 3000 and "invalid_api_key" in exc.reason:
-            return Check("realtime", False, f"invalid API key ({url} closed with 3000)", fix_key)
-        return Check("realtime", False, f"{url} closed the connection (code {exc.code}: {exc.reason or 'no reason'})",
-                     fix_url)
-    finally:
-        await events.aclose()
-        await conn.close()
-    if first["type"] == "session.created":
-        model = (first.get("session") or {}).get("model") or cfg.model
-        return Check("realtime", True, f"{url} accepted the key (session.created, model {model})")
-    if first["type"] == "error":
-        error = first.get("error") or {}
-        if error.get("code") == "invalid_api_key":
-            return Check("realtime", False, f"invalid API key ({url} answered invalid_api_key)", fix_key)
-        return Check("realtime", False, f"{url} sent error {error.get('code')}: {str(error.get('message'))[:160]}",
-                     f"check {key('openai.model')} and the account's Realtime access")
-    return Check("realtime", False, f"{url} sent {first['type']} first, not session.created",
-                 f"point {key('openai.url')} at a Realtime GA endpoint")
+async def check_backend(settings: Any, backends: dict[str, Any], *, timeout: float = 5.0) -> Check:
+    """``backend``: the chosen backend's own check (reach its service, authenticate, spend no AI
+    minute); a backend without one is reported as not checked."""
+    name = str(settings.ai.backend)
+    backend = backends.get(name)
+    if backend is None:
+        return Check("backend", False, f"ai.backend = {name!r} is not a registered backend",
+                     f"set {key('ai.backend')} to one of {', '.join(sorted(backends)) or 'none (no backend plugin)'}")
+    if backend.check is None:
+        return Check("backend", True, f"{name}: this backend has no check", skipped=True)
+    result = await backend.check(settings, timeout)
+    check = result if isinstance(result, Check) else Check("backend", *result)
+    check.name, check.detail = "backend", f"{name}: {check.detail}"
+    return check

@@ -79,22 +79,23 @@ class MediaConnected(Event):
     remote: str
 
 
-@event("call.realtime_ready")
+@event("call.backend_ready")
 @dataclass(frozen=True, kw_only=True)
-class RealtimeReady(Event):
-    """The Realtime session accepted aribot's session.update."""
+class BackendReady(Event):
+    """The speech backend's session is connected and configured."""
 
     session_id: str
     connect_ms: float
+    backend: str = ""
 
 
-@event("call.realtime_rollover")
+@event("call.backend_rollover")
 @dataclass(frozen=True, kw_only=True)
-class RealtimeRollover(Event):
-    """The Realtime WebSocket closed mid-call (or reached ``openai.max_session_s``) and a new
-    session took over with the conversation so far replayed as items."""
+class BackendRollover(Event):
+    """The backend's session was lost mid-call (or reached ``[ai] max_session_s``) and a new
+    session took over with the conversation so far carried into it."""
 
-    reason: str           # "closed_1001", "closed_1011", ..., or "max_session_s"
+    reason: str           # "closed_1001", "closed_1011", "expired", ..., or "max_session_s"
     attempt: int          # 1 for the first try of this rollover
     replayed_items: int
     gap_ms: float         # from the old session's end to the new one being ready
@@ -172,7 +173,7 @@ class ResponseDone(Event):
     response_id: str
     status: str
     reason: str = ""
-    usage: dict[str, Any] = field(default_factory=dict)  # the Realtime usage object (tokens) as sent
+    usage: dict[str, Any] = field(default_factory=dict)  # the service's token usage of this response, as sent
 
 
 @event("call.barge_in")
@@ -290,14 +291,27 @@ class TimerFired(Event):
     action: str
 
 
-@event("call.realtime_error")
+@event("call.backend_error")
 @dataclass(frozen=True, kw_only=True)
-class RealtimeError(Event):
-    """The Realtime server reported an error event, or its connection failed."""
+class BackendError(Event):
+    """The speech backend's service reported an error, or its connection failed (``fatal``: the
+    call could not go on with it)."""
 
     code: str
     message: str
     fatal: bool = False
+
+
+@event("call.usage")
+@dataclass(frozen=True, kw_only=True)
+class UsageUpdated(Event):
+    """What the AI service counts for this call: ``seconds`` of session so far (cumulative over the
+    call's sessions) for services billed by time; ``tokens``: the usage of one more answer or task
+    (to be added up), in the Realtime usage shape (``input_tokens``, ``output_tokens``,
+    ``input_token_details`` …), e.g. a delegation model's."""
+
+    seconds: float | None = None
+    tokens: dict[str, Any] = field(default_factory=dict)
 
 
 @event("call.ended")

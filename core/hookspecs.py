@@ -62,3 +62,9 @@ def register_dtmf_handlers(register):
 def check_app(app):
     """Raise ``aribot.SettingsError`` if the plugin cannot work with what is registered now (e.g. a
     setting names a handler no plugin offers); called at start and after a plugin is switched."""
+
+
+@hookspec
+def register_backends(register):
+    """Register speech backends: call ``register(aribot.BackendType(name, create, capabilities, …))``
+    for each; ``[ai] backend`` chooses one by name (docs/backends.md)."""

@@ -86,7 +86,7 @@ class CallMetrics:
         self.pacing_lateness = Samples()     # RTP frame sent − its absolute deadline
         self.send_intervals = Samples()      # interval between consecutive frames of a talk-spurt
         self.first_frame_latency = Samples() # AI delta received while idle → its first RTP frame sent
-        self.inbound_latency = Samples()     # caller RTP received → input_audio_buffer.append sent
+        self.inbound_latency = Samples()     # caller RTP received → the frame sent to the speech backend
         self.pacing_slips = 0                # times the pacer fell > 3 frames behind and re-anchored
 
     def series(self) -> dict[str, Samples]:

@@ -88,6 +88,16 @@ class Playout:
         self._segments.clear()
         return dropped
 
+    def end_partial(self) -> bool:
+        """If all that is left to play is less than a frame of an item still open, treat it as
+        the item's end (it is sent padded); True if there was such a stub."""
+        if len(self._segments) == 1:
+            seg = self._segments[0]
+            if not seg.ended and 0 < seg.available < FRAME_BYTES:
+                seg.ended = True
+                return True
+        return False
+
     def queued(self, item_id: str) -> bool:
         """True while audio of ``item_id`` is still waiting to be sent."""
         return any(seg.item_id == item_id and seg.available for seg in self._segments)
@@ -122,7 +132,14 @@ class Pacer:
 
     ``loop`` is the running event loop unless a test passes a clock it moves by hand. A tick that
     runs late sends the frames that fell due meanwhile back to back (at most 3 behind the late one);
-    later than that, it counts a slip and restarts the deadlines from now (no burst)."""
+    later than that, it counts a slip and restarts the deadlines from now (no burst).
+
+    For a service that streams its audio in real time (GPT-Live) rather than ahead of it:
+    ``start_delay_s`` holds each talk-spurt's first frame that long (a playout buffer of about a
+    frame: deltas end mid-frame and the next one arrives just as it is needed, a little late with
+    jitter), and ``partial_wait_s``: less than a frame left with nothing more for that long is sent
+    padded, so the caller hears the last of an answer the service stopped at once. The defaults
+    (0, None) start at once and hold a partial frame until its item ends."""
 
     def __init__(
         self,
@@ -135,8 +152,14 @@ class Pacer:
         on_first_frame: Callable[[str, float], None] | None = None,
         on_spurt_end: Callable[[str], None] | None = None,
         loop: Scheduler | None = None,
+        start_delay_s: float = 0.0,
+        partial_wait_s: float | None = None,
     ) -> None:
         self.playout = playout
+        self.start_delay_s = start_delay_s
+        self.partial_wait_s = partial_wait_s
+        self._partial_handle: Timer | None = None
+        self._first_received: float | None = None   # when the audio that starts a delayed spurt arrived
         self.sender = sender
         self.endpoint = endpoint
         self.metrics = metrics
@@ -163,11 +186,20 @@ class Pacer:
             self._anchor(self._loop.time())
             self._tick()
 
-    def kick(self, received_at: float | None = None) -> None:
-        """New audio was queued: start a talk-spurt now if the pacer is idle."""
+    def kick(self, received_at: float | None = None, *, now: bool = False) -> None:
+        """New audio was queued: start a talk-spurt if the pacer is idle (after ``start_delay_s``
+        unless ``now``)."""
         if self._stopped:
             return
+        if self._partial_handle is not None:
+            self._partial_handle.cancel()
+            self._partial_handle = None
         if not self.running:
+            if self.start_delay_s and not now:
+                self._anchor(self._loop.time() + self.start_delay_s)
+                self._first_received = received_at
+                self._handle = self._loop.call_at(self._t0, self._tick)
+                return
             self._anchor(self._loop.time())
             self._tick()
             if received_at is not None and self._talking:
@@ -179,9 +211,15 @@ class Pacer:
 
     def stop(self) -> None:
         self._stopped = True
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        for handle in (self._handle, self._partial_handle):
+            if handle is not None:
+                handle.cancel()
+        self._handle = self._partial_handle = None
+
+    def _send_partial(self) -> None:
+        self._partial_handle = None
+        if self.playout.end_partial():
+            self.kick(now=True)
 
     def _anchor(self, now: float) -> None:
         self._t0 = now
@@ -195,6 +233,9 @@ class Pacer:
             if self._talking and self.on_spurt_end is not None:
                 self.on_spurt_end(self.playout.current_item)
             self._talking = False
+            self._first_received = None
+            if self.partial_wait_s is not None and self._partial_handle is None and self.playout.buffered_bytes:
+                self._partial_handle = self._loop.call_at(now + self.partial_wait_s, self._send_partial)
             if self.idle_frame is None:
                 return
             self.endpoint.send(self.sender.packet(self.idle_frame, marker=False, now=now))
@@ -202,6 +243,9 @@ class Pacer:
             marker = not self._talking
             if marker and self.on_first_frame is not None:
                 self.on_first_frame(self.playout.current_item, now)
+            if self._first_received is not None:
+                self.metrics.first_frame_latency.add((time.perf_counter() - self._first_received) * 1000)
+                self._first_received = None
             self.endpoint.send(self.sender.packet(frame, marker=marker, now=now))
             if self._talking:
                 self.metrics.send_intervals.add((now - self._last_send) * 1000)

@@ -191,6 +191,19 @@ class Plugins:
         """What collected digits do: name → async handler(call, digits, reason)."""
         return {name: obj for name, (_owner, obj) in self._named("register_dtmf_handlers", "DTMF handler").items()}
 
+    def backends(self) -> dict[str, Any]:
+        """Speech backend name → BackendType; a name registered twice is an error."""
+        found: dict[str, Any] = {}
+        owners: dict[str, str] = {}
+        for owner, fn in self._per_plugin("register_backends"):
+            def register(backend: Any, _owner: str = owner) -> None:
+                name = backend.name.strip().lower()
+                if name in found:
+                    raise PluginError(f"speech backend {name!r} is registered by both {owners[name]} and {_owner}")
+                found[name], owners[name] = backend, _owner
+            fn(register=register)
+        return found
+
     def tools(self) -> list[tuple[str, Callable[..., Any]]]:
         """(owning plugin, function) for every registered tool."""
         found: list[tuple[str, Callable[..., Any]]] = []

@@ -10,11 +10,13 @@ import inspect
 import json
 import logging
 import re
+import time
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Union, get_args, get_origin
 
+from aribot.core import events as ev
 from aribot.core.settings import SettingsError, number
 
 log = logging.getLogger("aribot.tools")
@@ -63,7 +65,7 @@ class ToolContext:
     @property
     def ai_spoke(self) -> bool:
         """The AI said something in the response that called this tool."""
-        return self._call.session.response_had_audio(self.response_id)
+        return self._call.backend.ai_spoke(self.response_id)
 
     async def hangup(self, reason: str = "tool", goodbye: str = "") -> None:
         """End the call after the audio already queued (and, with ``goodbye``, a goodbye the AI
@@ -240,7 +242,7 @@ class ToolRegistry:
         return cls(tools, float(cfg.timeout))
 
     def definitions(self, names: list[str] | None = None) -> list[dict[str, Any]]:
-        """Definitions for session.update: every enabled tool, or only ``names`` (a per-call choice)."""
+        """Definitions for the AI session: every enabled tool, or only ``names`` (a per-call choice)."""
         return [t.definition() for t in self.tools.values() if t.enabled and (names is None or t.name in names)]
 
     async def run(self, name: str, arguments: str, context: ToolContext,
@@ -282,3 +284,50 @@ class ToolRegistry:
 
 def _error(message: str, *, timed_out: bool = False) -> ToolOutcome:
     return ToolOutcome(json.dumps({"error": message}), message, timed_out=timed_out)
+
+
+async def run_tool_call(call: Any, name: str, tool_call_id: str, arguments: str, response_ref: str) -> ToolOutcome:
+    """A tool the AI asked for on ``call``, with core's policy whatever the backend: events before
+    and after, the AI's filler when it runs longer than ``[tools] filler_after``, an operator's
+    answer for ``[tools] manual`` tools, the tool's time limit, and the call's allowed tools."""
+    call.emit(ev.ToolCalled(call_id=call.id, tool=name, tool_call_id=tool_call_id, arguments=arguments))
+    started = time.perf_counter()
+    cfg, backend = call.settings.tools, call.backend
+    filler_tag = backend.next_tag()
+    filler = None
+    if cfg.filler_after and cfg.filler:
+        filler = asyncio.get_running_loop().call_later(
+            cfg.filler_after, lambda: call.spawn(backend.request_response(cfg.filler, tag=filler_tag)))
+    try:
+        if name in cfg.manual:
+            outcome = await _manual_answer(call, name, tool_call_id, arguments)
+        else:
+            outcome = await call.app.tools.run(name, arguments, ToolContext(call, name, response_ref),
+                                               allowed=call.choices.tools)
+    finally:
+        if filler is not None:
+            filler.cancel()
+        backend.drop_request(filler_tag)  # a filler not said yet is no longer wanted
+    call.emit(ev.ToolFinished(call_id=call.id, tool=name, tool_call_id=tool_call_id, result=outcome.output,
+                              error=outcome.error, duration_ms=(time.perf_counter() - started) * 1000))
+    return outcome
+
+
+async def _manual_answer(call: Any, name: str, tool_call_id: str, arguments: str) -> ToolOutcome:
+    """A tool answered by a person: wait for the operator's answer on the dashboard."""
+    future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    call.manual_answers[tool_call_id] = future
+    call.emit(ev.ToolAwaitingAnswer(call_id=call.id, tool=name, tool_call_id=tool_call_id, arguments=arguments))
+    timeout = call.settings.tools.manual_timeout
+    try:
+        answer = await asyncio.wait_for(future, timeout)
+    except asyncio.TimeoutError:
+        message = f"no operator answered {name} within {timeout:g} s"
+        return ToolOutcome(json.dumps({"error": message}), message, timed_out=True)
+    finally:
+        call.manual_answers.pop(tool_call_id, None)
+    try:
+        json.loads(answer)
+        return ToolOutcome(answer)
+    except ValueError:
+        return ToolOutcome(json.dumps({"answer": answer}))

@@ -250,6 +250,14 @@ exten => _8XX,1,NoOp(aribot-lab choices ${{EXTEN}})
  same => n,Stasis({self.app},${{EXTEN}},instructions=from the Stasis arguments,tools=none,mode=immediate,colour=blue)
  same => n,NoOp(aribot-lab after-stasis ${{EXTEN}} STASISSTATUS=${{STASISSTATUS}})
  same => n,Hangup()
+; per-call speech backend: 701 by Stasis argument, 702 by channel variable, 703 asks for one
+exten => 701,1,Stasis({self.app},${{EXTEN}},backend=gpt_live)
+ same => n,Hangup()
+exten => 702,1,Set(ARIBOT_BACKEND=gpt_live)
+ same => n,Stasis({self.app},${{EXTEN}})
+ same => n,Hangup()
+exten => 703,1,Stasis({self.app},${{EXTEN}},backend=local)
+ same => n,Hangup()
 
 [aribot-continue]
 exten => _X.,1,NoOp(aribot-lab continued ${{EXTEN}})

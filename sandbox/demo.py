@@ -3,7 +3,7 @@
 1. The Asterisk 22 sandbox starts (``aribot.sandbox``; built on first use), with the softphone endpoint
    of ``aribot lab`` and a dialplan context for the demo caller.
 2. aribot starts in this process with the sandbox's ARI credentials, the dashboard on, and the
-   local voice backend unless an OpenAI key is configured (then OpenAI answers).
+   speech backend of ``--backend``, else the configured one if its key is set, else the local voice.
 3. A demo call: ARI originates ``Local/demo@aribot-demo-caller``; its Stasis half is an ordinary
    call for aribot, its dialplan half plays a synthesised caller (espeak-ng) saying a few lines
    with pauses for the answers, then hangs up. The call view fills with a live transcript.
@@ -47,6 +47,7 @@ class DemoOptions:
     sip_port: int = 5062
     sip_bind: str = "127.0.0.1"
     phone_password: str = field(default_factory=lambda: secrets.token_urlsafe(9))
+    backend: str = ""   # --backend: the speech backend to use ("" = the configured one if ready, else local)
     gap_s: float = 7.0
 
 
@@ -83,8 +84,9 @@ def _free_port(preferred: int, kind: int = socket.SOCK_DGRAM) -> int:
             return int(sock.getsockname()[1])
 
 
-def configure_for_lab(settings: Any, lab: AsteriskLab, options: DemoOptions) -> str:
-    """Point ``settings`` at the sandbox; returns the backend in use ("local" or the configured one)."""
+def configure_for_lab(settings: Any, lab: AsteriskLab, options: DemoOptions, backends: dict[str, Any]) -> str:
+    """Point ``settings`` at the sandbox; returns the backend in use: ``--backend``, else the
+    configured one if it is ready to use (its key is set), else the local voice."""
     low, high = free_udp_port_range(64)
     settings.set("ari.url", lab.ari_url)
     settings.set("ari.username", lab.ari_username)
@@ -102,9 +104,13 @@ def configure_for_lab(settings: Any, lab: AsteriskLab, options: DemoOptions) -> 
     elif settings.ui.port and _free_port(int(settings.ui.port), socket.SOCK_STREAM) != settings.ui.port:
         print(f"demo: dashboard port {settings.ui.port} is taken; using a free one", flush=True)
         settings.set("ui.port", 0)
-    if settings.ai.backend != "local" and not settings.openai.api_key:
-        settings.set("ai.backend", "local")
-    return str(settings.ai.backend)
+    chosen = options.backend or str(settings.ai.backend)
+    if chosen not in backends:
+        raise RuntimeError(f"there is no speech backend {chosen!r}; installed: {', '.join(sorted(backends))}")
+    if not options.backend and backends[chosen].warnings(settings) and "local" in backends:
+        chosen = "local"   # not ready (no key): the offline voice instead
+    settings.set("ai.backend", chosen)
+    return chosen
 
 
 async def originate_demo_call(lab: AsteriskLab, number: int) -> str:
@@ -156,7 +162,7 @@ async def run_demo(settings: Any, plugins: Any, options: DemoOptions) -> int:
         await lab.start()
         sound = await asyncio.to_thread(caller_audio, CALLER_LINES, options.gap_s)
         (lab.var_dir / f"{SOUND}.ulaw").write_bytes(sound)
-        backend = configure_for_lab(settings, lab, options)
+        backend = configure_for_lab(settings, lab, options, plugins.backends())
         app = App(settings, plugins)
         ended: list[CallEnded] = []
         app.bus.subscribe(CallEnded, ended.append)

@@ -16,9 +16,11 @@ class Immediate:
 
     async def prepare(self) -> None:
         """An Asterisk-played greeting suspends the caller's media, so the AI cannot hear talk
-        over it: TALK_DETECT does, for as long as the greeting lasts (set before it starts)."""
+        over it, and a backend without turn events (GPT-Live) does not say when the caller talks
+        over an aribot-played one: TALK_DETECT does, for as long as the greeting lasts (set before
+        it starts)."""
         greeting = self.call.choices.greeting
-        if greeting and not is_local_media(greeting):
+        if greeting and (not is_local_media(greeting) or not self.call.backend.capabilities.turn_events):
             cfg = self.call.settings.activation
             self.talk_detect = await self.call.set_talk_detect(cfg.vad_silence_ms, cfg.vad_talk_threshold)
 

@@ -1,8 +1,8 @@
 """The local voice backend (``[ai] backend = "local"``): an audio-path echo test with no AI account.
 
 At start-up the plugin runs aribot's own GA Realtime server (``aribot.plugins.local_backend.realtime``)
-on a free loopback port and points ``openai.url`` at it; the core then talks to it through the
-same Realtime client as to OpenAI, with nothing special on its side. Each caller turn (energy
+on a free loopback port, and its backend talks to it with the openai_realtime plugin's Realtime
+client, configured for that server (no other backend's settings are read or changed). Each caller turn (energy
 turn detection, ``[local] energy_threshold``) is answered with a short spoken phrase (espeak-ng)
 followed by the caller's own words played back, and transcribed offline (pocketsphinx), so the
 dashboard shows words. Responses the core asks for itself (no-input re-prompts, goodbyes, a
@@ -14,13 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 from aribot import Setting, as_bool, as_str, hookimpl, number
+from aribot.core.backend import BackendType, BackendUnavailable, SessionSetup
 from aribot.plugins.local_backend.realtime.script import AudioOutput, Script, Turn
 from aribot.plugins.local_backend.realtime.server import RealtimeServer
 from aribot.plugins.local_backend.voice import Recogniser, VoiceError, synthesize
+from aribot.plugins.openai_realtime.client import RealtimeConfig
+from aribot.plugins.openai_realtime.session import CAPABILITIES, RealtimeBackend
 
 log = logging.getLogger("aribot.local_backend")
 
@@ -115,9 +119,40 @@ def register_settings(register):
                      "the longest caller turn played back"))
 
 
+# the local server of each running App, found through the App's settings object (a call's host has it)
+SERVERS: "weakref.WeakKeyDictionary[Any, LocalBackend]" = weakref.WeakKeyDictionary()
+
+
+class LocalRealtimeBackend(RealtimeBackend):
+    """The Realtime backend, pointed at this App's local server."""
+
+
+def create(host: Any, setup: SessionSetup) -> RealtimeBackend:
+    server = SERVERS.get(host.settings)
+    if server is None or server.server is None:
+        raise BackendUnavailable("the local voice server is not running (local is not ai.backend or in ai.allowed)")
+    config = RealtimeConfig(url=server.url, api_key=server.api_key)
+    return LocalRealtimeBackend(host, setup, config)
+
+
+async def check(settings: Any, timeout: float) -> tuple[bool, str, str]:
+    """espeak-ng speaks (a word, locally); pocketsphinx is checked when transcripts are on."""
+    try:
+        await asyncio.to_thread(synthesize, "ok", voice=settings.local.voice)
+    except VoiceError as exc:
+        return False, str(exc), "run scripts/setup, or apt-get install espeak-ng"
+    return True, f"espeak-ng speaks with voice {settings.local.voice}; no account needed", ""
+
+
+@hookimpl
+def register_backends(register):
+    register(BackendType("local", create, CAPABILITIES, default_voice=lambda settings: "marin", check=check,
+                         description="aribot's offline echo test: espeak-ng phrases, your own words played back"))
+
+
 @hookimpl
 async def startup(app):
-    if app.settings.ai.backend != "local":
+    if "local" not in {str(app.settings.ai.backend), *map(str, app.settings.ai.allowed)}:
         return
     cfg = app.settings.local
     backend = LocalBackend(voice=cfg.voice, words_per_minute=cfg.words_per_minute,
@@ -127,9 +162,7 @@ async def startup(app):
         await backend.start()
     except VoiceError as exc:
         raise RuntimeError(f"the local backend cannot start: {exc}") from None
-    app.settings.set("openai.url", backend.url)
-    app.settings.set("openai.api_key", backend.api_key)
-    app.settings.set("openai.provider", "openai")
+    SERVERS[app.settings] = backend
     app.extensions["local_backend"] = backend
     log.info("local backend (espeak-ng + %s) serving on %s: each caller turn is answered with a phrase and "
              "the caller's own words", "pocketsphinx" if cfg.transcribe else "no transcription", backend.url)
@@ -138,5 +171,6 @@ async def startup(app):
 @hookimpl
 async def shutdown(app):
     backend = app.extensions.pop("local_backend", None)
+    SERVERS.pop(app.settings, None)
     if backend is not None:
         await backend.stop()

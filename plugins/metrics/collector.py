@@ -26,8 +26,6 @@ TURN_LATENCY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 
 PACING_ERROR_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02)
 TOOL_DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 CONNECT_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
-# the core's event for a new Realtime session taking over mid-call (absent from cores without reconnects)
-REALTIME_ROLLOVER = getattr(ev, "RealtimeRollover", None)
 CALL_DURATION_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
 
 
@@ -99,6 +97,7 @@ class AribotMetrics:
         self.app = app
         self.registry = CollectorRegistry()
         self._tracked: dict[str, _Tracked] = {}
+        self._usage_seconds: dict[str, float] = {}   # call id → the seconds its backend reported so far
         self._reason, self._drop, self._code = BoundedLabel(), BoundedLabel(), BoundedLabel()
         self._status, self._tool, self._rollover = BoundedLabel(), BoundedLabel(), BoundedLabel()
         self._harvester: asyncio.Task[None] | None = None
@@ -117,23 +116,24 @@ class AribotMetrics:
                                     "and re-anchored its clock.", **m)
         self.rtp_dropped = Counter("aribot_rtp_dropped_packets", "Incoming RTP packets dropped, by reason.",
                                    ["reason"], **m)
-        self.realtime_connect = Histogram("aribot_realtime_connect_seconds", "Realtime WebSocket open to "
-                                          "session.update accepted.", buckets=CONNECT_BUCKETS, **m)
-        self.realtime_reconnects = Counter("aribot_realtime_reconnects", "New Realtime sessions that took over "
-                                           "mid-call, by why (closed_<code>, max_session_s).", ["reason"], **m)
-        self.realtime_reconnect_gap = Histogram("aribot_realtime_reconnect_gap_seconds", "From the old Realtime "
-                                                "session's end to the new one being ready.",
-                                                buckets=CONNECT_BUCKETS, **m)
-        self.realtime_errors = Counter("aribot_realtime_errors", "Realtime error events and connection failures, "
-                                       "by code.", ["code", "fatal"], **m)
-        self.responses = Counter("aribot_responses", "Realtime responses finished, by status.", ["status"], **m)
+        self.ai_connect = Histogram("aribot_ai_connect_seconds", "A call's speech backend session: connect to "
+                                    "configured.", buckets=CONNECT_BUCKETS, **m)
+        self.ai_reconnects = Counter("aribot_ai_reconnects", "New AI sessions that took over mid-call, by why "
+                                     "(closed_<code>, expired, max_session_s …).", ["reason"], **m)
+        self.ai_reconnect_gap = Histogram("aribot_ai_reconnect_gap_seconds", "From the old AI session's end to the "
+                                          "new one being ready.", buckets=CONNECT_BUCKETS, **m)
+        self.ai_errors = Counter("aribot_ai_errors", "Errors the speech backend reported and connection failures, "
+                                 "by code.", ["code", "fatal"], **m)
+        self.ai_seconds = Counter("aribot_ai_session_seconds", "Session time the speech service counted (services "
+                                  "billed by time).", **m)
+        self.responses = Counter("aribot_responses", "AI responses finished, by status.", ["status"], **m)
         self.barge_ins = Counter("aribot_barge_ins", "Times a caller interrupted the AI.", **m)
         self.tool_duration = Histogram("aribot_tool_duration_seconds", "Function tool run time, by tool.", ["tool"],
                                        buckets=TOOL_DURATION_BUCKETS, **m)
         self.tool_errors = Counter("aribot_tool_errors", "Function tool runs that failed, by tool.", ["tool"], **m)
-        self.tokens = Counter("aribot_tokens", "Realtime tokens used, by direction and modality.",
+        self.tokens = Counter("aribot_tokens", "AI tokens used (services billed by tokens), by direction and modality.",
                               ["direction", "modality"], **m)
-        self.cached_tokens = Counter("aribot_cached_input_tokens", "Input tokens served from the Realtime cache "
+        self.cached_tokens = Counter("aribot_cached_input_tokens", "Input tokens served from the service's cache "
                                      "(part of aribot_tokens_total{direction=\"input\"}).", **m)
         for direction in ("input", "output"):
             for modality in ("text", "audio"):
@@ -146,14 +146,14 @@ class AribotMetrics:
         """Subscribe to the bus and start the periodic harvest of live calls."""
         subscribe = self.app.bus.subscribe
         for event_type, receiver in ((ev.CallStarted, self._on_started), (ev.CallEnded, self._on_ended),
-                                     (ev.BotAudioStarted, self._on_bot_audio), (ev.RealtimeReady, self._on_ready),
-                                     (ev.RealtimeError, self._on_realtime_error),
+                                     (ev.BotAudioStarted, self._on_bot_audio), (ev.BackendReady, self._on_ready),
+                                     (ev.BackendError, self._on_backend_error),
                                      (ev.ResponseDone, self._on_response_done),
                                      (ev.BargeIn, lambda e: self.barge_ins.inc()),
                                      (ev.ToolFinished, self._on_tool_finished)):
             subscribe(event_type, receiver, owner=OWNER)
-        if REALTIME_ROLLOVER is not None:
-            subscribe(REALTIME_ROLLOVER, self._on_rollover, owner=OWNER)
+        subscribe(ev.BackendRollover, self._on_rollover, owner=OWNER)
+        subscribe(ev.UsageUpdated, self._on_usage, owner=OWNER)
         self._harvester = asyncio.create_task(self._harvest_periodically(), name="metrics-harvest")
 
     def stop(self) -> None:
@@ -238,6 +238,7 @@ class AribotMetrics:
             self._tracked[event.call_id] = _Tracked(call)
 
     def _on_ended(self, event: ev.CallEnded) -> None:
+        self._usage_seconds.pop(event.call_id, None)
         self.calls_ended.labels(self._reason(end_reason_label(event.reason))).inc()
         self.call_duration.observe(max(0.0, event.duration_s))
         tracked = self._tracked.pop(event.call_id, None)
@@ -252,21 +253,32 @@ class AribotMetrics:
         if event.latency_ms is not None:
             self.turn_latency.observe(max(0.0, event.latency_ms) / 1000)
 
-    def _on_ready(self, event: ev.RealtimeReady) -> None:
-        self.realtime_connect.observe(max(0.0, event.connect_ms) / 1000)
+    def _on_ready(self, event: ev.BackendReady) -> None:
+        self.ai_connect.observe(max(0.0, event.connect_ms) / 1000)
 
-    def _on_rollover(self, event: Any) -> None:
-        self.realtime_reconnects.labels(self._rollover(str(event.reason))).inc()
-        self.realtime_reconnect_gap.observe(max(0.0, float(event.gap_ms)) / 1000)
+    def _on_rollover(self, event: ev.BackendRollover) -> None:
+        self.ai_reconnects.labels(self._rollover(str(event.reason))).inc()
+        self.ai_reconnect_gap.observe(max(0.0, float(event.gap_ms)) / 1000)
 
-    def _on_realtime_error(self, event: ev.RealtimeError) -> None:
-        self.realtime_errors.labels(self._code(event.code), "true" if event.fatal else "false").inc()
+    def _on_backend_error(self, event: ev.BackendError) -> None:
+        self.ai_errors.labels(self._code(event.code), "true" if event.fatal else "false").inc()
+
+    def _on_usage(self, event: ev.UsageUpdated) -> None:
+        """Seconds are cumulative per call: only what grew since the call's last report is added;
+        tokens are one more answer's."""
+        if event.tokens:
+            self._count_tokens(event.tokens)
+        if event.seconds is None:
+            return
+        last = self._usage_seconds.get(event.call_id, 0.0)
+        if event.seconds > last:
+            self.ai_seconds.inc(event.seconds - last)
+            self._usage_seconds[event.call_id] = event.seconds
 
     def _on_response_done(self, event: ev.ResponseDone) -> None:
         self.responses.labels(self._status(event.status)).inc()
-        usage = getattr(event, "usage", None)  # the Realtime response.usage, once the core passes it on
-        if isinstance(usage, dict):
-            self._count_tokens(usage)
+        if event.usage:
+            self._count_tokens(event.usage)
 
     def _count_tokens(self, usage: dict[str, Any]) -> None:
         for direction in ("input", "output"):

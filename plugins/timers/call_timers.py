@@ -7,7 +7,8 @@
 - ``speech_complete_timeout``: one caller utterance longer than this is committed and answered
   (caller audio is held while the AI answers, so a never-ending noise cannot starve the call).
 - ``max_call_duration``: the AI says goodbye and the call ends after the goodbye has played.
-The Realtime session's own start-up limit is ``[openai] connect_timeout`` (core).
+The AI session's own start-up limit is ``[ai] connect_timeout`` (core). With a backend that reports no
+turn events (GPT-Live) the caller's transcript counts as speech and ``speech_complete_timeout`` never fires.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from aribot.core import events as ev
 
 log = logging.getLogger("aribot.timers")
 ACTIVITY = (ev.SpeechStarted, ev.SpeechStopped, ev.TalkingStarted, ev.TalkingFinished, ev.ResponseStarted,
-            ev.ResponseDone, ev.BotAudioStarted, ev.BotAudioStopped, ev.ActivationOpened)
+            ev.ResponseDone, ev.BotAudioStarted, ev.BotAudioStopped, ev.ActivationOpened, ev.TranscriptDelta)
 
 
 async def first_of(*events: asyncio.Event, timeout: float | None = None) -> None:
@@ -89,7 +90,7 @@ class CallTimers:
             self._fired("speech_complete", "the utterance is committed and answered")
             call.hold_input(True)
             try:
-                answered = await call.session.commit_and_respond()
+                answered = await call.end_turn()
                 await answered
                 await call.wait_playout()
             finally:

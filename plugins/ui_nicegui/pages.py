@@ -161,12 +161,15 @@ class Dashboard:
 
     # --- session settings ------------------------------------------------------------------------
     def session_page(self) -> None:
-        app, cfg = self.app, self.app.settings.openai
-        current = {"instructions": cfg.instructions, "voice": cfg.voice, "turn_detection": cfg.turn_detection,
-                   **app.overrides}
+        app, settings = self.app, self.app.settings
+        backend = app.backends.get(str(settings.ai.backend))
+        current = {"instructions": settings.ai.instructions,
+                   "voice": backend.default_voice(settings) if backend else "",
+                   "turn_detection": settings.get("openai.turn_detection") or "server_vad", **app.overrides}
         ui.label("Session settings").classes("text-2xl")
         instructions = ui.textarea("Instructions", value=current["instructions"]).classes("w-full").mark("instructions")
-        voice = ui.select(VOICES, value=current["voice"], label="Voice").classes("w-40").mark("voice")
+        voices = VOICES + [v for v in (current["voice"],) if v and v not in VOICES]  # a backend's own voice too
+        voice = ui.select(voices, value=current["voice"] or None, label="Voice").classes("w-40").mark("voice")
         turns = ui.select(TURN_DETECTION, value=current["turn_detection"], label="Turn detection").mark("turn-detection")
         offered = current.get("tools")
         boxes = {name: ui.checkbox(name, value=tool.enabled and (offered is None or name in offered)).mark(f"tool-{name}")

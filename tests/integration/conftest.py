@@ -16,6 +16,7 @@ from aribot.core.ari import AriClient
 from aribot.sandbox.asterisk import AsteriskLab
 from tests.contract.ari_docs import validate_request
 from tests.fake_realtime.server import FakeRealtimeServer
+from tests.lab.ai_fakes import BACKENDS, FAKES, AiFake
 from tests.lab.fixtures import asterisk_lab, lab_chroot, rtp_sniffer  # noqa: F401
 from tests.lab.serve import API_KEY, lab_settings, write_settings
 
@@ -45,6 +46,19 @@ async def fake() -> AsyncIterator[FakeRealtimeServer]:
     finally:
         await server.stop()
     server.assert_no_fake_bugs()
+
+
+@pytest.fixture(params=BACKENDS)
+async def ai(request: pytest.FixtureRequest) -> AsyncIterator[AiFake]:
+    """A strict fake of each speech backend's service in turn (OpenAI Realtime GA, GPT-Live), for the
+    scenarios that matter to a caller; aribot must not break its protocol."""
+    fake = FAKES[request.param]()
+    await fake.server.start()
+    try:
+        yield fake
+    finally:
+        await fake.server.stop()
+    fake.assert_clean()
 
 
 @pytest.fixture

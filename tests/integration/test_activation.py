@@ -181,7 +181,7 @@ async def test_per_call_choices_from_stasis_arguments_and_channel_variables(
     special, plain = (conn.session for conn in fake.connections)
     assert special["instructions"] == "from the Stasis arguments" and special["audio"]["output"]["voice"] == "cedar"
     assert special["tools"] == [] and "lookup_order" in [t["name"] for t in plain["tools"]]
-    assert plain["instructions"] == app.settings.openai.instructions
+    assert plain["instructions"] == app.settings.ai.instructions
     modes = [e.mode for e in probe.of("call.activation_opened")]
     assert modes == ["immediate", "vad"]
     assert [e.extension for e in probe.of("call.started")] == ["800", "100"]

@@ -50,7 +50,7 @@ async def test_doctor_all_ok_while_aribot_serves(
     code, lines = await run_doctor(doctor_env(asterisk_lab, fake.url), tmp_path)
     assert code == 0, lines
     assert [line.split()[:2] for line in lines] == [
-        ["OK", name] for name in ("settings", "ari_login", "ari_app", "asterisk_version", "rtp_address", "realtime")]
+        ["OK", name] for name in ("settings", "ari_login", "ari_app", "asterisk_version", "rtp_address", "backend")]
     assert lines[1] == f"OK   ari_login  Asterisk 22.10.1 at {asterisk_lab.ari_url} as user '{asterisk_lab.ari_username}'"
     assert lines[2] == f"OK   ari_app  app {asterisk_lab.app} is registered: an aribot (or another ARI client) is " \
                        "connected to it"
@@ -73,7 +73,7 @@ async def test_doctor_wrong_ari_password(asterisk_lab: AsteriskLab, fake: FakeRe
                             f"'{asterisk_lab.ari_username}' (HTTP 401): wrong username or password")
     assert "ari.password (ARIBOT_ARI__PASSWORD)" in login
     assert [line.split()[0] for line in lines if " ari_app " in line or " asterisk_version " in line] == ["SKIP"] * 2
-    assert any(line.startswith("OK   realtime") for line in lines), lines
+    assert any(line.startswith("OK   backend  openai_realtime:") for line in lines), lines
 
 
 async def test_doctor_app_not_registered(asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, tmp_path: Path) -> None:
@@ -82,3 +82,26 @@ async def test_doctor_app_not_registered(asterisk_lab: AsteriskLab, fake: FakeRe
     assert f"WARN ari_app  no aribot is connected to app {app}: Stasis({app}) calls fail until `aribot serve` runs" \
         in lines, lines
     assert code == 0, lines  # expected before `aribot serve`: a warning, not a failure
+
+
+async def test_doctor_checks_the_chosen_backend_only(asterisk_lab: AsteriskLab, fake: FakeRealtimeServer,
+                                                     tmp_path: Path) -> None:
+    """With [ai] backend = gpt_live the doctor starts and closes a GPT-Live session (no AI minute
+    spent on audio) and never asks the Realtime API anything; a bad key there fails with its fix."""
+    from tests.fake_gpt_live import FakeGptLiveServer
+    async with FakeGptLiveServer(api_key=API_KEY) as live:
+        env = doctor_env(asterisk_lab, fake.url, ARIBOT_AI__BACKEND="gpt_live", ARIBOT_GPT_LIVE__URL=live.url,
+                         ARIBOT_OPENAI__API_KEY="", ARIBOT_GPT_LIVE__API_KEY=API_KEY)
+        env["ARIBOT_OPENAI__API_KEY"] = "unused-realtime-key"   # run_doctor checks no secret is printed
+        code, lines = await run_doctor(env, tmp_path)
+        assert code == 0, lines
+        (backend,) = [line for line in lines if " backend " in line]
+        assert backend == f"OK   backend  gpt_live: {live.url} started and closed a session (model gpt-live-1)"
+        assert [conn.received_types() for conn in live.connections] == [["session.start", "session.close"]]
+        assert fake.connections == []                                # the Realtime API was not asked
+        code, lines = await run_doctor(env | {"ARIBOT_GPT_LIVE__API_KEY": "sk-wrong"}, tmp_path)
+        assert code == 1
+        (backend,) = [line for line in lines if " backend " in line]
+        assert backend.startswith("FAIL backend  gpt_live:") and "HTTP 401" in backend
+        assert "ARIBOT_GPT_LIVE__API_KEY" in backend and "sk-wrong" not in "\n".join(lines)
+        live.assert_no_client_bugs()

@@ -4,11 +4,8 @@ from all three. The AI can call its tools through the real Asterisk."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,31 +17,16 @@ from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.lab.audio import speech
 from tests.lab.calls import caller_turns, padded, place_call, tool_outputs
+from tests.lab.examples import installed_example as installed_example_package
 from tests.lab.serve import ARIBOT
 from tests.lab.sniffer import RtpSniffer
-
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "aribot-example-orders"
 
 
 @pytest.fixture(scope="module")
 def installed_example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """pip install the example with the test venv's pip, into a directory of its own that this
-    process (and the `aribot` it starts) puts on its path: other tests running in parallel with
-    the same venv never see it, and nothing is left behind."""
-    work = tmp_path_factory.mktemp("example")
-    source, target = work / EXAMPLE.name, work / "site"
-    shutil.copytree(EXAMPLE, source)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(pip + ["install", "--no-deps", "--no-build-isolation", "--no-index", "--target", str(target),
-                          str(source)], check=True)
-    sys.path.insert(0, str(target))
-    importlib.invalidate_caches()
-    try:
-        yield target
-    finally:
-        sys.path.remove(str(target))
-        sys.modules.pop("aribot_example_orders", None)
+    with installed_example_package("aribot-example-orders", tmp_path_factory.mktemp("example"),
+                                   "aribot_example_orders") as site:
+        yield site
 
 
 def listed_plugins(tmp_path: Path, site: Path, disabled: bool) -> dict[str, dict]:

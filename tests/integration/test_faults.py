@@ -45,11 +45,11 @@ async def test_realtime_unreachable_plays_fallback_then_acts(
     rtp_sniffer.watch(caller.media_port)
     result = await caller.run()
     assert result.ok and result.bye_received, result.error      # Asterisk or aribot hung up, not the caller
-    assert ended[0].reason == "realtime_unavailable"
+    assert ended[0].reason == "ai_unavailable"
     assert prompt_frames(rtp_sniffer, caller.media_port) > 50      # the fallback prompt was heard (>1 s)
     played = asterisk_lab.log_text()[mark:]
     assert "Playing 'im-sorry.gsm'" in played and "Playing 'please-try-call-later.gsm'" in played   # both parts
-    lines = log_lines(caplog, "realtime_unavailable")
+    lines = log_lines(caplog, "ai_unavailable")
     assert len(lines) == 1 and "fallback prompt" in lines[0]
     if action == "continue":
         await asterisk_lab.wait_for_log(r"aribot-lab continued 777", since=mark)
@@ -69,8 +69,8 @@ async def test_realtime_refusing_the_session_is_a_failure_too(
     caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(500), audio_delay_ms=300, hangup="server")
     result = await caller.run()
     assert result.ok and result.bye_received, result.error
-    assert ended[0].reason == "realtime_unavailable"
-    lines = log_lines(caplog, "realtime_unavailable")
+    assert ended[0].reason == "ai_unavailable"
+    lines = log_lines(caplog, "ai_unavailable")
     assert len(lines) == 1
     assert ("HTTP 500" in lines[0]) if fault == "http_500" else ("invalid_api_key" in lines[0])
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("aribot"))
@@ -83,7 +83,7 @@ async def test_realtime_closing_mid_call(
 ) -> None:
     answer = speech(600, seed=3)
     fake.script = Script(turns=[Turn.audio(answer, "first")])
-    app = await make_aribot(fake.url, openai={"reconnect_attempts": 0})  # rollover: see test_rollover.py
+    app = await make_aribot(fake.url, ai={"reconnect_attempts": 0})  # rollover: see test_rollover.py
     ended = subscribe(app, CallEnded)
     caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(700, 700), audio_delay_ms=300,
                         hangup="server")
@@ -97,9 +97,9 @@ async def test_realtime_closing_mid_call(
     await conn.close(1011, "server error")
     result = await run
     assert result.ok and result.bye_received, result.error
-    assert ended[0].reason == "realtime_closed"
+    assert ended[0].reason == "ai_closed"
     assert b"".join(p.payload for p in heard(rtp_sniffer, caller.media_port)).startswith(padded(answer))
-    assert len(log_lines(caplog, "realtime_closed")) == 1
+    assert len(log_lines(caplog, "ai_closed")) == 1
 
 
 async def test_realtime_error_events_do_not_end_the_call(

@@ -1,7 +1,8 @@
 """A real sipp call through the lab Asterisk to aribot with ``[ai] backend = "local"``: the caller
 hears the local backend's phrase and then their own words, byte-exact, and the caller's turn is
-transcribed offline. The core uses its ordinary Realtime client; the backend's every frame is
-checked against the openai SDK's GA models."""
+transcribed offline. The backend is the openai_realtime plugin's client pointed at the local
+server (no setting of another backend is touched); the server's every frame is checked against the
+openai SDK's GA models."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ async def test_the_caller_hears_their_own_words_back(
 ) -> None:
     app = await make_aribot("ws://127.0.0.1:9/v1/realtime", ai={"backend": "local"})
     backend: LocalBackend = app.extensions["local_backend"]
-    assert backend.server is not None and app.settings.openai.url == backend.url
+    assert backend.server is not None
+    assert app.settings.openai.url == "ws://127.0.0.1:9/v1/realtime"   # no other backend's settings rewritten
     backend.server.validator = check_server_event
     transcripts: list[Transcript] = []
     app.bus.subscribe(Transcript, transcripts.append)

@@ -89,9 +89,9 @@ async def test_metrics_move_as_a_call_runs(
     assert delta(after, before, "aribot_tool_errors_total", tool="transfer_call") == 1
     assert delta(after, before, "aribot_tool_errors_total", tool="current_time") == 0
     assert delta(after, before, "aribot_responses_total", status="completed") == 3
-    assert delta(after, before, "aribot_realtime_connect_seconds_count") == 1
-    assert "aribot_realtime_reconnects_total" in after.names                     # exported ...
-    assert not [series for series in after.samples if series[0] == "aribot_realtime_reconnects_total"]  # ... none
+    assert delta(after, before, "aribot_ai_connect_seconds_count") == 1
+    assert "aribot_ai_reconnects_total" in after.names                     # exported ...
+    assert not [series for series in after.samples if series[0] == "aribot_ai_reconnects_total"]  # ... none
     assert delta(after, before, "aribot_barge_ins_total") == 0
     usages = [e.usage for e in probe.of("call.response_done")]
     assert len(usages) == 3 and sum(u["output_tokens"] for u in usages) > 0   # the Realtime usage, passed on

@@ -1,5 +1,5 @@
 """The Realtime WebSocket closing mid-call (the provider's session limit, 1001) or reaching
-``openai.max_session_s``: the call goes on in a new session that starts with the conversation so
+``ai.max_session_s``: the call goes on in a new session that starts with the conversation so
 far as items, the caller's audio carries over with at most a short gap, and only after
 ``reconnect_attempts`` failed tries does the caller hear the fallback."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from aribot.core.events import CallEnded, RealtimeRollover, Transcript
+from aribot.core.events import BackendRollover, CallEnded, Transcript
 from aribot.plugins.local_backend.realtime.script import Script, Turn
 from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
@@ -58,7 +58,7 @@ async def test_provider_closing_at_its_session_limit_rolls_over_with_the_convers
                Script(turns=[Turn.audio(second, "Second answer.")], caller_transcripts=["And another one."])]
     fake.script = lambda conn: scripts[min(len(fake.connections), len(scripts) - 1)]  # before it is listed
     app = await make_aribot(fake.url)
-    rollovers, ended = subscribe(app, RealtimeRollover), subscribe(app, CallEnded)
+    rollovers, ended = subscribe(app, BackendRollover), subscribe(app, CallEnded)
     caller_audio = caller_turns(800, 800, gap_ms=4500)
     placed = await place_call(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=500,
                               hold_ms_after_audio=300, sniffer=rtp_sniffer)
@@ -87,8 +87,8 @@ async def test_max_session_age_rolls_over_at_a_quiet_moment(
     scripts = [Script(turns=[Turn.audio(first, "One.")], caller_transcripts=["Hello there."]),
                Script(turns=[Turn.audio(second, "Two.")])]
     fake.script = lambda conn: scripts[min(len(fake.connections), len(scripts) - 1)]  # before it is listed
-    app = await make_aribot(fake.url, openai={"max_session_s": 3.0})
-    rollovers = subscribe(app, RealtimeRollover)
+    app = await make_aribot(fake.url, ai={"max_session_s": 3.0})
+    rollovers = subscribe(app, BackendRollover)
     caller_audio = caller_turns(800, 800, gap_ms=4000)
     placed = await place_call(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=500,
                               hold_ms_after_audio=300, sniffer=rtp_sniffer)
@@ -111,7 +111,7 @@ async def test_when_no_new_session_can_be_opened_the_caller_gets_the_fallback(
 ) -> None:
     caplog.set_level(logging.INFO)
     fake.script = Script(turns=[Turn.audio(speech(500, seed=85), "Hi.")])
-    app = await make_aribot(fake.url, openai={"reconnect_attempts": 2})
+    app = await make_aribot(fake.url, ai={"reconnect_attempts": 2})
     ended = subscribe(app, CallEnded)
     caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(700, gap_ms=8000), audio_delay_ms=300,
                         hangup="server")
@@ -124,10 +124,10 @@ async def test_when_no_new_session_can_be_opened_the_caller_gets_the_fallback(
     await conn.close(1011, "server error")
     result = await run
     assert result.ok and result.bye_received, result.error
-    assert ended[0].reason == "realtime_closed"
+    assert ended[0].reason == "ai_closed"
     assert len(log_lines(caplog, "failed: HTTP 503")) == 2   # two tries, each one line
     assert prompt_frames(rtp_sniffer, caller.media_port) > 50   # then the fallback prompt
-    lines = log_lines(caplog, "realtime_closed")
+    lines = log_lines(caplog, "ai_closed")
     assert len(lines) == 1 and "2 new session(s) failed" in lines[0]
 
 
@@ -143,7 +143,7 @@ async def test_a_cut_network_path_to_the_realtime_api_is_survived(
                Script(turns=[Turn.audio(second, "Second.")])]
     fake.script = lambda conn: scripts[min(len(fake.connections), len(scripts) - 1)]
     app = await make_aribot(f"ws://127.0.0.1:{port}/v1/realtime")
-    rollovers, transcripts = subscribe(app, RealtimeRollover), subscribe(app, Transcript)
+    rollovers, transcripts = subscribe(app, BackendRollover), subscribe(app, Transcript)
     caller_audio = caller_turns(800, 800, gap_ms=4000)
     caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=500, hold_ms_after_audio=300)
     rtp_sniffer.watch(caller.media_port)

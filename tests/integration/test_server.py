@@ -148,7 +148,7 @@ async def test_http_api_healthz_tools_and_logs(
                 seen.append(await asyncio.wait_for(ws.receive_json(), 15))
             assert (await run).ok
     types = [m["type"] for m in seen]
-    for expected in ("call.started", "call.answered", "call.media_connected", "call.realtime_ready",
+    for expected in ("call.started", "call.answered", "call.media_connected", "call.backend_ready",
                      "call.activation_opened", "call.speech_started", "call.speech_stopped", "call.response_started",
                      "call.bot_audio_started", "call.transcript", "call.response_done", "call.ended"):
         assert expected in types, f"{expected} missing from /logs: {types}"

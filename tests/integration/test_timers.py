@@ -29,13 +29,13 @@ async def test_realtime_connect_timeout(
 ) -> None:
     fake.accept_delay_s = 2.0                       # the Realtime endpoint is slow to accept
     fake.script = Script(turns=[Turn.audio(speech(400, seed=1), "hi")])
-    app = await make_aribot(fake.url, openai={"connect_timeout": timeout})
+    app = await make_aribot(fake.url, ai={"connect_timeout": timeout})
     probe = Probe.attach(app)
     placed = await place_call(asterisk_lab, tmp_path / "sipp", silence(2500) + speech(600, seed=2) + silence(2000),
                               hangup="either", wait_bye_timeout_ms=500)
     ended = probe.first("call.ended")
     if timeout:
-        assert ended.reason == "realtime_unavailable" and placed.result.bye_received
+        assert ended.reason == "ai_unavailable" and placed.result.bye_received
         assert [r.getMessage() for r in caplog.records if "not ready within 1 s" in r.getMessage()]
     else:
         assert ended.reason == "caller_hangup" and fake.connections[0].responses

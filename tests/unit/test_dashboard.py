@@ -185,7 +185,7 @@ async def test_basic_auth_middleware_refuses_without_the_password() -> None:
 def test_ui_is_not_imported_by_the_core() -> None:
     import subprocess
     import sys
-    code = "import aribot.core.app, core.call, core.session, sys; print('nicegui' in sys.modules)"
+    code = "import aribot.core.app, aribot.core.call, aribot.core.conversation, sys; print('nicegui' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
@@ -199,7 +199,7 @@ async def test_setup_page_shows_each_check(app: App) -> None:
         await user.should_see("FAIL ari_login")              # ARI is unreachable in this test
         await user.should_see("SKIP ari_app")
         await user.should_see("OK settings")
-        await user.should_see("FAIL realtime")                # no OpenAI key is set
+        await user.should_see("FAIL backend")                 # no OpenAI key is set
         user.find("Run the checks again").click()
         await user.should_see("FAIL ari_login")
 

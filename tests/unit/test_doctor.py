@@ -15,9 +15,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from aribot.core.app import configure
 from aribot.core.cli import main
-from aribot.core.doctor import NAMES, Check, check_ari, check_realtime, check_rtp, render, run_checks
-from aribot.core.settings import SettingsError, env_name, load_settings
+from aribot.core.doctor import NAMES, Check, check_ari, check_backend, check_rtp, render, run_checks
+from aribot.core.settings import SettingsError, env_name
 from aribot.sandbox.ports import free_tcp_port, free_udp_port_range
 from tests.fake_realtime.server import FakeRealtimeServer
 
@@ -49,8 +50,15 @@ def make_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[.
                 "openai.url": f"ws://127.0.0.1:{free_tcp_port()}/v1/realtime"}
         for key, value in (base | (values or {})).items():
             monkeypatch.setenv(env_name(key), str(value))
-        return load_settings()
+        settings, plugins = configure()
+        object.__setattr__(settings, "test_backends", plugins.backends())
+        return settings
     return make
+
+
+async def check_realtime(settings: Any, timeout: float = 5.0) -> Check:
+    """The openai_realtime backend's doctor check, as ``aribot doctor`` runs it."""
+    return await check_backend(settings, settings.test_backends, timeout=timeout)
 
 
 class FakeAri:
@@ -111,7 +119,7 @@ async def test_all_checks_pass_and_nothing_is_sent_to_the_realtime_api(make_sett
     fake, url = await fake_ari()
     async with FakeRealtimeServer(api_key=API_KEY) as realtime:
         settings = make_settings({"ari.url": url + "/ari", "openai.url": realtime.url})
-        checks = await run_checks(settings, timeout=2)
+        checks = await run_checks(settings, backends=settings.test_backends, timeout=2)
         conn = await realtime.wait_for_connection()
         await conn.wait_closed()  # the doctor hung up itself (the server's stop would count as "server")
     assert [c.name for c in checks] == list(NAMES)
@@ -145,7 +153,8 @@ async def test_cli_doctor_exit_codes_and_json(make_settings, fake_ari: StartAri,
         monkeypatch.setenv("ARIBOT_OPENAI__API_KEY", BAD_KEY)
         assert await asyncio.to_thread(main, ["doctor"]) == 1
     out = capsys.readouterr().out
-    assert out.splitlines()[-1].startswith("FAIL realtime  invalid API key") and "ARIBOT_OPENAI__API_KEY" in out
+    assert out.splitlines()[-1].startswith("FAIL backend  openai_realtime: invalid API key")
+    assert "ARIBOT_OPENAI__API_KEY" in out
     monkeypatch.setenv("ARIBOT_RTP__PORT_MIN", "x")
     assert await asyncio.to_thread(main, ["doctor"]) == 1
     out = capsys.readouterr().out
@@ -311,10 +320,11 @@ async def test_rtp_loopback_socket_but_remote_advertised(make_settings) -> None:
 async def test_realtime_good_and_bad_key(make_settings) -> None:
     async with FakeRealtimeServer(api_key=API_KEY) as realtime:
         check = await check_realtime(make_settings({"openai.url": realtime.url}))
-        assert check.line() == (f"OK   realtime  {realtime.url}?model=gpt-realtime accepted the key "
+        assert check.line() == (f"OK   backend  openai_realtime: {realtime.url}?model=gpt-realtime accepted the key "
                                 "(session.created, model gpt-realtime)")
         check = await check_realtime(make_settings({"openai.url": realtime.url, "openai.api_key": BAD_KEY}))
-        assert check.status == "FAIL" and check.detail.startswith("invalid API key") and realtime.url in check.detail
+        assert check.status == "FAIL" and check.detail.startswith("openai_realtime: invalid API key")
+        assert realtime.url in check.detail
         assert check.hint == "set ARIBOT_OPENAI__API_KEY (or OPENAI_API_KEY) to a valid OpenAI API key"
         assert BAD_KEY not in check.line()
         assert [c.session_updates for c in realtime.connections] == [[], []]
@@ -327,7 +337,8 @@ async def test_realtime_azure(make_settings) -> None:
         assert check.ok and "model my-deployment" in check.detail
         assert realtime.connections[0].headers.get("api-key") == API_KEY
     check = await check_realtime(make_settings({"openai.provider": "azure", "openai.api_key": ""}))
-    assert check.line() == ("FAIL realtime  openai.api_key is empty: set ARIBOT_OPENAI__API_KEY (or OPENAI_API_KEY) "
+    assert check.line() == ("FAIL backend  openai_realtime: openai.api_key is empty: set ARIBOT_OPENAI__API_KEY (or "
+                            "OPENAI_API_KEY) "
                             "to the Azure OpenAI resource's key")
 
 
@@ -348,7 +359,7 @@ async def test_realtime_refused_upgrade(make_settings) -> None:
 async def test_realtime_unreachable_and_timeout(make_settings) -> None:
     port = free_tcp_port()
     check = await check_realtime(make_settings({"openai.url": f"ws://127.0.0.1:{port}/v1/realtime"}), timeout=2)
-    assert check.line() == (f"FAIL realtime  connection refused by ws://127.0.0.1:{port}/v1/realtime"
+    assert check.line() == (f"FAIL backend  openai_realtime: connection refused by ws://127.0.0.1:{port}/v1/realtime"
                             "?model=gpt-realtime: check openai.url (ARIBOT_OPENAI__URL)")
     check = await check_realtime(make_settings({"openai.url": "wss://realtime.invalid/v1/realtime"}), timeout=2)
     assert "cannot resolve host realtime.invalid" in check.detail

@@ -63,7 +63,7 @@ async def test_events_and_live_calls_become_metrics_of_their_own_app_only() -> N
     call = fake_call()
     app.calls["c1"] = call
     app.bus.emit(None, ev.CallStarted(call_id="c1", channel_id="c1"))
-    app.bus.emit(None, ev.RealtimeReady(call_id="c1", session_id="s", connect_ms=300.0))
+    app.bus.emit(None, ev.BackendReady(call_id="c1", session_id="s", connect_ms=300.0))
     for ms in (0.05, 0.7, 4.0):
         call.metrics.pacing_lateness.add(ms)
     call.endpoint.dropped["wrong_source"] += 2
@@ -76,13 +76,13 @@ async def test_events_and_live_calls_become_metrics_of_their_own_app_only() -> N
     assert value(live, "aribot_pacing_error_seconds_count") == 3
     assert value(live, "aribot_pacing_error_seconds_bucket", le="0.001") == 2
     assert value(live, "aribot_rtp_dropped_packets_total", reason="wrong_source") == 2
-    assert value(live, "aribot_realtime_connect_seconds_count") == 1
+    assert value(live, "aribot_ai_connect_seconds_count") == 1
 
     app.bus.emit(None, ev.BotAudioStarted(call_id="c1", response_id="r1", item_id="i1", latency_ms=640.0))
     app.bus.emit(None, ev.BotAudioStarted(call_id="c1", response_id="r2", item_id="i2"))   # no caller stop: no turn
     app.bus.emit(None, ev.ToolFinished(call_id="c1", tool="lookup", tool_call_id="t1", result="{}", duration_ms=1200))
     app.bus.emit(None, ev.ToolFinished(call_id="c1", tool="made_up", tool_call_id="t2", result="", error="unknown"))
-    app.bus.emit(None, ev.RealtimeError(call_id="c1", code="closed_1011", message="", fatal=True))
+    app.bus.emit(None, ev.BackendError(call_id="c1", code="closed_1011", message="", fatal=True))
     app.bus.emit(None, ResponseDoneWithUsage(call_id="c1", response_id="r1", status="completed", usage={
         "total_tokens": 300, "input_tokens": 200, "output_tokens": 100,
         "input_token_details": {"text_tokens": 120, "audio_tokens": 80, "cached_tokens": 64},
@@ -106,7 +106,7 @@ async def test_events_and_live_calls_become_metrics_of_their_own_app_only() -> N
     assert value(after, "aribot_tool_duration_seconds_bucket", tool="lookup", le="1.0") == 0
     assert value(after, "aribot_tool_errors_total", tool="lookup") == 0
     assert value(after, "aribot_tool_errors_total", tool="unknown") == 1       # the model's name stays out
-    assert value(after, "aribot_realtime_errors_total", code="closed_1011", fatal="true") == 1
+    assert value(after, "aribot_ai_errors_total", code="closed_1011", fatal="true") == 1
     assert value(after, "aribot_responses_total", status="completed") == 1
     assert value(after, "aribot_responses_total", status="cancelled") == 1
     assert value(after, "aribot_barge_ins_total") == 1
@@ -129,7 +129,7 @@ async def test_route_serves_the_text_format_and_503_once_stopped(aiohttp_client)
     assert response.status == 200 and response.headers["Content-Type"] == CONTENT_TYPE_LATEST
     names = {family.name for family in text_string_to_metric_families(await response.text())}
     assert {"aribot_calls_live", "aribot_calls_ended", "aribot_turn_latency_seconds", "aribot_pacing_error_seconds",
-            "aribot_rtp_dropped_packets", "aribot_realtime_reconnects", "aribot_tool_duration_seconds",
+            "aribot_rtp_dropped_packets", "aribot_ai_reconnects", "aribot_tool_duration_seconds",
             "aribot_tool_errors", "aribot_tokens"} <= names
     metrics_plugin.shutdown(app)
     assert (await client.get("/metrics")).status == 503
@@ -139,13 +139,13 @@ async def test_realtime_rollovers_are_counted_by_reason() -> None:
     app = fake_app()
     metrics_plugin.startup(app)
     for reason, gap_ms in (("closed_1011", 700.0), ("max_session_s", 150.0), ("closed_1011", 900.0)):
-        app.bus.emit(None, ev.RealtimeRollover(call_id="c1", reason=reason, attempt=1, replayed_items=4,
+        app.bus.emit(None, ev.BackendRollover(call_id="c1", reason=reason, attempt=1, replayed_items=4,
                                                gap_ms=gap_ms))
     samples = scrape(app)
-    assert value(samples, "aribot_realtime_reconnects_total", reason="closed_1011") == 2
-    assert value(samples, "aribot_realtime_reconnects_total", reason="max_session_s") == 1
-    assert value(samples, "aribot_realtime_reconnect_gap_seconds_count") == 3
-    assert value(samples, "aribot_realtime_reconnect_gap_seconds_bucket", le="0.75") == 2
+    assert value(samples, "aribot_ai_reconnects_total", reason="closed_1011") == 2
+    assert value(samples, "aribot_ai_reconnects_total", reason="max_session_s") == 1
+    assert value(samples, "aribot_ai_reconnect_gap_seconds_count") == 3
+    assert value(samples, "aribot_ai_reconnect_gap_seconds_bucket", le="0.75") == 2
     metrics_plugin.shutdown(app)
 
 

@@ -69,7 +69,7 @@ def python_in(path: Path) -> str:
 
 
 def test_docs_and_examples_use_only_the_public_api() -> None:
-    files = [REPO / "docs" / "plugins.md", REPO / "docs" / "tools.md",
+    files = [REPO / "docs" / "plugins.md", REPO / "docs" / "tools.md", REPO / "docs" / "backends.md",
              *(REPO / "examples").rglob("*.py")]
     for path in files:
         code = python_in(path)
@@ -98,3 +98,67 @@ def test_core_imports_no_plugin_and_no_sandbox() -> None:
 def test_sandbox_is_its_own_subpackage() -> None:
     assert importlib.import_module("aribot.sandbox.asterisk").__file__.startswith(str(REPO / "sandbox"))
     assert not (REPO / "core" / "lab").exists() and not (REPO / "core" / "demo.py").exists()
+
+
+def openai_event_names() -> set[str]:
+    """Every event type of the OpenAI Realtime and GPT-Live protocols, from the SDK's models."""
+    import typing
+
+    from openai.types import live, realtime
+
+    names: set[str] = set()
+    for union in (realtime.RealtimeClientEvent, realtime.RealtimeServerEvent, live.ClientEvent, live.ServerEvent):
+        for model in typing.get_args(typing.get_args(union)[0] if hasattr(union, "__metadata__") else union):
+            field = getattr(model, "model_fields", {}).get("type")
+            names.update(typing.get_args(field.annotation) if field is not None else ())
+    return names
+
+
+def test_core_knows_no_openai_event() -> None:
+    """Vendor protocols live in their backend plugins: core's source names no event of either."""
+    names = {name for name in openai_event_names() if "." in name}  # a bare "error" is plain English
+    assert {"session.update", "input_audio_buffer.append", "session.start", "response.create"} <= names
+    for path in (REPO / "core").rglob("*.py"):
+        text = path.read_text()
+        found = sorted(name for name in names if f'"{name}"' in text or f"'{name}'" in text or f" {name} " in text)
+        assert not found, f"{path.relative_to(REPO)} names OpenAI events {found}"
+
+
+def core_import_graph() -> dict[str, set[str]]:
+    """core module → the core modules it imports when loaded (not under TYPE_CHECKING, not in a function)."""
+    import ast
+
+    graph: dict[str, set[str]] = {}
+    for path in (REPO / "core").glob("*.py"):
+        deps: set[str] = set()
+        pending = list(ast.parse(path.read_text()).body)
+        while pending:
+            node = pending.pop()
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                pending.extend(node.orelse)
+                continue
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("aribot.core"):
+                parts = node.module.split(".")
+                deps |= {parts[2]} if len(parts) > 2 else {alias.name for alias in node.names}
+            elif isinstance(node, ast.Import):
+                deps |= {alias.name.split(".")[2] for alias in node.names if alias.name.startswith("aribot.core.")}
+            pending.extend(child for child in ast.iter_child_nodes(node) if isinstance(child, ast.stmt))
+        graph[path.stem] = deps - {path.stem}
+    return graph
+
+
+def test_core_modules_import_each_other_without_a_circle() -> None:
+    """The call and its speech backend once imported each other; core stays a tree of imports."""
+    graph = core_import_graph()
+    assert {"call", "backend", "conversation"} <= set(graph) and "backend" in graph["conversation"]
+    assert "call" not in graph["backend"] and "call" not in graph["conversation"]
+
+    def visit(node: str, path: tuple[str, ...]) -> None:
+        for dep in graph.get(node, ()):
+            assert dep not in path, f"import circle: {' -> '.join(path + (dep,))}"
+            visit(dep, path + (dep,))
+
+    for module in graph:
+        visit(module, (module,))

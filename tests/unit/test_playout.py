@@ -153,3 +153,46 @@ def test_a_late_tick_catches_up_at_most_3_frames_and_later_re_anchors(late_ms: i
     assert endpoint.times[-3:] == [grid + (next_frame + n) * FRAME_SECONDS for n in range(3)]
     assert [p.payload for p in endpoint.packets] == [frames(n) for n in range(1, len(endpoint.sent) + 1)]  # in order
     assert not any(p.marker for p in endpoint.packets[1:])  # one talk-spurt throughout
+
+
+def test_real_time_audio_a_frame_of_buffer_and_the_stub_of_a_stopped_answer_goes_out() -> None:
+    """Paced output (GPT-Live): deltas end mid-frame and the next arrives just as it is needed. A
+    spurt starts one frame late, so a delta a little late still joins it; less than a frame left
+    with nothing more for 40 ms is the end of what was said: sent padded at once."""
+    clock = ManualClock()
+    pacer, playout, endpoint = paced(clock, start_delay_s=0.02, partial_wait_s=0.04)
+    t0 = clock.now
+    playout.push("a", frames(1) + bytes([2]) * 100)          # 32.5 ms of audio
+    pacer.kick(received_at=0.0)
+    assert endpoint.times == [] and [t.when for t in clock.pending()] == [t0 + 0.02]   # held a frame
+    clock.advance_to(t0 + 0.02)
+    assert endpoint.times == [t0 + 0.02]
+    clock.advance_to(t0 + 0.035)
+    playout.push("a", bytes([2]) * 60 + bytes([3]) * 100)     # the next delta, 12.5 ms later than its audio starts
+    pacer.kick()                                              # running: joins the deadlines
+    clock.advance_to(t0 + 0.04)
+    assert [p.payload for p in endpoint.packets] == [frames(1), frames(2)]
+    assert [p.marker for p in endpoint.packets] == [True, False]
+    clock.advance_to(t0 + 0.06)                               # 100 bytes left: the spurt ends, the wait starts
+    assert len(endpoint.sent) == 2 and [t.when for t in clock.pending()] == [pytest.approx(t0 + 0.10)]
+    clock.advance_to(t0 + 0.10)                               # nothing came: the stub goes out padded, at once
+    assert endpoint.times[-1] == pytest.approx(t0 + 0.10)
+    assert endpoint.packets[-1].payload == bytes([3]) * 100 + bytes([0xFF]) * 60
+    clock.advance_to(t0 + 0.2)
+    assert playout.played["a"] == 420 and not pacer.running and clock.pending() == []
+    assert pacer.metrics.first_frame_latency.count == 1
+
+
+def test_real_time_audio_that_comes_within_the_wait_is_not_padded() -> None:
+    clock = ManualClock()
+    pacer, playout, endpoint = paced(clock, start_delay_s=0.02, partial_wait_s=0.04)
+    t0 = clock.now
+    playout.push("a", bytes([1]) * 240)                       # a frame and a half
+    pacer.kick()
+    clock.advance_to(t0 + 0.04)                               # the half frame waits
+    clock.advance_to(t0 + 0.07)                               # 30 ms into the wait: the rest arrives
+    playout.push("a", bytes([1]) * 80)
+    pacer.kick(received_at=None)
+    assert [t.when for t in clock.pending()] == [pytest.approx(t0 + 0.09)]   # a new spurt, a frame later; no wait
+    clock.advance_to(t0 + 0.2)
+    assert [p.payload for p in endpoint.packets] == [frames(1), frames(1)]   # no padding in the middle

@@ -258,6 +258,40 @@ def test_hook_register_call_features() -> None:
     assert "timers" in load_plugins(settings()).call_features()
 
 
+BACKEND_PLUGIN = """
+import aribot
+
+class Quiet(aribot.SpeechBackend):
+    capabilities = aribot.Capabilities(turn_events=False, truncation=False, tools="none")
+
+@aribot.hookimpl
+def register_backends(register):
+    register(aribot.BackendType("quiet", Quiet, Quiet.capabilities, default_voice=lambda settings: "soft"))
+"""
+
+
+def test_hook_register_backends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin's backend is chosen by [ai] backend by name; an unknown name stops the start with
+    the registered names; a name two plugins register is an error."""
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "quiet.py").write_text(BACKEND_PLUGIN)
+    monkeypatch.setenv("ARIBOT_PLUGINS__PATHS", f'["{folder}"]')
+    monkeypatch.setenv("ARIBOT_AI__BACKEND", "quiet")
+    app = App(*configure())
+    assert app.backends["quiet"].default_voice(app.settings) == "soft"
+    assert {"openai_realtime", "azure", "gpt_live", "local", "quiet"} <= set(app.backends)
+    monkeypatch.setenv("ARIBOT_AI__BACKEND", "nobody")
+    with pytest.raises(SettingsError, match="setting ai.backend names 'nobody', which is not a registered speech "
+                                            "backend: expected one of azure, gpt_live, local, openai, openai_realtime, quiet"):
+        App(*configure())
+    (folder / "quiet2.py").write_text(BACKEND_PLUGIN)
+    monkeypatch.setenv("ARIBOT_AI__BACKEND", "quiet")
+    with pytest.raises(PluginError, match="speech backend 'quiet' is registered by both quiet and quiet2"):
+        App(*configure())
+
+
 def test_hook_register_dtmf_handlers() -> None:
     plugins = Plugins()
 

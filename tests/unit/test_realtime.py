@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -10,8 +11,9 @@ import pytest
 from openai.types.realtime import RealtimeClientEvent
 from pydantic import TypeAdapter
 
-from aribot.core.realtime import append_message, auth_headers, build_session_update, realtime_url
-from aribot.core.settings import load_settings
+from aribot.core.app import configure
+from aribot.plugins.openai_realtime import realtime_config
+from aribot.plugins.openai_realtime.client import append_message, auth_headers, build_session_update, realtime_url
 
 CLIENT_EVENT = TypeAdapter(RealtimeClientEvent)
 
@@ -20,7 +22,7 @@ CLIENT_EVENT = TypeAdapter(RealtimeClientEvent)
 def openai_cfg(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ARIBOT_OPENAI__API_KEY", "sk-test")
-    return load_settings().openai
+    return realtime_config(configure()[0])
 
 
 def test_session_update_is_ga_and_pcmu(openai_cfg) -> None:
@@ -39,9 +41,7 @@ def test_session_update_is_ga_and_pcmu(openai_cfg) -> None:
 
 
 def test_alaw_and_no_turn_detection(openai_cfg) -> None:
-    openai_cfg.turn_detection = "none"
-    openai_cfg.transcription_model = ""
-    openai_cfg.noise_reduction = ""
+    openai_cfg = dataclasses.replace(openai_cfg, turn_detection="none", transcription_model="", noise_reduction="")
     update = build_session_update(openai_cfg, "alaw", [])
     CLIENT_EVENT.validate_python(update)
     audio_in = update["session"]["audio"]["input"]
@@ -67,7 +67,7 @@ def test_append_message_is_exact_json() -> None:
 
 
 def test_redact_url_hides_keys() -> None:
-    from aribot.core.realtime import redact_url
+    from aribot.plugins.openai_realtime.client import redact_url
     url = "wss://res.openai.azure.com/openai/v1/realtime?model=dep&api-key=SECRET"
     assert "SECRET" not in redact_url(url) and "model=dep" in redact_url(url)
 
@@ -75,7 +75,7 @@ def test_redact_url_hides_keys() -> None:
 async def test_send_now_keeps_order_with_awaited_sends_and_refuses_a_closed_socket() -> None:
     """The per-frame append path writes in the caller's own loop step; mixed with awaited sends,
     the server still receives every frame once, in order; a closed socket gets False, not a write."""
-    from aribot.core.realtime import RealtimeConnection
+    from aribot.plugins.openai_realtime.client import RealtimeConnection
     from tests.fake_realtime import FakeRealtimeServer
 
     async with FakeRealtimeServer(api_key="k") as server:

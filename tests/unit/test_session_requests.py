@@ -7,14 +7,13 @@ import asyncio
 import base64
 import json
 import time
-from types import SimpleNamespace
 
-from aribot.core.metrics import CallMetrics
-from aribot.core.playout import Playout
-from aribot.core.session import RealtimeSession
-from aribot.core.tools import ToolOutcome
+from aribot.core.backend import SessionSetup
 from aribot.plugins.local_backend.realtime.errors import ProtocolError
 from aribot.plugins.local_backend.realtime.ga_schema import client_event_specs
+from aribot.plugins.openai_realtime.client import RealtimeConfig
+from aribot.plugins.openai_realtime.session import RealtimeBackend
+from tests.unit.backend_host import RecordingHost
 
 
 class StrictConnection:
@@ -36,12 +35,9 @@ class StrictConnection:
         self.sent.append(event)
 
 
-def make_session() -> tuple[RealtimeSession, StrictConnection]:
-    cfg = SimpleNamespace(append_frames=1, input_buffer_ms=1000, interrupt_response=True)
-    tools = SimpleNamespace(filler_after=0, filler="", manual=[], manual_timeout=1.0)
-    call = SimpleNamespace(id="c1", settings=SimpleNamespace(openai=cfg, tools=tools), emit=lambda event: None,
-                           playout=Playout(), flush_playout=lambda: 0)
-    session = RealtimeSession(call)  # type: ignore[arg-type]
+def make_session() -> tuple[RealtimeBackend, StrictConnection]:
+    setup = SessionSetup(audio_format="ulaw", instructions="be brief", voice="marin", tools=[])
+    session = RealtimeBackend(RecordingHost(), setup, RealtimeConfig(url="ws://127.0.0.1:9/v1/realtime"))
     conn = StrictConnection()
     session.conn, session.ready = conn, True  # type: ignore[assignment]
     return session, conn
@@ -87,22 +83,17 @@ async def test_a_server_that_does_not_echo_metadata_still_resolves_requests() ->
 
 async def test_tool_output_then_one_response_create_after_response_done() -> None:
     session, conn = make_session()
-    session.call.app = SimpleNamespace(tools=SimpleNamespace(run=_tool_ok))  # type: ignore[attr-defined]
-    session.call.choices = SimpleNamespace(tools=None)  # type: ignore[attr-defined]
     await session.handle({"type": "response.created", "response": {"id": "r1"}})
     await session.handle({"type": "response.function_call_arguments.done", "response_id": "r1",
                           "call_id": "call_1", "name": "lookup", "arguments": "{}"})
     for task in list(session._tasks):
         await task
+    assert session.host.tool_runs == [("lookup", "call_1", "{}", "r1")]   # core runs it (RecordingHost here)
     outputs = [e for e in conn.sent if e["type"] == "conversation.item.create"]
     assert outputs[0]["item"] == {"type": "function_call_output", "call_id": "call_1", "output": '{"ok": true}'}
     assert creates(conn) == []                                   # r1 is still active
     await session.handle({"type": "response.done", "response": {"id": "r1", "status": "completed"}})
     assert len(creates(conn)) == 1
-
-
-async def _tool_ok(name, arguments, context, allowed=None):
-    return ToolOutcome('{"ok": true}')
 
 
 # --- caller audio into the session --------------------------------------------------------------
@@ -126,10 +117,9 @@ class WritableConnection(StrictConnection):
         self.sent.append(json.loads(event) if isinstance(event, str) else event)
 
 
-def audio_session(frames_per_append: int) -> tuple[RealtimeSession, WritableConnection]:
+def audio_session(frames_per_append: int) -> tuple[RealtimeBackend, WritableConnection]:
     session, _ = make_session()
     session._frames_per_append = frames_per_append
-    session.call.metrics = CallMetrics()
     conn = WritableConnection()
     session.conn = conn  # type: ignore[assignment]
     return session, conn
@@ -156,7 +146,7 @@ async def test_frames_are_written_at_once_and_queue_in_order_while_the_socket_is
     session.feed(frames[5], time.perf_counter())                 # queue drained: direct again
     assert appended(conn) == frames[:6] and conn.direct == 4
     sender.cancel()
-    assert session.stats["appended_frames"] == 6 and session.call.metrics.inbound_latency.count == 6
+    assert session.stats["appended_frames"] == 6 and session.host.metrics.inbound_latency.count == 6
 
 
 async def test_append_frames_gathers_frames_and_a_rollover_carries_the_partial_batch() -> None:

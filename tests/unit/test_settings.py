@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from aribot.core.app import configure
 from aribot.core.settings import SettingsError, effective, load_settings
 
 
@@ -40,11 +41,11 @@ def test_quickstart_names_work_and_aribot_names_win(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("RECOGNITION_ACTIVATION_MODE", "IMMEDIATE")
     monkeypatch.setenv("INITIAL_OPENAI_STREAM_IDLE_TIMEOUT_SECONDS", "3.5")
     monkeypatch.setenv("ARIBOT_ARI__URL", "http://new:8088")
-    settings = load_settings()
+    settings, _plugins = configure()
     assert settings.openai.api_key == "sk-legacy"
     assert settings.ari.url == "http://new:8088"
     assert settings.activation.mode == "immediate"
-    assert settings.openai.connect_timeout == 3.5
+    assert settings.ai.connect_timeout == 3.5
 
 
 @pytest.mark.parametrize("env,needle", [
@@ -52,7 +53,7 @@ def test_quickstart_names_work_and_aribot_names_win(monkeypatch: pytest.MonkeyPa
     ({"ARIBOT_ARI__URL": "ftp://x"}, "ari.url"),
     ({"ARIBOT_CALL__ON_FAILURE": "explode"}, "hangup or continue"),
     ({"ARIBOT_RTP__PORT_MIN": "30010", "ARIBOT_RTP__PORT_MAX": "30000"}, "port_min <= port_max"),
-    ({"ARIBOT_OPENAI__URL": "https://api"}, "ws:// or wss://"),
+    ({"ARIBOT_AI__CONNECT_TIMEOUT": "-1"}, "ai.connect_timeout = -1"),
     ({"ARIBOT_ARI__REQUEST_TIMEOUT": "nan"}, "ari.request_timeout = nan is not valid"),
     ({"ARIBOT_ARI__REQUEST_TIMEOUT": "inf"}, "ari.request_timeout = inf is not valid"),
     ({"ARIBOT_SETTINGS": "/nonexistent/aribot.toml"}, "settings file /nonexistent/aribot.toml (ARIBOT_SETTINGS) does not exist"),
@@ -68,7 +69,7 @@ def test_bad_values_fail_with_one_clear_line(monkeypatch: pytest.MonkeyPatch, en
 def test_secrets_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ARIBOT_OPENAI__API_KEY", "sk-very-secret")
     monkeypatch.setenv("ARIBOT_ARI__PASSWORD", "hunter2")
-    shown = effective(load_settings())
+    shown = effective(configure()[0])
     assert shown["openai"]["api_key"] == "***" and shown["ari"]["password"] == "***"
     assert "sk-very-secret" not in repr(shown)
     monkeypatch.setenv("ARIBOT_ARI__PASSWORD", "{not: valid}")
@@ -123,6 +124,7 @@ def test_quickstart_names_of_modes_timers_and_dtmf(monkeypatch: pytest.MonkeyPat
     ({"ARIBOT_TIMERS__NO_SPEECH_TIMEOUT": "-1"}, "timers.no_speech_timeout = -1"),
     ({"BARGE_IN_DELAY_SECONDS": "soon"}, "activation.fixed_delay = 'soon'"),
     ({"ARIBOT_CALL__ON_END": "explode"}, "call.on_end = 'explode'"),
+    ({"ARIBOT_OPENAI__URL": "https://api"}, "openai.url = 'https://api' is not valid: expected a ws:// or wss:// URL"),
 ])
 def test_bad_plugin_settings_fail_with_one_clear_line(monkeypatch: pytest.MonkeyPatch, env, needle) -> None:
     from aribot.core.app import configure

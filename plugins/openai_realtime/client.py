@@ -1,5 +1,5 @@
 """OpenAI Realtime (GA) over a WebSocket: URL/headers for OpenAI and Azure, the session.update
-built from settings, and a thin connection wrapper on ``websockets``.
+built from a ``RealtimeConfig``, and a thin connection wrapper on ``websockets``.
 
 GA only: ``session.type = "realtime"``, ``audio/pcmu`` (or ``audio/pcma``) in and out, no
 transcoding, no OpenAI-Beta header (reference/openai-realtime.md §1-§2).
@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import logging
+from dataclasses import dataclass, field, fields
 from typing import Any, AsyncIterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -29,6 +30,36 @@ AUDIO_FORMATS = {"ulaw": {"type": "audio/pcmu"}, "alaw": {"type": "audio/pcma"}}
 # send_now() writes only while the socket's write buffer holds less than this (websockets' own
 # flow control pauses at 64 KiB); above it the awaited send() waits for the buffer to drain
 DIRECT_WRITE_LIMIT = 32 * 1024
+
+
+@dataclass(frozen=True)
+class RealtimeConfig:
+    """How to reach a Realtime server and shape its session: ``[openai]`` for OpenAI and Azure,
+    or what the local voice backend serves."""
+
+    url: str
+    api_key: str = field(default="", repr=False)
+    provider: str = "openai"          # "azure": api-key header, model = the deployment name
+    model: str = "gpt-realtime"
+    voice: str = "marin"
+    speed: float = 1.0
+    turn_detection: str = "server_vad"
+    vad_threshold: float = 0.5
+    vad_prefix_padding_ms: int = 300
+    vad_silence_duration_ms: int = 500
+    vad_eagerness: str = "auto"
+    interrupt_response: bool = True
+    transcription_model: str = "gpt-4o-mini-transcribe"
+    transcription_language: str = ""
+    noise_reduction: str = "near_field"
+    max_output_tokens: int | str = "inf"
+    append_frames: int = 1
+
+    @classmethod
+    def from_settings(cls, section: Any, **overrides: Any) -> "RealtimeConfig":
+        """From a settings table with these keys (``[openai]``); ``overrides`` win."""
+        values = {f.name: section.get(f.name) for f in fields(cls) if section.get(f.name) is not None}
+        return cls(**(values | overrides))
 
 
 class RealtimeUnavailable(ConnectionError):
@@ -88,10 +119,10 @@ def session_patch(openai: Any, *, instructions: str | None = None, voice: str | 
 
 
 def build_session_update(openai: Any, audio_format: str, tools: list[dict[str, Any]], *,
-                         instructions: str | None = None, voice: str | None = None,
+                         instructions: str = "", voice: str | None = None,
                          turn_detection_mode: str | None = None) -> dict[str, Any]:
-    """The GA ``session.update`` for one call, from the ``[openai]`` settings (``instructions``
-    and ``voice`` override them for this call)."""
+    """The GA ``session.update`` for one call, from its ``RealtimeConfig`` and the call's choices
+    (``voice`` and ``turn_detection_mode`` override the config's for this call)."""
     fmt = AUDIO_FORMATS[audio_format]
     audio_in: dict[str, Any] = {"format": fmt}
     if openai.noise_reduction:
@@ -105,7 +136,7 @@ def build_session_update(openai: Any, audio_format: str, tools: list[dict[str, A
     session: dict[str, Any] = {
         "type": "realtime",
         "output_modalities": ["audio"],
-        "instructions": openai.instructions if instructions is None else instructions,
+        "instructions": instructions,
         "audio": {
             "input": audio_in,
             "output": {"format": fmt, "voice": voice or openai.voice, "speed": float(openai.speed)},
@@ -207,7 +238,7 @@ class RealtimeConnection:
                 if not isinstance(event, dict) or not isinstance(event.get("type"), str):
                     raise ValueError("no type")
             except ValueError:
-                log.warning("Realtime server sent a frame that is not a JSON event (%.80r); ignored", message)
+                log.warning("the AI server sent a frame that is not a JSON event (%.80r); ignored", message)
                 continue
             yield event
 

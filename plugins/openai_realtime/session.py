@@ -1,20 +1,31 @@
-"""One call's Realtime session: connect and configure, stream caller audio in, turn server events
-into playout, transcripts, barge-in and tool calls (reference/openai-realtime.md §5)."""
+"""One call's OpenAI Realtime session as a speech backend: connect and configure, stream caller
+audio in, turn server events into playout, transcripts, barge-in and tool calls
+(reference/openai-realtime.md §5). Core decides when a new session takes over; this carries the
+conversation into it (``resume``)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import contextlib
-import json
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aribot.core import events as ev
-from aribot.core.realtime import (
+from aribot.core.backend import (
+    BackendHost,
+    BackendUnavailable,
+    Capabilities,
+    SessionChange,
+    SessionLost,
+    SessionSetup,
+    SpeechBackend,
+)
+from aribot.plugins.openai_realtime.client import (
     RealtimeClosed,
+    RealtimeConfig,
     RealtimeConnection,
     RealtimeUnavailable,
     append_message,
@@ -22,31 +33,34 @@ from aribot.core.realtime import (
     build_session_update,
     realtime_url,
     redact_url,
+    session_patch,
 )
-from aribot.core.tools import ToolContext, ToolOutcome
 
-if TYPE_CHECKING:
-    from aribot.core.call import Call
-
-log = logging.getLogger("aribot.session")
+log = logging.getLogger("aribot.openai_realtime")
 MAX_REPLAY = 200  # items of the conversation replayed into a new session, newest kept
 
 
-class SessionRefused(RuntimeError):
+CAPABILITIES = Capabilities(turn_events=True, truncation=True, tools="functions", audio_formats=("ulaw", "alaw"),
+                            continuous_input=False, max_session_s=3600.0, billing="tokens")
+
+
+class SessionRefused(BackendUnavailable):
     """The Realtime server answered our session.update with an error."""
 
 
-class RealtimeSession:
+class RealtimeBackend(SpeechBackend):
     """Owns the WebSocket of one call and the response bookkeeping around it."""
 
-    def __init__(self, call: "Call") -> None:
-        self.call = call
-        self.cfg = call.settings.openai
+    capabilities = CAPABILITIES
+    can_resume = True
+
+    def __init__(self, host: BackendHost, setup: SessionSetup, cfg: RealtimeConfig) -> None:
+        super().__init__(host, setup)
+        self.cfg = cfg
         self.conn: RealtimeConnection | None = None
-        self.ready = False
-        self.session_id = ""
         self._frames_per_append = int(self.cfg.append_frames)
-        self._pending: deque[tuple[bytes, float | None]] = deque(maxlen=max(1, int(self.cfg.input_buffer_ms) // 20))
+        input_buffer_ms = int(host.settings.ai.input_buffer_ms)
+        self._pending: deque[tuple[bytes, float | None]] = deque(maxlen=max(1, input_buffer_ms // 20))
         self._outq: asyncio.Queue[tuple[bytes, float | None]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         # response bookkeeping
@@ -56,18 +70,15 @@ class RealtimeSession:
         self.tool_calls: dict[str, dict[str, bool]] = {}  # response id → {call_id: output sent}
         self.done_responses: set[str] = set()
         self.need_response = False
-        self.speech_stopped_at: float | None = None
         # responses aribot asked for: tagged in metadata, sent one at a time when none is active
         self._requests: dict[str, asyncio.Future[str]] = {}
         self._waiting: deque[tuple[str, dict[str, Any]]] = deque()
         self._create_in_flight: tuple[str, dict[str, Any]] | None = None  # sent, not yet created
-        self._request_seq = 0
         # operator session.updates sent on a live call, oldest first, each answered by the server
         # with session.updated or an error naming its event_id (resolved with "" or the error text)
         self._updates: deque[tuple[str, asyncio.Future[str]]] = deque()
         self.stats = {"late_deltas_dropped": 0, "appended_frames": 0, "input_dropped_frames": 0,
-                      "input_held_frames": 0, "barge_ins": 0, "truncates": 0, "errors": 0, "responses": 0,
-                      "rollovers": 0}
+                      "barge_ins": 0, "truncates": 0, "errors": 0, "responses": 0}
         # the conversation so far, in order, as GA items to replay into a new session (None: an
         # item whose text is not known yet, e.g. a caller turn still being transcribed)
         self.history: dict[str, dict[str, Any] | None] = {}
@@ -78,8 +89,8 @@ class RealtimeSession:
         self._batch: list[bytes] = []  # frames gathered for the next append (openai.append_frames > 1)
         self._batch_at: float | None = None  # when the first of them was received
         self._rolling = ""  # why aribot itself closed the socket to roll over ("" = it did not)
-        self.opened_at = 0.0
-        self.caller_speaking = False
+        self._closing = False   # aribot closes the session: the call is ending
+        self._caller_speaking = False
 
     # --- caller audio ---------------------------------------------------------------------------
     def feed(self, payload: bytes, received_at: float | None) -> None:
@@ -95,7 +106,7 @@ class RealtimeSession:
                 self.stats["input_dropped_frames"] += 1
                 if self.stats["input_dropped_frames"] == 1:
                     log.warning("call %s: Realtime session not ready after %d ms of caller audio; dropping "
-                                "the oldest audio", self.call.id, self.cfg.input_buffer_ms)
+                                "the oldest audio", self.host.id, self.host.settings.ai.input_buffer_ms)
             self._pending.append((payload, received_at))
             return
         if self._frames_per_append > 1:
@@ -115,7 +126,7 @@ class RealtimeSession:
     def _appended(self, received_at: float | None) -> None:
         self.stats["appended_frames"] += 1  # append messages sent (one per append_frames frames)
         if received_at is not None:
-            self.call.metrics.inbound_latency.add((time.perf_counter() - received_at) * 1000)
+            self.host.record_inbound_latency(received_at)
 
     async def _send_audio(self) -> None:
         """The queued appends, in order, each awaited (the socket was busy when they came)."""
@@ -132,35 +143,52 @@ class RealtimeSession:
             self._appended(received_at)
 
     # --- lifecycle -----------------------------------------------------------------------------
-    async def run(self) -> None:
-        """Connect, configure, then handle events until the socket or the call ends."""
-        started = time.perf_counter()
+    async def start(self) -> None:
+        """Connect and configure; the audio that came meanwhile is sent first."""
         try:
-            timeout = float(self.cfg.connect_timeout) or None
-            async with asyncio.timeout(timeout):
-                await self._connect()
-        except (RealtimeUnavailable, RealtimeClosed, SessionRefused, TimeoutError) as exc:
-            detail = f"not ready within {self.cfg.connect_timeout:g} s" if isinstance(exc, TimeoutError) else str(exc)
-            self.call.emit(ev.RealtimeError(call_id=self.call.id, code="unavailable", message=detail, fatal=True))
+            await self._connect()
+        except (RealtimeUnavailable, RealtimeClosed) as exc:
             where = redact_url(self.conn.url) if self.conn else "?"
-            self.call.fail("realtime_unavailable", f"Realtime session at {where}: {detail}")
-            return
-        connect_ms = (time.perf_counter() - started) * 1000
-        self.call.emit(ev.RealtimeReady(call_id=self.call.id, session_id=self.session_id, connect_ms=connect_ms))
+            raise BackendUnavailable(f"Realtime session at {where}: {exc}") from None
         await self._go_live()
-        if float(self.cfg.max_session_s):
-            self._spawn(self._watch_age())
-        while True:
-            try:
-                assert self.conn is not None
-                async for event in self.conn.events():
-                    await self.handle(event)
-                return
-            except RealtimeClosed as exc:
-                if self.call.ending:
-                    return
-                if not await self._rollover(exc):
-                    return
+
+    async def serve(self) -> SessionLost | None:
+        """Handle server events until the socket closes: None when aribot closed it for the call's
+        end, else why the session was lost (a planned rollover included)."""
+        assert self.conn is not None
+        try:
+            async for event in self.conn.events():
+                await self.handle(event)
+        except RealtimeClosed as exc:
+            self.ready = False
+            await self._stop_sender()
+            if self._closing:
+                return None
+            reason, planned = (self._rolling or f"closed_{exc.code}"), bool(self._rolling)
+            self._rolling = ""
+            self._reset_responses()
+            if not planned:
+                self.host.emit(ev.BackendError(call_id=self.host.id, code=reason, message=exc.reason, fatal=False))
+            return SessionLost(reason, f"Realtime WebSocket {exc}", recoverable=True)
+        return None
+
+    async def resume(self) -> int:
+        """A new session with the conversation so far replayed as items; the caller's unsent audio
+        goes first."""
+        try:
+            await self._connect()
+            replayed = await self._replay()
+        except (RealtimeUnavailable, RealtimeClosed) as exc:
+            if self.conn is not None:
+                await self.conn.close()
+            raise BackendUnavailable(str(exc) or type(exc).__name__) from None
+        await self._go_live()
+        return replayed
+
+    async def roll_over(self) -> None:
+        if self.conn is not None:
+            self._rolling = "max_session_s"
+            await self.conn.close()
 
     async def _go_live(self) -> None:
         """The session is configured: send what was buffered meanwhile, then stream."""
@@ -168,68 +196,8 @@ class RealtimeSession:
             self._outq.put_nowait(item)
         self._pending.clear()
         self.ready = True
-        self.opened_at = time.monotonic()
         self._sender = self._spawn(self._send_audio())
         await self._send_waiting()  # responses asked for before the session was ready
-
-    # --- rollover: a new session that carries the conversation on --------------------------------
-    async def _rollover(self, exc: RealtimeClosed) -> bool:
-        """The socket closed mid-call (or aribot closed it at ``max_session_s``): open a new
-        session, replay the conversation as items, carry the caller's unsent audio over. False
-        (after the fallback) when ``openai.reconnect_attempts`` tries failed or are 0."""
-        reason, planned = (self._rolling or f"closed_{exc.code}"), bool(self._rolling)
-        self._rolling = ""
-        closed_at = time.perf_counter()
-        self.ready = False
-        await self._stop_sender()
-        attempts = int(self.cfg.reconnect_attempts)
-        if not attempts:
-            return await self._give_up(exc)
-        if not planned:
-            log.warning("call %s: Realtime WebSocket %s; opening a new session with the conversation so far "
-                        "(up to %d tries)", self.call.id, exc, attempts)
-            self.call.emit(ev.RealtimeError(call_id=self.call.id, code=reason, message=exc.reason, fatal=False))
-        else:
-            log.info("call %s: Realtime session is %.0f s old (openai.max_session_s); rolling over to a new one",
-                     self.call.id, time.monotonic() - self.opened_at)
-        self._reset_responses()
-        filler = list(self.cfg.reconnect_filler)
-        back = asyncio.Event()
-        if filler and not planned:
-            self._spawn(self.call.play_prompt(filler, "reconnect filler", until=(back,)))
-        try:
-            for attempt in range(1, attempts + 1):
-                try:
-                    timeout = float(self.cfg.connect_timeout) or None
-                    async with asyncio.timeout(timeout):
-                        await self._connect()
-                    replayed = await self._replay()
-                except (RealtimeUnavailable, RealtimeClosed, SessionRefused, TimeoutError) as error:
-                    log.warning("call %s: new Realtime session, try %d of %d, failed: %s", self.call.id, attempt,
-                                attempts, error or "timeout")
-                    if self.conn is not None:
-                        await self.conn.close()
-                    await asyncio.sleep(min(2.0, 0.25 * 2 ** (attempt - 1)))
-                    continue
-                gap_ms = (time.perf_counter() - closed_at) * 1000
-                self.stats["rollovers"] += 1
-                self.call.emit(ev.RealtimeRollover(call_id=self.call.id, reason=reason, attempt=attempt,
-                                                   replayed_items=replayed, gap_ms=gap_ms))
-                log.info("call %s: new Realtime session %s after %.0f ms (%d item(s) of the conversation replayed)",
-                         self.call.id, self.session_id, gap_ms, replayed)
-                await self._go_live()
-                return True
-        finally:
-            back.set()
-        return await self._give_up(exc, tried=attempts)
-
-    async def _give_up(self, exc: RealtimeClosed, tried: int = 0) -> bool:
-        self.call.emit(ev.RealtimeError(call_id=self.call.id, code=f"closed_{exc.code}", message=exc.reason,
-                                        fatal=True))
-        await self.call.wait_playout(limit=10.0)  # let the caller hear the sentence in flight
-        after = f" and {tried} new session(s) failed" if tried else ""
-        self.call.fail("realtime_closed", f"Realtime WebSocket {exc}{after}")
-        return False
 
     async def _stop_sender(self) -> None:
         """Stop streaming into the dead socket; keep every frame not known to be sent, in order."""
@@ -258,7 +226,7 @@ class RealtimeSession:
         if self.active_response is not None:
             self.cancelled.add(self.active_response)
             self.active_response = None
-        self.caller_speaking = False
+        self._caller_speaking = False
 
     async def _replay(self) -> int:
         """The conversation so far into the new session, oldest first (the last MAX_REPLAY items)."""
@@ -268,17 +236,62 @@ class RealtimeSession:
             await self.conn.send({"type": "conversation.item.create", "item": item})
         return len(items)
 
-    async def _watch_age(self) -> None:
-        """Roll over at ``openai.max_session_s``, at a quiet moment: no response, nothing left to
-        play, the caller not speaking (providers close sessions at a hard limit, e.g. 60 min)."""
-        limit = float(self.cfg.max_session_s)
-        while True:
-            await asyncio.sleep(0.5)
-            quiet = (self.ready and not self.active_response and not self.caller_speaking
-                     and not self.call.playout.buffered_bytes and self._create_in_flight is None)
-            if quiet and time.monotonic() - self.opened_at >= limit and self.conn is not None:
-                self._rolling = "max_session_s"
-                await self.conn.close()
+    async def _connect(self) -> None:
+        self.conn = RealtimeConnection(realtime_url(self.cfg), auth_headers(self.cfg),
+                                       open_timeout=float(self.host.settings.ai.connect_timeout) or None)
+        await self.conn.open()
+        events = self.conn.events()
+        first = await anext(events)
+        if first["type"] != "session.created":
+            raise SessionRefused(f"first event was {first['type']}: {_error_text(first)}")
+        setup = self.setup
+        update = build_session_update(self.cfg, setup.audio_format, setup.tools, instructions=setup.instructions,
+                                      voice=setup.voice, turn_detection_mode=setup.turn_detection or None)
+        update["event_id"] = "aribot_session_update"
+        await self.conn.send(update)
+        async for event in events:
+            if event["type"] == "session.updated":
+                self.session_id = str(event.get("session", {}).get("id", ""))
+                return
+            if event["type"] == "error":
+                if (event.get("error") or {}).get("event_id") == update["event_id"]:
+                    raise SessionRefused(f"session.update refused: {_error_text(event)}")
+                log.warning("call %s: Realtime error while configuring the session: %s; still waiting "
+                            "for session.updated", self.host.id, _error_text(event))
+
+    async def close(self) -> None:
+        self.ready = False
+        self._closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        if self.conn is not None:
+            await self.conn.close()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None or isinstance(exc, RealtimeClosed):
+            return  # a close is reported by serve()
+        log.error("call %s: a Realtime session task failed (%r); closing the session so a new one takes over",
+                  self.host.id, exc, exc_info=(type(exc), exc, exc.__traceback__))
+        if self.conn is not None:
+            self._spawn(self.conn.close())
+
+    @property
+    def responding(self) -> bool:
+        return self.active_response is not None or self._create_in_flight is not None
+
+    @property
+    def caller_speaking(self) -> bool:
+        return self._caller_speaking
 
     def remember(self, key: str, item: dict[str, Any] | None) -> None:
         """Keep ``item`` (or a placeholder) in the replayable history, in conversation order."""
@@ -309,55 +322,6 @@ class RealtimeSession:
                 self.remember(key, {"type": "message", "role": "assistant",
                                     "content": [{"type": "output_text", "text": text}]})
 
-    async def _connect(self) -> None:
-        self.conn = RealtimeConnection(realtime_url(self.cfg), auth_headers(self.cfg),
-                                       open_timeout=float(self.cfg.connect_timeout) or None)
-        await self.conn.open()
-        events = self.conn.events()
-        first = await anext(events)
-        if first["type"] != "session.created":
-            raise SessionRefused(f"first event was {first['type']}: {_error_text(first)}")
-        choices = self.call.choices
-        update = build_session_update(self.cfg, self.call.settings.rtp.format,
-                                      self.call.app.tools.definitions(choices.tools),
-                                      instructions=choices.instructions, voice=choices.voice,
-                                      turn_detection_mode=choices.turn_detection)
-        update["event_id"] = "aribot_session_update"
-        await self.conn.send(update)
-        async for event in events:
-            if event["type"] == "session.updated":
-                self.session_id = str(event.get("session", {}).get("id", ""))
-                return
-            if event["type"] == "error":
-                if (event.get("error") or {}).get("event_id") == update["event_id"]:
-                    raise SessionRefused(f"session.update refused: {_error_text(event)}")
-                log.warning("call %s: Realtime error while configuring the session: %s; still waiting "
-                            "for session.updated", self.call.id, _error_text(event))
-
-    async def close(self) -> None:
-        self.ready = False
-        for task in list(self._tasks):
-            task.cancel()
-        if self.conn is not None:
-            await self.conn.close()
-
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if isinstance(exc, RealtimeClosed):
-            return  # the event loop in run() reports the close
-        if exc is not None:
-            log.error("call %s: Realtime task failed: %r", self.call.id, exc)
-            self.call.fail("internal_error", repr(exc))
-
     async def send(self, event: dict[str, Any]) -> None:
         if self.conn is not None and self.ready:
             try:
@@ -365,13 +329,14 @@ class RealtimeSession:
             except RealtimeClosed:
                 pass  # reported by the receive loop
 
-    async def update(self, patch: dict[str, Any], timeout: float = 5.0) -> str:
+    async def update(self, change: SessionChange, timeout: float = 5.0) -> str:
         """Send a session.update on the live session and wait for the server's answer: "" when it
         is applied (session.updated), else why it was refused (the error's code and message)."""
         if self.conn is None or not self.ready:
             return "the AI session is not ready"
-        self._request_seq += 1
-        event_id = f"aribot_update_{self._request_seq}"
+        patch = session_patch(self.cfg, instructions=change.instructions, voice=change.voice,
+                              turn_detection_mode=change.turn_detection, tools=change.tools)
+        event_id = f"aribot_update_{self.next_tag()}"
         answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._updates.append((event_id, answer))
         await self.send({**patch, "event_id": event_id})
@@ -406,42 +371,40 @@ class RealtimeSession:
         try:
             audio = base64.b64decode(event.get("delta", ""), validate=True)
         except ValueError:
-            log.warning("call %s: Realtime audio delta is not valid base64; dropped", self.call.id)
+            log.warning("call %s: Realtime audio delta is not valid base64; dropped", self.host.id)
             return
         item_id = event.get("item_id", "")
         self.item_response.setdefault(item_id, response_id)
-        self.call.play_ai_audio(item_id, audio, received_at)
+        self.host.play_audio(item_id, audio, received_at, response_id)
 
     async def on_response_output_audio_done(self, event: dict[str, Any]) -> None:
-        self.call.playout.end_item(event.get("item_id", ""))
+        self.host.end_audio(event.get("item_id", ""))
 
     async def on_input_audio_buffer_speech_started(self, event: dict[str, Any]) -> None:
-        self.caller_speaking = True
-        self.call.emit(ev.SpeechStarted(call_id=self.call.id, item_id=event.get("item_id", "")))
+        self._caller_speaking = True
+        self.host.emit(ev.SpeechStarted(call_id=self.host.id, item_id=event.get("item_id", "")))
         if self.cfg.interrupt_response:
             await self.barge_in()
 
     async def barge_in(self) -> None:
         """Stop bot audio now, truncate what the caller did not hear, drop late deltas."""
-        playout = self.call.playout
-        item = playout.current_item
-        dropped = self.call.flush_playout()
+        host = self.host
+        item = host.current_item
+        dropped = host.flush_audio()
         if self.active_response:
             self.cancelled.add(self.active_response)
         if item not in self.item_response:
             return  # not the AI's audio (e.g. a greeting aribot played): nothing to truncate
         if dropped == 0 and self.item_response[item] in self.done_responses:
             return  # the caller heard everything: nothing to truncate
-        played_ms = playout.played_ms(item)
-        audio_end_ms = min(played_ms, playout.received_ms(item))
+        audio_end_ms = min(host.played_ms(item), host.received_ms(item))
         self.stats["barge_ins"] += 1
-        self.call.emit(ev.BargeIn(call_id=self.call.id, item_id=item, played_ms=audio_end_ms,
-                                  dropped_ms=dropped // 8))
+        host.emit(ev.BargeIn(call_id=host.id, item_id=item, played_ms=audio_end_ms, dropped_ms=dropped // 8))
         if audio_end_ms > 0:
             self.stats["truncates"] += 1
             await self.send({"type": "conversation.item.truncate", "item_id": item,
                              "content_index": 0, "audio_end_ms": audio_end_ms})
-        playout.current_item = ""
+        host.clear_current_item()
 
     async def interrupt(self, cancel: bool) -> None:
         """Barge-in on aribot's own initiative (e.g. a key press): flush, truncate and, with
@@ -451,29 +414,21 @@ class RealtimeSession:
         if cancel and active is not None:
             await self.send({"type": "response.cancel", "response_id": active})
 
-    async def commit_and_respond(self) -> asyncio.Future[str]:
+    async def end_turn(self) -> asyncio.Future[str]:
         """End the caller's turn now (input_audio_buffer.commit) and ask for an answer."""
         await self.send({"type": "input_audio_buffer.commit"})
         return await self.request_response()
 
-    async def add_user_text(self, text: str) -> None:
-        """Put ``text`` in the conversation as something the caller said."""
-        await self.add_item("user", text)
-
-    async def add_item(self, role: str, text: str) -> None:
+    async def add_text(self, role: str, text: str) -> None:
         """A text message of ``role`` (user or system) in the conversation."""
         item = {"type": "message", "role": role, "content": [{"type": "input_text", "text": text}]}
         self.remember(self._client_key(), item)
         await self.send({"type": "conversation.item.create", "item": item})
 
-    def _next_tag(self) -> str:
-        self._request_seq += 1
-        return f"r{self._request_seq}"
-
     async def request_response(self, instructions: str | None = None, tag: str = "") -> asyncio.Future[str]:
         """Ask the AI to answer: sent now, or once no response is active. The future resolves
         with that response's final status (completed, cancelled, failed …)."""
-        tag = tag or self._next_tag()
+        tag = tag or self.next_tag()
         params: dict[str, Any] = {"metadata": {"aribot_request": tag}}
         if instructions:
             params["instructions"] = instructions
@@ -490,12 +445,11 @@ class RealtimeSession:
             await self.send({"type": "response.create", "event_id": f"aribot_{tag}", "response": params})
 
     async def on_input_audio_buffer_speech_stopped(self, event: dict[str, Any]) -> None:
-        self.speech_stopped_at = time.perf_counter()
-        self.caller_speaking = False
-        self.call.emit(ev.SpeechStopped(call_id=self.call.id, item_id=event.get("item_id", "")))
+        self._caller_speaking = False
+        self.host.emit(ev.SpeechStopped(call_id=self.host.id, item_id=event.get("item_id", "")))
 
     async def on_conversation_item_input_audio_transcription_delta(self, event: dict[str, Any]) -> None:
-        self.call.emit(ev.TranscriptDelta(call_id=self.call.id, role="caller",
+        self.host.emit(ev.TranscriptDelta(call_id=self.host.id, role="caller",
                                           item_id=event.get("item_id", ""), text=event.get("delta", "")))
 
     async def on_conversation_item_input_audio_transcription_completed(self, event: dict[str, Any]) -> None:
@@ -503,16 +457,16 @@ class RealtimeSession:
         if text.strip():
             self.remember(str(event.get("item_id", "")), {"type": "message", "role": "user",
                                                          "content": [{"type": "input_text", "text": text}]})
-        self.call.emit(ev.Transcript(call_id=self.call.id, role="caller",
+        self.host.emit(ev.Transcript(call_id=self.host.id, role="caller",
                                      item_id=event.get("item_id", ""), text=event.get("transcript", "")))
 
     async def on_response_output_audio_transcript_delta(self, event: dict[str, Any]) -> None:
         if event.get("response_id") not in self.cancelled:
-            self.call.emit(ev.TranscriptDelta(call_id=self.call.id, role="assistant",
+            self.host.emit(ev.TranscriptDelta(call_id=self.host.id, role="assistant",
                                               item_id=event.get("item_id", ""), text=event.get("delta", "")))
 
     async def on_response_output_audio_transcript_done(self, event: dict[str, Any]) -> None:
-        self.call.emit(ev.Transcript(call_id=self.call.id, role="assistant",
+        self.host.emit(ev.Transcript(call_id=self.host.id, role="assistant",
                                      item_id=event.get("item_id", ""), text=event.get("transcript", "")))
 
     async def on_response_created(self, event: dict[str, Any]) -> None:
@@ -525,7 +479,7 @@ class RealtimeSession:
             self._create_in_flight = None
         if tag is None and self.need_response and self._outputs_complete():
             self.need_response = False  # this response already sees every tool output
-        self.call.emit(ev.ResponseStarted(call_id=self.call.id, response_id=response_id))
+        self.host.emit(ev.ResponseStarted(call_id=self.host.id, response_id=response_id))
 
     async def on_response_function_call_arguments_done(self, event: dict[str, Any]) -> None:
         response_id = event.get("response_id", "")
@@ -534,26 +488,9 @@ class RealtimeSession:
         self._spawn(self._run_tool(response_id, call_id, event.get("name", ""), event.get("arguments", "")))
 
     async def _run_tool(self, response_id: str, call_id: str, name: str, arguments: str) -> None:
-        self.call.emit(ev.ToolCalled(call_id=self.call.id, tool=name, tool_call_id=call_id, arguments=arguments))
-        started = time.perf_counter()
-        cfg = self.call.settings.tools
-        filler_tag: list[str] = []  # the filler's request tag, once it is asked for
-        filler = None
-        if cfg.filler_after and cfg.filler:
-            filler = asyncio.get_running_loop().call_later(
-                cfg.filler_after, lambda: self._spawn(self._say_filler(filler_tag)))
-        try:
-            if name in cfg.manual:
-                outcome = await self._manual_answer(name, call_id, arguments)
-            else:
-                outcome = await self.call.app.tools.run(name, arguments, ToolContext(self.call, name, response_id),
-                                                        allowed=self.call.choices.tools)
-        finally:
-            if filler is not None:
-                filler.cancel()
-            self.drop_request(*filler_tag)  # a filler not said yet is no longer wanted
-        self.call.emit(ev.ToolFinished(call_id=self.call.id, tool=name, tool_call_id=call_id, result=outcome.output,
-                                       error=outcome.error, duration_ms=(time.perf_counter() - started) * 1000))
+        """Core runs the tool (its timeout, filler and manual answers); its output goes back as a
+        function_call_output item, and an answer is asked for once the response is done."""
+        outcome = await self.host.run_tool(name, call_id, arguments, response_id)
         output = {"type": "function_call_output", "call_id": call_id, "output": outcome.output}
         self.remember(f"output-{call_id}", output)
         await self.send({"type": "conversation.item.create", "item": output})
@@ -562,35 +499,9 @@ class RealtimeSession:
             self.need_response = True
         await self._maybe_create_response()
 
-    async def _manual_answer(self, name: str, call_id: str, arguments: str) -> ToolOutcome:
-        """A tool answered by a person: wait for the operator's answer on the dashboard."""
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.call.manual_answers[call_id] = future
-        self.call.emit(ev.ToolAwaitingAnswer(call_id=self.call.id, tool=name, tool_call_id=call_id,
-                                             arguments=arguments))
-        timeout = self.call.settings.tools.manual_timeout
-        try:
-            answer = await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
-            message = f"no operator answered {name} within {timeout:g} s"
-            return ToolOutcome(json.dumps({"error": message}), message, timed_out=True)
-        finally:
-            self.call.manual_answers.pop(call_id, None)
-        try:
-            json.loads(answer)
-            return ToolOutcome(answer)
-        except ValueError:
-            return ToolOutcome(json.dumps({"answer": answer}))
-
-    async def _say_filler(self, tag_holder: list[str]) -> None:
-        """A slow tool: the AI tells the caller it is checking ([tools] filler)."""
-        tag_holder.append(self._next_tag())
-        await self.request_response(self.call.settings.tools.filler, tag=tag_holder[0])
-
-    def response_had_audio(self, response_id: str) -> bool:
-        """The AI spoke (sent audio) in this response."""
-        return any(rid == response_id and self.call.playout.received.get(item, 0) > 0
-                   for item, rid in self.item_response.items())
+    def ai_spoke(self, response_ref: str) -> bool:
+        """The AI sent audio in this response."""
+        return any(rid == response_ref and self.host.received_ms(item) > 0 for item, rid in self.item_response.items())
 
     def drop_request(self, *tags: str) -> None:
         """Forget requests not sent yet (their futures resolve with "dropped")."""
@@ -622,9 +533,9 @@ class RealtimeSession:
         reason = str(details.get("reason") or (details.get("error") or {}).get("code") or "")
         status = str(response.get("status", ""))
         if status == "failed":
-            log.warning("call %s: Realtime response %s failed (%s); the call goes on", self.call.id,
+            log.warning("call %s: Realtime response %s failed (%s); the call goes on", self.host.id,
                         response_id, reason or "no reason given")
-        self.call.emit(ev.ResponseDone(call_id=self.call.id, response_id=response_id, status=status, reason=reason,
+        self.host.emit(ev.ResponseDone(call_id=self.host.id, response_id=response_id, status=status, reason=reason,
                                        usage=dict(response.get("usage") or {})))
         tag = (response.get("metadata") or {}).get("aribot_request")
         if tag is None and self._create_in_flight is not None:
@@ -659,8 +570,8 @@ class RealtimeSession:
                 future = self._requests.pop(tag, None)
                 if future is not None and not future.done():
                     future.set_result("failed")
-        log.warning("call %s: Realtime error %s: %s; %s", self.call.id, code, error.get("message", ""), action)
-        self.call.emit(ev.RealtimeError(call_id=self.call.id, code=code, message=str(error.get("message", ""))))
+        log.warning("call %s: Realtime error %s: %s; %s", self.host.id, code, error.get("message", ""), action)
+        self.host.emit(ev.BackendError(call_id=self.host.id, code=code, message=str(error.get("message", ""))))
 
 
 def _error_text(event: dict[str, Any]) -> str:

@@ -112,6 +112,17 @@ def free_udp_port() -> int:
     return _random_port(socket.SOCK_DGRAM)
 
 
+_fit_point: float | None = None
+
+
+def _first_fit_point(choices: int) -> int:
+    """Where this process's short-lived blocks start looking: random, but the same every time."""
+    global _fit_point
+    if _fit_point is None:
+        _fit_point = random.random() / 2   # in the lower half: held ranges fill from the top
+    return int(_fit_point * choices)
+
+
 def free_udp_port_range(count: int, *, hold: bool = False) -> tuple[int, int]:
     """``(start, end)``: ``count`` consecutive free UDP ports, ``start`` even, ``end`` inclusive.
     ``hold``: never hand these ports out again in this process (for a range bound piecemeal for
@@ -119,11 +130,18 @@ def free_udp_port_range(count: int, *, hold: bool = False) -> tuple[int, int]:
     if count < 1:
         raise ValueError("count must be >= 1")
     blocks_low, split, singles_high = _areas()
-    if count >= BLOCK_MIN:  # every even start from a random one on, wrapping: packs blocks tightly
+    if count >= BLOCK_MIN:
+        # first fit, so blocks pack and a lapsed one's space is reused: held (long-lived) ranges
+        # from the top of the area down, short-lived ones upward from this process's own random
+        # point (other processes rarely start at the same place). A fresh random start per block
+        # scattered 60 s reservations of 64 ports until no 400-port Asterisk range fit.
         low, high = blocks_low, split
         evens = list(range(low + (low & 1), high - count + 1, 2))
-        first = random.randrange(len(evens)) if evens else 0
-        starts = evens[first:] + evens[:first]
+        if hold:
+            starts = evens[::-1]
+        else:
+            first = _first_fit_point(len(evens))
+            starts = evens[first:] + evens[:first]
     else:  # random starts, then every even start in order
         low, high = split, singles_high
         starts = [random.randrange(low, high - count) & ~1 for _ in range(_ATTEMPTS)]

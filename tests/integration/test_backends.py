@@ -34,6 +34,9 @@ async def test_one_call_byte_exact_both_ways_over_several_turns(
               transcripts=("I have a question.", "And another one."))
     app = await make_aribot(ai.server.url, **ai.settings())
     probe = Probe.attach(app)
+    routed: list[str] = []
+    route = app.route
+    app.route = lambda event: (routed.append(event.type), route(event))[1]  # type: ignore[method-assign]
     caller_audio = caller_turns(700, 900)
     placed = await place_call(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=500,
                               hold_ms_after_audio=300, sniffer=rtp_sniffer)
@@ -49,6 +52,8 @@ async def test_one_call_byte_exact_both_ways_over_several_turns(
     assert ready.backend == ai.name and ready.session_id
     ended = probe.first("call.ended")
     assert ended.reason == "caller_hangup" and ended.stats["backend"] == ai.name
+    assert "StasisStart" in routed and "StasisEnd" in routed
+    assert "ChannelVarset" not in routed and "Dial" not in routed      # Asterisk's event filter works
     if ai.name == "gpt_live":   # billed by the second: usage reached the call, cumulative
         seconds = [e.seconds for e in probe.of("call.usage") if e.seconds is not None]
         assert seconds and seconds == sorted(seconds) and seconds[-1] >= 5
@@ -74,8 +79,16 @@ async def test_the_caller_interrupts_the_ai(
     assert 10 * FRAME < played < len(long_answer) - 50 * FRAME            # the long answer was cut short
     if ai.name == "openai_realtime":
         assert payload[:played] == long_answer[:played]
+        assert [r.status for r in conn.responses[:2]] == ["cancelled", "completed"]
+        # counted in frames, not kernel time: the caller heard exactly the frames aribot had sent when
+        # speech_started reached it; the one truncate names exactly that, and the fake accepted it
         (barge_in,) = probe.of("call.barge_in")
-        assert played // 8 == barge_in.played_ms and conn.truncations[0].audio_end_ms == played // 8
+        assert played // 8 == barge_in.played_ms and barge_in.dropped_ms > 0
+        (truncation,) = conn.truncations
+        assert truncation.accepted and truncation.audio_end_ms == played // 8
+        assert conn.errors_sent == []
+        # the 3 deltas the server sent after speech_started never reached the caller
+        assert probe.first("call.ended").stats["late_deltas_dropped"] == 3
     else:
         # no truncate: the caller hears exactly what the model sent before it stopped, and stops
         # hearing it as soon as that has played (a small playout buffer, never a backlog)
@@ -124,8 +137,10 @@ async def test_a_key_stops_the_ai_within_a_frame_and_the_digits_reach_it(
     if ai.name == "gpt_live":
         assert ai.requests(conn)[0] == STOP_SPEAKING                        # told to stop: no cancel in GPT-Live
         assert conn.interruptions[0].cause == "append"
-    else:
-        assert conn.responses[0].status == "cancelled"
+    else:   # the answer still being generated is cancelled; the truncate names what was heard
+        assert conn.responses[0].status == "cancelled" and conn.responses[0].cancel_reason == "client_cancelled"
+        (truncation,) = conn.truncations
+        assert truncation.accepted and truncation.audio_end_ms == len(first) * 20
 
 
 async def test_dtmf_digits_are_told_to_the_ai_which_answers(
@@ -180,7 +195,9 @@ async def test_end_call_hangs_up_after_the_goodbye_was_heard(
     assert ended.reason.startswith("end_call") and ended.ts > packets[-1].ts   # ... then the hang-up
     conn = ai.connections[0]
     assert ai.tool_outputs(conn)[0]["ok"] is True
-    assert ai.requests(conn) == [app.settings.tools.end_call.goodbye]
+    assert ai.requests(conn) == [app.settings.tools.end_call.goodbye]   # the model only called the tool: asked for a goodbye
+    finished = probe.first("call.tool_finished")
+    assert finished.tool == "end_call" and finished.error == ""
 
 
 GREETING_MS = 1000

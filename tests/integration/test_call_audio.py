@@ -69,27 +69,6 @@ async def test_aribot_rtp_header_rules(
     assert abs(steps[29] / 8 - gap_ms) <= 25                      # the pause advances the timestamp
 
 
-async def test_two_turns_in_one_call(
-    asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path
-) -> None:
-    first, second = speech(800, seed=11), speech(1000, seed=12)
-    fake.script = Script(turns=[Turn.audio(first, "first answer"), Turn.audio(second, "second answer")])
-    app = await make_aribot(fake.url)
-    received: list[str] = []
-    original = app.route
-    app.route = lambda event: (received.append(event.type), original(event))[1]  # type: ignore[method-assign]
-    caller_audio = caller_turns(700, 900)
-    placed = await place_call(asterisk_lab, tmp_path / "sipp", caller_audio, audio_delay_ms=500,
-                              hold_ms_after_audio=300, sniffer=rtp_sniffer)
-    conn = fake.connections[0]
-    assert bytes(conn.input_audio) == caller_audio
-    assert [r.status for r in conn.responses] == ["completed", "completed"]
-    payload = placed.audio
-    assert payload == padded(first) + padded(second)
-    assert "StasisStart" in received and "StasisEnd" in received
-    assert "ChannelVarset" not in received and "Dial" not in received      # the event filter works
-
-
 async def test_ten_concurrent_calls_are_independent(
     asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path
 ) -> None:

@@ -11,11 +11,10 @@ from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.lab import sipp_scenario
 from tests.lab.audio import silence, speech
-from tests.lab.calls import FRAME, place_call
+from tests.lab.calls import place_call
 from tests.lab.dtmf_pcaps import spread_end_packets
 from tests.lab.probe import Probe
 from tests.lab.sipp import SippCaller
-from tests.lab.sniffer import RtpSniffer
 
 
 def dtmf_result_requests(ari_requests) -> list[str]:
@@ -45,31 +44,6 @@ async def test_digits_are_collected_into_dtmf_result_and_told_to_the_ai(
     told = [e["item"]["content"][0]["text"] for e in conn.received_of_type("conversation.item.create")]
     assert told and " ".join(expected[0]) in told[0]              # to_ai: the AI is told the digits ...
     assert conn.responses and conn.responses[0].trigger == "client"   # ... and answers
-
-
-async def test_a_key_stops_bot_audio_within_a_frame(
-    asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path
-) -> None:
-    long_answer = speech(4000, seed=5)
-    # speed 1.25: the answer is still being generated when the key is pressed, so it is cancelled
-    fake.script = Script(turns=[Turn.audio(long_answer, "a long answer"), Turn.audio(speech(300, seed=6), "ok")],
-                         speed=1.25)
-    app = await make_aribot(fake.url)
-    probe = Probe.attach(app)
-    caller_audio = silence(400) + speech(600, seed=7) + silence(4000)
-    placed = await place_call(asterisk_lab, tmp_path / "sipp", caller_audio, dtmf=[(2500, "5")], audio_delay_ms=300,
-                              hold_ms_after_audio=300, sniffer=rtp_sniffer)
-    assert probe.first("call.dtmf").digit == "5"
-    packets = placed.packets
-    first_answer = [p for p in packets if p.payload in long_answer]
-    assert first_answer and len(first_answer) < len(long_answer) // FRAME - 50   # cut short
-    # counted in frames, not kernel time: the caller heard exactly the audio aribot had sent when the
-    # key reached it (the truncate names it), not one frame more
-    conn = fake.connections[0]
-    assert conn.responses[0].status == "cancelled" and conn.responses[0].cancel_reason == "client_cancelled"
-    assert len(conn.truncations) == 1 and conn.truncations[0].accepted
-    assert conn.truncations[0].audio_end_ms == len(first_answer) * 20
-    assert probe.first("call.barge_in").played_ms == len(first_answer) * 20
 
 
 async def test_dialplan_handler_continues_with_dtmf_result(

@@ -120,6 +120,22 @@ def test_a_held_range_is_never_handed_out_again(monkeypatch: pytest.MonkeyPatch)
     assert all(split <= free_udp_port_range(4)[0] < high for _ in range(50))
 
 
+def test_short_lived_blocks_pack_so_an_asterisk_range_still_fits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests reserve 64-port ranges for 60 s each; over a minute they cover most of a worker's block
+    area. Packed first-fit they leave room for a 400-port lab Asterisk range; scattered they did not
+    (a clean-clone run failed 6 tests at setup with "no block of 400 free UDP ports")."""
+    monkeypatch.setattr(ports, "_handed_out", {socket.SOCK_STREAM: {}, socket.SOCK_DGRAM: {}})
+    monkeypatch.setattr(ports, "_bindable", lambda port, kind: True)   # only this process's reservations count
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+    low, split, _high = ports._areas()
+    for _ in range((split - low) * 6 // 10 // 64):                     # 60 % of the area in 64-port blocks
+        free_udp_port_range(64)
+    for _ in range(2):                                                  # and still two Asterisk ranges
+        start, end = free_udp_port_range(400, hold=True)
+        assert low <= start and end < split
+
+
 def test_rtp_parser_handles_csrc_extension_padding() -> None:
     rtp = struct.pack("!BBHII", 0xB1, 0x80 | 0, 7, 1600, 0xABCD)  # v2, P, X, CC=1, marker
     rtp += struct.pack("!I", 99) + struct.pack("!HH", 0xBEDE, 1) + b"\0" * 4

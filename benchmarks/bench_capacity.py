@@ -183,7 +183,8 @@ async def run_step(calls: int, args: argparse.Namespace, workdir: Path, aribot_c
         "ARIBOT_RTP__PORT_MIN": str(low), "ARIBOT_RTP__PORT_MAX": str(high), "ARIBOT_HTTP__PORT": str(http_port),
         "ARIBOT_UI__ENABLED": "false", "ARIBOT_HISTORY__PATH": str(history),
         "ARIBOT_LOG__LEVEL": "WARNING", "ARIBOT_CALL__GREETING": "",
-        "ARIBOT_TIMERS__NO_SPEECH_TIMEOUT": "0"}
+        "ARIBOT_TIMERS__NO_SPEECH_TIMEOUT": "0",
+        "ARIBOT_CALL__MAX_CONCURRENT": "0"}  # the steps go past the default limit of 100 calls on purpose
     env.update(args.aribot_env)
     aribot = await asyncio.create_subprocess_exec(
         str(BIN / "aribot"), "serve", cwd=workdir, env=env, stderr=open(workdir / "aribot.log", "w"),

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from aribot.core.ari import UNUSED_EVENTS, AriClient, AriError, AriEventStream, AriNotFound
-from aribot.core.ari_events import AriEvent, AriEventError, parse_event
+from aribot.core.ari_events import AriEvent, AriEventError, parse_event, shown
 from aribot.core.call import Call
 from aribot.core.defaults import CORE_SETTINGS
 from aribot.core.events import EventBus
@@ -51,6 +51,13 @@ def installed_settings() -> list[tuple[str, Any]]:
     return [("core", setting) for setting in CORE_SETTINGS] + plugins.declared_settings()
 
 
+def _ids(listing: Any) -> list[str]:
+    """The string ids of an ARI list reply (channels, bridges); anything malformed in it is skipped."""
+    if not isinstance(listing, list):
+        return []
+    return [item["id"] for item in listing if isinstance(item, dict) and isinstance(item.get("id"), str)]
+
+
 def resource_prefix(app_name: str, kind: str) -> str:
     """Id prefix of the channels ("em") and bridges ("br") aribot creates for Stasis app
     ``app_name``: the app is named (hashed), so a sweep never touches another aribot's resources."""
@@ -82,8 +89,11 @@ class App:
         self._asterisk_started = ""  # Asterisk's startup_time at the last connect
         self._orphans: asyncio.Task[None] | None = None
         self.unrouted_events = 0
+        self.bad_events = 0   # ARI events that were unusable or whose handling failed (each logged once)
         self.http: Any = None
         self._stream_task: asyncio.Task[None] | None = None
+        self._stream_restarts = 0
+        self._stopping = False
         plugins.subscribe_handlers(self.bus)
 
     @property
@@ -145,7 +155,38 @@ class App:
         self.http = HttpApi(self)
         await self.http.start()
         await self.plugins.acall("startup", app=self)  # before calls can arrive: plugins see every event
+        self._start_stream()
+
+    def _start_stream(self) -> None:
         self._stream_task = asyncio.create_task(self.stream.run(), name="ari-events")
+        self._stream_task.add_done_callback(self._stream_ended)
+
+    def _stream_ended(self, task: asyncio.Task[None]) -> None:
+        """The ARI event task must run until ``stop()``: if it ends otherwise (a bug), /healthz says
+        so and it is started again after ``[ari] reconnect_max_delay``."""
+        if self._stopping or task is not self._stream_task:
+            return
+        self.stream.connected.clear()
+        why = "cancelled" if task.cancelled() else repr(task.exception())
+        self._stream_restarts += 1
+        delay = float(self.settings.ari.reconnect_max_delay)
+        log.error("the ARI event task ended unexpectedly (%s); /healthz answers 503 and it restarts in %.1f s",
+                  why, delay)
+        asyncio.get_running_loop().call_later(delay, self._restart_stream)
+
+    def _restart_stream(self) -> None:
+        if not self._stopping and self._stream_task is not None and self._stream_task.done():
+            self._start_stream()
+
+    @property
+    def ari_problem(self) -> str:
+        """Why ARI events are not flowing ("" when they are), short and without addresses (/healthz)."""
+        task = self._stream_task
+        if task is not None and task.done() and not self._stopping:
+            return "the ARI event task stopped; restarting"
+        if self.ari_connected:
+            return ""
+        return self.stream.problem or "not connected"
 
     async def drain(self, timeout: float) -> None:
         """Graceful shutdown, first part: take no new calls (they are continued in the dialplan),
@@ -173,6 +214,7 @@ class App:
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking calls, end live calls per ``[call] on_shutdown``, clean Asterisk, close."""
         self.draining = True
+        self._stopping = True
         calls = list(self.calls.values())
         if calls:
             log.info("stopping: ending %d live call(s) (%s)", len(calls), self.settings.call.on_shutdown)
@@ -206,10 +248,8 @@ class App:
         # the lists hold of a call that started meanwhile is owned by now
         owned_legs = {call.leg_id for call in self.calls.values()}
         owned_bridges = {call.bridge_id for call in self.calls.values()}
-        stale_channels = [c["id"] for c in channels or () if str(c.get("id", "")).startswith(self.resource_prefix("em"))
-                          and c["id"] not in owned_legs]
-        stale_bridges = [b["id"] for b in bridges or () if str(b.get("id", "")).startswith(self.resource_prefix("br"))
-                         and b["id"] not in owned_bridges]
+        stale_channels = [i for i in _ids(channels) if i.startswith(self.resource_prefix("em")) and i not in owned_legs]
+        stale_bridges = [i for i in _ids(bridges) if i.startswith(self.resource_prefix("br")) and i not in owned_bridges]
         for op, key, ids in (("hangup", "channelId", stale_channels), ("destroy_bridge", "bridgeId", stale_bridges)):
             for resource in ids:
                 try:
@@ -223,8 +263,10 @@ class App:
                         "live call", len(stale_channels), len(stale_bridges))
         return len(stale_channels), len(stale_bridges)
 
-    def _in_our_stasis(self, channel: dict[str, Any]) -> bool:
-        dialplan = channel.get("dialplan") or {}
+    def _in_our_stasis(self, channel: Any) -> bool:
+        dialplan = channel.get("dialplan") if isinstance(channel, dict) else None
+        if not isinstance(dialplan, dict):
+            return False
         data = str(dialplan.get("app_data", ""))
         return dialplan.get("app_name") == "Stasis" and (data == self.settings.ari.app
                                                         or data.startswith(self.settings.ari.app + ","))
@@ -236,8 +278,8 @@ class App:
         StasisStart may be on its way)."""
         channels = await self.ari.call("list_channels")
         legs = self.resource_prefix("em")  # media legs (live or not) are sweep_leftovers' business
-        suspects = {c["id"] for c in channels or () if self._in_our_stasis(c) and not str(c["id"]).startswith(legs)
-                    and c["id"] not in self.calls and c["id"] not in self._legs}
+        ours = [c for c in channels if self._in_our_stasis(c)] if isinstance(channels, list) else []
+        suspects = {i for i in _ids(ours) if not i.startswith(legs) and i not in self.calls and i not in self._legs}
         if not suspects:
             return 0
         await asyncio.sleep(settle_s)
@@ -267,7 +309,8 @@ class App:
 
     @property
     def ari_connected(self) -> bool:
-        return self.stream.connected.is_set()
+        task = self._stream_task
+        return self.stream.connected.is_set() and not (task is not None and task.done())
 
     # --- routing ------------------------------------------------------------------------------
     def register_leg(self, call: Call) -> None:
@@ -278,12 +321,37 @@ class App:
         self._legs.pop(call.leg_id, None)
 
     def _on_message(self, text: str) -> None:
+        """One message of the events WebSocket; whatever is wrong with it costs only this event
+        (one log line naming the event type, the channel and what aribot did)."""
         try:
             event = parse_event(text)
         except AriEventError as exc:
-            log.warning("ARI sent an unusable event (%s: %.120r); ignored", exc, text)
+            self.bad_events += 1
+            log.warning("ARI %s for channel %s is unusable (%s); ignored", shown(exc.event_type or "event"),
+                        shown(exc.channel_id or "-"), exc)
             return
-        self.route(event)
+        if event.problems:
+            log.warning("ARI %s for channel %s has malformed fields (%s); they were taken as empty and the event "
+                        "handled", shown(event.type), shown(event.channel_id or "-"), "; ".join(event.problems[:5]))
+        try:
+            self.route(event)
+        except Exception as exc:
+            self.bad_events += 1
+            self._handling_failed(event, exc)
+
+    def _handling_failed(self, event: AriEvent, exc: Exception) -> None:
+        """Handling ``event`` raised: log one line; a new caller whose call could not be set up is
+        continued in the dialplan rather than left waiting in Stasis."""
+        channel = event.channel
+        new_caller = (event.type == "StasisStart" and channel is not None and not channel.is_media_leg
+                      and channel.id not in self.calls and channel.id not in self._legs)
+        action = "ignored"
+        if new_caller:
+            action = "the caller is continued in the dialplan"
+            asyncio.get_running_loop().create_task(self._refuse(channel.id))  # type: ignore[union-attr]
+        log.error("ARI %s for channel %s could not be handled (%r); %s, the event stream goes on", shown(event.type),
+                  shown(event.channel_id or event.playback_channel_id or "-"), exc, action,
+                  exc_info=log.isEnabledFor(logging.DEBUG))
 
     def route(self, event: AriEvent) -> None:
         """Deliver an event to its call by channel id (the caller's or the call's media leg)."""
@@ -355,7 +423,8 @@ class App:
         except AriError as exc:
             log.debug("could not read Asterisk's start-up time (%s)", exc)
             return False
-        started = str(((info or {}).get("status") or {}).get("startup_time", ""))
+        status = info.get("status") if isinstance(info, dict) else None
+        started = str(status.get("startup_time", "")) if isinstance(status, dict) else ""
         before, self._asterisk_started = self._asterisk_started, started
         if before and started and before != started:
             log.warning("Asterisk restarted (up since %s); %d live call(s) lost their channels", started,

@@ -164,7 +164,9 @@ class AriEventStream:
         self.min_delay, self.max_delay = min_delay, max_delay
         self.connected = asyncio.Event()
         self.connects = 0
-        self.last_error = ""
+        self.last_error = ""   # for the log and `aribot doctor`: may name Asterisk's address
+        self.problem = "not connected yet"   # short, no address: for /healthz
+        self.bad_messages = 0  # messages whose handling raised (each logged, then skipped)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._stopping = False
 
@@ -179,9 +181,17 @@ class AriEventStream:
             except aiohttp.WSServerHandshakeError as exc:
                 hint = "; check ari.username/ari.password" if exc.status in (401, 403) else ""
                 self.last_error = f"upgrade refused with HTTP {exc.status}{hint}"
+                self.problem = f"the events WebSocket upgrade was refused with HTTP {exc.status}"
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                self.problem = f"Asterisk unreachable ({type(exc).__name__})"
+            except Exception as exc:  # a bug or a malformed reply in the connect handling: reconnect
+                self.last_error = f"unexpected {type(exc).__name__}: {exc}"
+                self.problem = f"the event task failed ({type(exc).__name__}); reconnecting"
+                log.error("ARI events: unexpected error %r; dropping the connection and reconnecting", exc,
+                          exc_info=True)
             self.connected.clear()
+            self._ws = None
             if self._stopping:
                 break
             if time.monotonic() - started > 30:
@@ -201,7 +211,7 @@ class AriEventStream:
             self._ws = ws
             reconnect = self.connects > 0
             self.connects += 1
-            self.last_error = ""
+            self.last_error = self.problem = ""
             self.connected.set()
             log.info("ARI events WebSocket connected to %s, app %s%s", self.client.base, self.app,
                      " (reconnected)" if reconnect else "")
@@ -209,10 +219,15 @@ class AriEventStream:
                 await self.on_connect(reconnect)
             async for msg in ws:
                 if msg.type == aiohttp.WSMsgType.TEXT:
-                    self.on_message(msg.data)
+                    try:
+                        self.on_message(msg.data)
+                    except Exception as exc:  # one message costs only itself; the stream goes on
+                        self.bad_messages += 1
+                        log.error("ARI events: handling a message failed (%r); skipped, the stream goes on", exc)
                 elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
                     break
             self.last_error = f"the WebSocket closed (code {ws.close_code})"
+            self.problem = f"the events WebSocket closed (code {ws.close_code}); reconnecting"
         self._ws = None
 
     async def stop(self) -> None:

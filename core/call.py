@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Awaitable
 
 from aribot.core import events as ev
 from aribot.core.ari import AriError, AriNotFound, new_id
-from aribot.core.ari_events import AriEvent, Channel
+from aribot.core.ari_events import AriEvent, Channel, shown
 from aribot.core.backend import SessionSetup, SpeechBackend
 from aribot.core.choices import CHANNEL_VARIABLES, CallChoices, parse_stasis_args, resolve
 from aribot.core.controls import CallControls
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("aribot.call")
 PLAYBACK_LIMIT_S = 120.0  # longest prompt aribot waits for
 PLAYBACK_START_S = 3.0    # a playback Asterisk accepted but never started is given up after this
+EVENT_QUEUE = 1000        # ARI events of one call waiting to be handled; beyond it new ones are dropped (counted)
+PLAYOUT_LIMIT_S = 600     # AI audio waiting to be played (it comes faster than real time); beyond, dropped (counted)
 # AI audio streamed in real time (Capabilities.paced_output): a frame of playout buffer, and less
 # than a frame left for 40 ms is the end of what the service said (sent padded); see Pacer
 PACED_PLAYOUT = {"start_delay_s": 0.02, "partial_wait_s": 0.04}
@@ -117,7 +119,9 @@ class Call(CallControls):
         self.caller_left = asyncio.Event()
         self.done = asyncio.Event()
         self._stop = asyncio.Event()
-        self._events: asyncio.Queue[AriEvent] = asyncio.Queue()
+        self._events: asyncio.Queue[AriEvent] = asyncio.Queue(EVENT_QUEUE)
+        self.dropped_events = 0
+        self.dropped_ai_audio = 0   # bytes of AI audio beyond PLAYOUT_LIMIT_S
         self._leg_started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._playbacks: dict[str, _Playback] = {}
         self._unbridged = asyncio.Event()  # set while the caller is in no bridge
@@ -144,8 +148,15 @@ class Call(CallControls):
         return self.conversation.backend
 
     def deliver(self, event: AriEvent) -> None:
-        """Queue an ARI event for this call (called by the app's router, in arrival order)."""
-        self._events.put_nowait(event)
+        """Queue an ARI event for this call (called by the app's router, in arrival order); a full
+        queue (Asterisk flooding one call) drops it, counted, said once."""
+        try:
+            self._events.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped_events += 1
+            if self.dropped_events == 1:
+                log.warning("call %s: more than %d ARI events waiting; dropping new ones (ARI %s first), counted in "
+                            "the call's stats", self.id, EVENT_QUEUE, shown(event.type))
 
     def fail(self, reason: str, detail: str = "") -> None:
         """End the call with the fallback prompt, then hang up or continue per settings."""
@@ -208,6 +219,12 @@ class Call(CallControls):
 
     # --- BackendHost: what the speech backend uses of the call ---------------------------------------
     def play_audio(self, item_id: str, audio: bytes, received_at: float, response_id: str = "") -> None:
+        if self.playout.buffered_bytes + len(audio) > PLAYOUT_LIMIT_S * 8000:
+            self.dropped_ai_audio += len(audio)
+            if self.dropped_ai_audio == len(audio):
+                log.warning("call %s: the AI sent more than %d s of audio ahead of playout; dropping the rest, "
+                            "counted in the call's stats", self.id, PLAYOUT_LIMIT_S)
+            return
         if response_id:
             self._item_response.setdefault(item_id, response_id)
         self.playout.push(item_id, audio)
@@ -296,7 +313,7 @@ class Call(CallControls):
                          if isinstance(reply, dict)}
         self.choices = resolve(self.settings, self.args, variables, default_extension=self.extension,
                                modes=self.app.activation_modes, tools=self.app.tools.tools, call_id=self.id,
-                               overrides=self.app.overrides, backends=self.app.backends)
+                               overrides=self.app.overrides, backends=self.app.backends, dialled=self.channel.exten)
         if self.choices.sources:
             log.info("call %s: per-call choices %s", self.id,
                      {k: f"{getattr(self.choices, k)!r} ({src})" for k, src in self.choices.sources.items()})
@@ -335,7 +352,7 @@ class Call(CallControls):
                 external_host=f"{host}:{self.endpoint.local[1]}", encapsulation="rtp", transport="udp",
                 format=rtp.format, direction="both", data=self.id)
             variables = (reply or {}).get("channelvars") or {}
-            self.endpoint.remote = (variables["UNICASTRTP_LOCAL_ADDRESS"], int(variables["UNICASTRTP_LOCAL_PORT"]))
+            self.endpoint.connect(variables["UNICASTRTP_LOCAL_ADDRESS"], variables["UNICASTRTP_LOCAL_PORT"])
             await asyncio.wait_for(asyncio.shield(self._leg_started), self.settings.ari.leg_start_timeout)
             await self.ari.call("add_channel", bridgeId=self.bridge_id, channel=f"{self.id},{self.leg_id}")
         except (AriError, OSError, KeyError, ValueError, asyncio.TimeoutError) as exc:
@@ -413,8 +430,10 @@ class Call(CallControls):
             log.debug("call %s: ARI %s %s", self.id, event.type, event.channel_id or event.playback_id or "")
             try:
                 self._on_ari_event(event)
-            except Exception:
-                log.exception("call %s: failed to handle ARI %s; ignored", self.id, event.type)
+            except Exception as exc:  # one event costs only itself: one line, the call goes on
+                log.error("call %s: handling ARI %s for channel %s failed (%r); ignored, the call goes on", self.id,
+                          shown(event.type), shown(event.channel_id or event.playback_id or "-"), exc,
+                          exc_info=log.isEnabledFor(logging.DEBUG))
 
     def _on_ari_event(self, event: AriEvent) -> None:
         kind, channel_id = event.type, event.channel_id
@@ -431,7 +450,7 @@ class Call(CallControls):
             if playback is not None and not playback.started.done():
                 playback.started.set_result(None)
             if playback is not None and kind != "PlaybackStarted" and not playback.done.done():
-                playback.done.set_result(kind == "PlaybackFinished" and event.data["playback"].get("state") != "failed")
+                playback.done.set_result(kind == "PlaybackFinished" and event.playback_state != "failed")
         elif kind == "ChannelEnteredBridge" and channel_id == self.id:
             self._unbridged.clear()
         elif kind == "ChannelLeftBridge" and channel_id == self.id:
@@ -441,10 +460,10 @@ class Call(CallControls):
             self.emit(ev.TalkingStarted(call_id=self.id))
         elif kind == "ChannelTalkingFinished" and channel_id == self.id:
             self.talking = False
-            self.emit(ev.TalkingFinished(call_id=self.id, duration_ms=int(event.data.get("duration", 0) or 0)))
-        elif kind == "ChannelDtmfReceived" and channel_id == self.id:
-            self.emit(ev.DtmfReceived(call_id=self.id, digit=event.digit,
-                                      duration_ms=int(event.data.get("duration_ms", 0) or 0)))
+            self.emit(ev.TalkingFinished(call_id=self.id, duration_ms=event.number("duration")))
+        elif kind == "ChannelDtmfReceived" and channel_id == self.id and event.digit:  # (a malformed one: "")
+            self.emit(ev.DtmfReceived(call_id=self.id, digit=event.digit, duration_ms=event.number("duration_ms"),
+                                      masked=self.settings.get("dtmf.mask", True) is not False))
 
     async def _teardown(self) -> None:
         self.ending = True
@@ -472,7 +491,9 @@ class Call(CallControls):
         duration = time.time() - self.started_at
         conversation = self.conversation
         stats = {"rtp_in": self.endpoint.rx_packets, "rtp_out": self.endpoint.tx_packets,
-                 "rtp_dropped": dict(self.endpoint.dropped), "input_held_frames": self.input_held_frames,
+                 "ari_events_dropped": self.dropped_events, "ai_audio_dropped_bytes": self.dropped_ai_audio,
+                 "rtp_dropped": dict(self.endpoint.dropped), "rtp_ssrc_changes": self.endpoint.ssrc_changes,
+                 "input_held_frames": self.input_held_frames,
                  **(conversation.backend.stats if conversation else {}),
                  "rollovers": conversation.rollovers if conversation else 0,
                  "backend": conversation.type.name if conversation else "",

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 from aribot.core import events as ev
 from aribot.core.ari import AriError
 from aribot.core.backend import SessionChange
-from aribot.core.g711 import AudioFileError, load_prompt
+from aribot.core.g711 import AudioFileError
+from aribot.core.prompts import load_prompt, local_path
 
 if TYPE_CHECKING:
     from aribot.core.call import Call
@@ -50,7 +51,7 @@ def transfer_targets(settings: Any) -> dict[tuple[str, str], str]:
 
 def is_local_media(media: str) -> bool:
     """True for prompts aribot plays itself over RTP (a file path or ``file:`` URI)."""
-    return media.startswith(("file:", "/"))
+    return local_path(media) is not None
 
 
 class SessionUpdateRefused(RuntimeError):
@@ -99,11 +100,12 @@ class CallControls:
         self.greeting_done.set()
 
     async def _play_local_greeting(self: "Call", media: str) -> bool:
-        path = media[len("file:"):] if media.startswith("file:") else media
-        try:
-            audio = load_prompt(path, self.settings.rtp.format)
+        cfg = self.settings.call
+        try:   # only from [call] greeting_dirs, size-capped, read in a worker thread
+            audio = await load_prompt(local_path(media) or media, self.settings.rtp.format, cfg.greeting_dirs,
+                                      cfg.greeting_max_bytes)
         except AudioFileError as exc:
-            log.warning("call %s: greeting not played: %s", self.id, exc)
+            log.warning("call %s: greeting not played: %s; the call goes on without it", self.id, exc)
             return False
         self.playout.push(GREETING_ITEM, audio)
         self.playout.end_item(GREETING_ITEM)
@@ -126,10 +128,11 @@ class CallControls:
                 self.flush_audio()
 
     # --- Asterisk ------------------------------------------------------------------------------
-    async def set_variable(self: "Call", name: str, value: str) -> bool:
+    async def set_variable(self: "Call", name: str, value: str, *, shown: str | None = None) -> bool:
+        """Set a channel variable; ``shown`` is what the log may say instead of the value (masked digits)."""
         try:
             await self.ari.call("set_variable", channelId=self.id, variable=name, value=value)
-            log.debug("call %s: %s = %r", self.id, name, value)
+            log.debug("call %s: %s = %r", self.id, name, value if shown is None else shown)
             return True
         except AriError as exc:
             if not self.caller_left.is_set():

@@ -38,7 +38,23 @@ class Conversation:
         return self.call.settings.ai
 
     async def run(self) -> None:
-        """Start, then serve until the call ends or no session can be had (then the fallback)."""
+        """Start, then serve until the call ends or no session can be had (then the fallback). A
+        backend that raises (a bug, or input it did not expect) ends the call politely: the
+        fallback prompt, reason ``ai_failed``; never a call left in silence."""
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("call %s: the %s session failed", self.call.id, self.type.name, exc_info=True)
+            if self.call.stopping:
+                return
+            self.call.emit(ev.BackendError(call_id=self.call.id, code="session_failed", message=repr(exc),
+                                           fatal=True))
+            await self.call.wait_playout(limit=10.0)  # let the caller hear the sentence in flight
+            self.call.fail("ai_failed", f"backend {self.type.name}: the session failed ({exc!r})")
+
+    async def _run(self) -> None:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(float(self.cfg.connect_timeout) or None):
@@ -89,9 +105,12 @@ class Conversation:
                 try:
                     async with asyncio.timeout(float(self.cfg.connect_timeout) or None):
                         carried = await self.backend.resume()
-                except (BackendUnavailable, TimeoutError) as error:
-                    log.warning("call %s: new AI session, try %d of %d, failed: %s", self.call.id, attempt,
-                                attempts, error or "no answer within ai.connect_timeout")
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # BackendUnavailable, TimeoutError, or a backend's bug
+                    log.warning("call %s: new AI session, try %d of %d, failed: %s", self.call.id, attempt, attempts,
+                                (str(error) if isinstance(error, BackendUnavailable) else repr(error))
+                                if not isinstance(error, TimeoutError) else "no answer within ai.connect_timeout")
                     await asyncio.sleep(min(2.0, 0.25 * 2 ** (attempt - 1)))
                     continue
                 gap_ms = (time.perf_counter() - closed_at) * 1000

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from aribot.core.browser_guard import host_entries, origin_entries
+from aribot.core.choices import is_inside, key_list
+from aribot.core.prompts import greeting_folders, local_path
 from aribot.core.settings import (
+    TOKEN_ALLOWED,
     Setting,
     as_bool,
     as_str,
@@ -18,6 +22,7 @@ from aribot.core.settings import (
     mode_name,
     nonempty,
     number,
+    secret_token,
     str_list,
 )
 
@@ -75,8 +80,18 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("ai.input_buffer_ms", 10000, number(int, 0, 120000), "milliseconds 0..120000",
             "caller audio kept while the session is not ready yet; older audio is dropped"),
     Setting("call.greeting", "", as_str, "a media URI such as sound:hello-world, or empty",
-            "media played to the caller before listening, e.g. \"sound:hello-world\"; empty = none",
+            "media played to the caller before listening, e.g. \"sound:hello-world\", or a file: in greeting_dirs; "
+            "empty = none",
             legacy=("INITIAL_GREETING_AUDIO_PATH", "GREETING_AUDIO_PATH")),
+    Setting("call.greeting_dirs", [], greeting_folders, "a list of absolute folders (not /)",
+            "folders file: greetings may be read from ([call] greeting, or greeting= per call); empty = none: "
+            "only sound: greetings, which Asterisk plays"),
+    Setting("call.greeting_max_bytes", 1000000, number(int, 1, 100_000_000), "bytes 1..100000000",
+            "largest file: greeting aribot reads (1000000: about 2 min of µ-law, 1 min of 16-bit WAV)"),
+    Setting("call.per_call_keys", ["voice", "backend"], key_list,
+            "a list of mode, greeting, instructions, voice, tools, backend",
+            "what the dialplan may choose per call (Stasis key=value, ARIBOT_<KEY>); the default changes only the "
+            "voice and, among [ai] allowed, the AI: never what it is told, which tools it has or a file aribot reads"),
     Setting("call.fallback_prompt", "sound:im-sorry,sound:please-try-call-later",
             media_list, "comma-separated media URIs such as sound:im-sorry",
             "played when the AI is unavailable; comma-separated media"),
@@ -100,8 +115,10 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "0 = default priority (1 when a context/extension is given)"),
     Setting("call.cleanup_timeout", 2.0, number(float, 0.1, 60), "seconds 0.1..60",
             "seconds to wait for Asterisk to confirm a hangup before cleaning up anyway"),
-    Setting("call.max_concurrent", 0, number(int, 0, 100000), "an integer 0..100000 (0 = no limit)",
-            "calls served at once; one more is answered with overload_prompt and not served (0 = no limit)"),
+    Setting("call.max_concurrent", 100, number(int, 0, 100000), "an integer 0..100000 (0 = no limit)",
+            "calls served at once; one more is answered with overload_prompt and not served (0 = no limit); 100 is "
+            "what one core carried with clean audio (docs/capacity.md) and caps the paid AI sessions a call flood "
+            "opens"),
     Setting("call.overload_prompt", "sound:all-circuits-busy-now,sound:please-try-call-later",
             media_list, "comma-separated media URIs such as sound:all-circuits-busy-now",
             "played to a call beyond max_concurrent; comma-separated media"),
@@ -122,9 +139,14 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "HTTP API (/healthz, /tools, /logs) bind address"),
     Setting("http.port", 8081, number(int, 0, 65535), "a port 0..65535 (0 = any free port)",
             "HTTP API port; 0 picks a free one", legacy=("PORT",)),
-    Setting("http.token", "", as_str, "a string",
+    Setting("http.token", "", secret_token, TOKEN_ALLOWED,
             "secret: bearer token the HTTP API requires (Authorization: Bearer, or ?token= for /logs); required "
-            "off loopback"),
+            "off loopback; at least 16 characters"),
+    Setting("http.allowed_hosts", [], host_entries, "a list of host names, name:port or \"*\"",
+            "Host names the HTTP API answers besides loopback and http.host (e.g. [\"aribot.example.com\"]); "
+            "others get 421 (DNS rebinding); \"*\" = any"),
+    Setting("http.allowed_origins", [], origin_entries, "a list of origins such as https://dash.example.com",
+            "browser origins besides the API's own that may use it (e.g. the /logs WebSocket); others get 403"),
     Setting("tools.timeout", 10.0, number(float, 0.1, 600), "seconds 0.1..600",
             "seconds before a running tool is abandoned with an error output; [tools.<name>] timeout overrides"),
     Setting("tools.disabled", [], str_list, "a list of tool names",
@@ -152,11 +174,17 @@ CORE_SETTINGS: tuple[Setting, ...] = (
 
 def core_checks(settings: Any) -> list[str]:
     """What no single rule can see: the RTP range is in order; the HTTP API off loopback has a
-    token. (That ai.backend names a registered backend is checked when the App starts.)"""
+    token; a file greeting is inside greeting_dirs. (That ai.backend names a registered backend is
+    checked when the App starts.)"""
     errors = []
     if settings.rtp.port_min > settings.rtp.port_max:
         errors.append(f"setting rtp.port_min = {settings.rtp.port_min} is above rtp.port_max = "
                       f"{settings.rtp.port_max}: expected port_min <= port_max")
+    greeting_file = local_path(settings.call.greeting)
+    if greeting_file is not None and not is_inside(greeting_file, settings.call.greeting_dirs):
+        errors.append(f"setting call.greeting = {settings.call.greeting!r} is a file outside call.greeting_dirs = "
+                      f"{list(settings.call.greeting_dirs)}: list its folder there (ARIBOT_CALL__GREETING_DIRS) or "
+                      "use a sound: URI")
     if not is_loopback_host(settings.http.host) and not settings.http.token:
         errors.append(f"setting http.host = {settings.http.host!r} is not loopback: the HTTP API (calls, tools, "
                       "/logs) then needs a token; set http.token (ARIBOT_HTTP__TOKEN) or bind it to 127.0.0.1")

@@ -19,6 +19,7 @@ from typing import Any, Callable, ClassVar
 from blinker import ANY, NamedSignal, Namespace
 
 log = logging.getLogger("aribot.events")
+DTMF_MASK = "x"  # a masked keypad digit (not a DTMF key itself: 0-9 * # A-D)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -221,10 +222,20 @@ class ToolFinished(Event):
 @event("call.dtmf")
 @dataclass(frozen=True, kw_only=True)
 class DtmfReceived(Event):
-    """The caller pressed a key."""
+    """The caller pressed a key. ``masked`` (``[dtmf] mask``): written out (``to_json``: the
+    history, ``/logs``) as "x"; ``digit`` itself is the key pressed, for the plugins that act on it."""
 
     digit: str
     duration_ms: int = 0
+    masked: bool = True
+
+    @property
+    def shown(self) -> str:
+        """The key as logs and stored records may show it."""
+        return DTMF_MASK * len(self.digit) if self.masked else self.digit
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "digit": self.shown}
 
 
 @event("call.talking_started")
@@ -268,10 +279,20 @@ class BotAudioStopped(Event):
 @event("call.dtmf_collected")
 @dataclass(frozen=True, kw_only=True)
 class DtmfCollected(Event):
-    """Keypad digits were collected; reason: terminator, max_digits, interdigit_timeout, final_timeout."""
+    """Keypad digits were collected; reason: terminator, max_digits, interdigit_timeout, final_timeout.
+    ``masked`` as for ``DtmfReceived``: written out as one "x" per digit."""
 
     digits: str
     reason: str
+    masked: bool = True
+
+    @property
+    def shown(self) -> str:
+        """The digits as logs and stored records may show them."""
+        return DTMF_MASK * len(self.digits) if self.masked else self.digits
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "digits": self.shown}
 
 
 @event("call.no_input")

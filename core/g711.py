@@ -1,14 +1,13 @@
 """G.711 µ-law / A-law tables and a small audio-file reader for prompts aribot plays itself.
 
 aribot never transcodes the call's audio; this is only for prompt files (greetings) that are not
-already in the call's format, read once and cached.
+already in the call's format. ``prompt_audio`` only parses bytes; core/prompts.py reads the files.
 """
 
 from __future__ import annotations
 
 import struct
-from functools import lru_cache
-from pathlib import Path
+from pathlib import PurePath
 
 
 def _ulaw_to_linear(byte: int) -> int:
@@ -82,16 +81,11 @@ class AudioFileError(ValueError):
     """A prompt file is missing or not 8 kHz mono G.711 / 16-bit PCM."""
 
 
-@lru_cache(maxsize=32)
-def load_prompt(path: str, fmt: str) -> bytes:
-    """A prompt file as audio in the call's format (``ulaw`` or ``alaw``): raw .ulaw/.alaw, or a
-    .wav with 8 kHz mono 16-bit PCM, µ-law or A-law."""
-    file = Path(path)
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise AudioFileError(f"cannot read prompt file {path}: {exc.strerror}") from exc
-    suffix = file.suffix.lower()
+def prompt_audio(data: bytes, path: str, fmt: str) -> bytes:
+    """The bytes of prompt file ``path`` as audio in the call's format (``ulaw`` or ``alaw``): raw
+    .ulaw/.alaw, or a .wav with 8 kHz mono 16-bit PCM, µ-law or A-law. Anything else raises
+    AudioFileError naming the file and what is wrong, never another exception."""
+    suffix = PurePath(path).suffix.lower()
     if suffix in RAW_SUFFIXES:
         source, payload = RAW_SUFFIXES[suffix], data
     elif suffix == ".wav":

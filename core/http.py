@@ -8,8 +8,9 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType, hdrs, web
 
+from aribot.core.browser_guard import BrowserGuard
 from aribot.core.events import Event
 
 if TYPE_CHECKING:
@@ -17,27 +18,52 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aribot.http")
 LOG_QUEUE = 2000
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="aribot"'}
 
 
-OPEN_PATHS = frozenset({"/healthz"})  # a load balancer's probe needs no token
+OPEN_PATHS = frozenset({"/healthz"})  # a load balancer's probe needs no token (nor a Host of ours)
+QUERY_TOKEN_PATHS = frozenset({"/logs"})  # a browser's WebSocket cannot send a header; nowhere else
 
 
-def token_guard(token: str) -> Any:
-    """aiohttp middleware: every route but OPEN_PATHS needs ``Authorization: Bearer <token>`` (or
-    ``?token=`` where a header cannot be set, e.g. a browser's WebSocket to /logs)."""
+def bearer_token(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header; None for any other (or no) scheme."""
+    scheme, _, value = header.strip().partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else None
+
+
+def refuse(request: web.Request, status: int, why: str, message: str, **headers: str) -> web.Response:
+    """One log line (method, path without the query, peer, why; never a token) and the answer."""
+    log.warning("HTTP API: %s %s from %s refused (%d): %s", request.method, request.path, request.remote, status, why)
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def request_guard(token: str, browsers: BrowserGuard) -> Any:
+    """aiohttp middleware: every route but OPEN_PATHS checks, in this order, the Host and Origin
+    rules (core.browser_guard), that a ``?token=`` is only sent where a header cannot be
+    (QUERY_TOKEN_PATHS), and, when ``token`` is set, ``Authorization: Bearer <token>`` (or that
+    ``?token=`` on QUERY_TOKEN_PATHS)."""
     expected = token.encode()
 
     @web.middleware
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path in OPEN_PATHS:
             return await handler(request)
-        header = request.headers.get("Authorization", "")
-        given = header[7:] if header[:7].lower() == "bearer " else request.query.get("token", "")
-        if not hmac.compare_digest(given.encode(errors="surrogateescape"), expected):  # any byte compares
-            log.warning("HTTP API: %s %s from %s refused: %s token", request.method, request.path, request.remote,
-                        "wrong" if given else "no")
-            return web.json_response({"error": "a valid token is required (Authorization: Bearer <http.token>)"},
-                                     status=401, headers={"WWW-Authenticate": 'Bearer realm="aribot"'})
+        refusal = browsers.check(request.headers.get(hdrs.HOST), request.headers.get(hdrs.ORIGIN), request.scheme)
+        if refusal is not None:
+            return refuse(request, refusal.status, refusal.reason, refusal.reason)
+        in_query = "token" in request.query
+        if in_query and request.path not in QUERY_TOKEN_PATHS:
+            return refuse(request, 401, "a token in the query string",
+                          "?token= is accepted only by the /logs WebSocket (URLs end up in logs and browser "
+                          "history): send Authorization: Bearer <http.token>", **CHALLENGE)
+        if not token:
+            return await handler(request)
+        given = bearer_token(request.headers.get(hdrs.AUTHORIZATION, ""))
+        if given is None:
+            given = request.query.get("token", "") if in_query else ""
+        if not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected):  # any character compares
+            return refuse(request, 401, f"{'wrong' if given else 'no'} token",
+                          "a valid token is required (Authorization: Bearer <http.token>)", **CHALLENGE)
         return await handler(request)
 
     return guard
@@ -47,7 +73,9 @@ class HttpApi:
     def __init__(self, app: "App") -> None:
         self.app = app
         token = app.settings.http.token
-        self.web = web.Application(middlewares=[token_guard(token)] if token else [])
+        self.browsers = BrowserGuard("http", app.settings.http.host, app.settings.http.allowed_hosts,
+                                     app.settings.http.allowed_origins)
+        self.web = web.Application(middlewares=[request_guard(token, self.browsers)])
         self.web.add_routes([
             web.get("/healthz", self.healthz),
             web.get("/calls", self.calls),
@@ -63,6 +91,7 @@ class HttpApi:
 
     async def start(self) -> None:
         cfg = self.app.settings.http
+        # no access log: its request line would carry a /logs ?token= (refusals log one line each instead)
         self.runner = web.AppRunner(self.web, access_log=None, handle_signals=False)
         await self.runner.setup()
         site = web.TCPSite(self.runner, cfg.host, int(cfg.port))
@@ -71,6 +100,8 @@ class HttpApi:
         self.port = sockets[0].getsockname()[1] if sockets else int(cfg.port)
         log.info("HTTP API on http://%s:%d (/healthz, /calls, /tools, /logs)%s", cfg.host, self.port,
                  ", token required" if cfg.token else "")
+        if note := self.browsers.startup_note():
+            log.warning("HTTP API on %s: %s", cfg.host, note)
 
     async def stop(self) -> None:
         self.app.bus.unsubscribe(self._receiver)
@@ -80,11 +111,12 @@ class HttpApi:
             await self.runner.cleanup()
 
     async def healthz(self, request: web.Request) -> web.Response:
-        body = {"ari": "connected" if self.app.ari_connected else "disconnected", "app": self.app.settings.ari.app,
+        problem = self.app.ari_problem  # short and without Asterisk's address (this route needs no token)
+        body = {"ari": "disconnected" if problem else "connected", "app": self.app.settings.ari.app,
                 "calls": len(self.app.calls), "draining": self.app.draining}
-        if not self.app.ari_connected:
-            body["error"] = self.app.stream.last_error or "not connected yet"
-        return web.json_response(body, status=200 if self.app.ari_connected else 503)
+        if problem:
+            body["error"] = problem
+        return web.json_response(body, status=503 if problem else 200)
 
     async def calls(self, request: web.Request) -> web.Response:
         return web.json_response(self.app.snapshot())
@@ -126,3 +158,6 @@ class HttpApi:
                 queue.put_nowait(message)
             except asyncio.QueueFull:
                 self.dropped_log_events += 1
+                if self.dropped_log_events == 1:   # one line, not one per event of a slow reader
+                    log.warning("HTTP API: a /logs client reads slower than events come (%d waiting); "
+                                "its newest events are dropped and counted (dropped_log_events)", LOG_QUEUE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import logging
 import random
 import socket
@@ -45,8 +46,9 @@ class RtpPacket:
     marker: bool = False
 
     @classmethod
-    def parse(cls, data: bytes) -> "RtpPacket":
-        """Decode one datagram (RFC 3550 §5.1): CSRCs, header extension and padding handled."""
+    def parse(cls, data: bytes, max_payload: int | None = None) -> "RtpPacket":
+        """Decode one datagram (RFC 3550 §5.1): CSRCs, header extension and padding handled; a
+        payload longer than ``max_payload`` is refused before it is copied."""
         size = len(data)
         if size < 12:
             raise RtpError("too_short", f"{size} bytes")
@@ -66,6 +68,8 @@ class RtpPacket:
             end -= pad
         if offset > end:
             raise RtpError("too_short", "header longer than the datagram")
+        if max_payload is not None and end - offset > max_payload:
+            raise RtpError("oversized", f"{end - offset} payload bytes, at most {max_payload}")
         return cls(b1 & 0x7F, seq, ts, ssrc, data[offset:end], bool(b1 & 0x80))
 
     def build(self) -> bytes:
@@ -108,14 +112,25 @@ RATE_BURST = 100
 class RtpEndpoint(asyncio.DatagramProtocol):
     """The per-call UDP socket. Valid audio from Asterisk goes to ``on_audio(payload, t)``;
     anything else is dropped and counted by reason, and logged once per reason per call.
-    ``clock`` gives ``t`` and refills the rate limiter (a test passes a clock it moves by hand)."""
+    ``clock`` gives ``t`` and refills the rate limiter (a test passes a clock it moves by hand).
+
+    Until Asterisk's media address is known (``connect``) every datagram is foreign; from then on
+    the socket is connected to it, so the kernel drops other senders' datagrams before they cost
+    a callback (the address check stays for what was queued before). A payload longer than
+    ``max_payload`` (the negotiated 20 ms frame: Asterisk's smoother sends exactly that for
+    G.711) is dropped as "oversized". A new SSRC from Asterisk (a new stream, e.g. after a
+    re-bridge) is logged once and followed."""
 
     def __init__(self, call_id: str, payload_type: int, on_audio: Callable[[bytes, float], None], *,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter, max_payload: int = FRAME_BYTES) -> None:
         self.call_id = call_id
         self.payload_type = payload_type
         self.on_audio = on_audio
+        self.max_payload = max_payload
         self.remote: tuple[str, int] | None = None
+        self.sock: socket.socket | None = None  # the bound socket, given by PortPool.open
+        self.ssrc: int | None = None            # the SSRC of Asterisk's stream, once one packet came
+        self.ssrc_changes = 0
         self.transport: asyncio.DatagramTransport | None = None
         self.local: tuple[str, int] = ("", 0)
         self.rx_packets = 0
@@ -143,7 +158,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             return
         self._tokens -= 1.0
         try:
-            packet = RtpPacket.parse(data)
+            packet = RtpPacket.parse(data, self.max_payload)
         except RtpError as exc:
             self._drop(exc.reason, str(exc))
             return
@@ -153,9 +168,30 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         if not packet.payload:
             self._drop("empty_payload", "no audio bytes")
             return
+        if packet.ssrc != self.ssrc:
+            self._new_ssrc(packet.ssrc)
         self.rx_packets += 1
         self.rx_bytes += len(packet.payload)
         self.on_audio(packet.payload, now)
+
+    def connect(self, host: str, port: int | str) -> None:
+        """Asterisk's media address (the externalMedia reply's UNICASTRTP_LOCAL_ADDRESS and _PORT):
+        only its packets are accepted from now on, and the socket is connected to it. Raises
+        ValueError for anything but an IP address and a port, OSError if the socket refuses."""
+        number = int(port)
+        if not 0 < number < 65536:
+            raise ValueError(f"RTP port {port!r} is outside 1..65535")
+        self.remote = (str(ipaddress.ip_address(str(host).strip())), number)
+        if self.sock is not None:
+            self.sock.connect(self.remote)
+
+    def _new_ssrc(self, ssrc: int) -> None:
+        if self.ssrc is not None:
+            self.ssrc_changes += 1
+            if self.ssrc_changes == 1:
+                log.info("call %s: Asterisk's RTP stream changed SSRC (%08x → %08x); following it, further "
+                         "changes are only counted", self.call_id, self.ssrc, ssrc)
+        self.ssrc = ssrc
 
     def send(self, packet: bytes) -> None:
         if self.transport is not None and self.remote is not None:
@@ -175,6 +211,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         if self.transport is not None:
             self.transport.close()
             self.transport = None
+        self.sock = None
 
 
 class PortPool:
@@ -202,6 +239,7 @@ class PortPool:
                     continue
                 raise
             sock.setblocking(False)
+            endpoint.sock = sock
             await loop.create_datagram_endpoint(lambda: endpoint, sock=sock)
             self._in_use.add(port)
             return endpoint

@@ -16,6 +16,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
+from urllib.parse import urlsplit
 
 from dynaconf import Dynaconf
 
@@ -61,7 +62,7 @@ class Setting:
         raw = settings.get(self.key)
         try:
             settings.set(self.key, self.parse(raw))
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, ArithmeticError):  # ArithmeticError: float(10**400)
             shown = "***" if is_secret(self.key) else repr(raw)
             return f"setting {self.key} = {shown} is not valid: expected {self.allowed}"
         return None
@@ -109,7 +110,10 @@ def number(kind: type, low: float | None = None, high: float | None = None) -> C
     def parse(value: Any) -> Any:
         if isinstance(value, bool):
             raise ValueError(value)
-        as_float = float(value)
+        try:
+            as_float = float(value)
+        except OverflowError:  # an integer too large for a float (TOML allows 64-bit, Python any)
+            raise ValueError(value) from None
         if not math.isfinite(as_float):
             raise ValueError(value)
         result = kind(as_float) if kind is int and as_float.is_integer() else kind(value)
@@ -150,11 +154,32 @@ def http_url(value: Any) -> str:
 
 
 def ws_url(value: Any) -> str:
-    """A ws(s) URL without a trailing slash."""
+    """A wss:// URL without a trailing slash; ws:// (no TLS) only to a loopback host, since the
+    API key travels in the request headers."""
     text = as_str(value).strip().rstrip("/")
     if not text.startswith(("ws://", "wss://")):
         raise ValueError(value)
+    host = urlsplit(text).hostname
+    if not host or (text.startswith("ws://") and not is_loopback_host(host)):
+        raise ValueError(value)
     return text
+
+
+WS_URL_ALLOWED = "a wss:// URL (ws:// only to a loopback host: the API key would travel in clear)"
+TOKEN_MIN_CHARS = 16
+
+
+def secret_token(value: Any) -> str:
+    """Empty (none), or at least ``TOKEN_MIN_CHARS`` characters once surrounding whitespace is
+    stripped; a value of only whitespace is refused (it would look set and protect nothing)."""
+    raw = as_str(value)
+    text = raw.strip()
+    if raw and not text or text and len(text) < TOKEN_MIN_CHARS:
+        raise ValueError(value)
+    return text
+
+
+TOKEN_ALLOWED = f"empty, or at least {TOKEN_MIN_CHARS} characters (surrounding whitespace is stripped)"
 
 
 def media_list(value: Any) -> list[str]:
@@ -257,15 +282,21 @@ def load_settings(settings_file: str | Path | None = None, *, environ: Mapping[s
     for setting in declared:
         put(data, setting.key, setting.default)
         origin[setting.key] = "default"
+    marked: dict[str, str] = {}  # file values with dynaconf's @ markers (dynaconf replaces them in ``data``)
     for path in files:
         for key, value in leaves(read_toml(path)):
             put(data, key, value)
             origin[key] = str(path)
+            if _marked(value):
+                marked[key] = str(path)
     dotenv = folder / ".env"
     before = set(os.environ)
     settings = Dynaconf(envvar_prefix="ARIBOT", environments=False, merge_enabled=False, load_dotenv=True,
                         dotenv_path=str(dotenv), settings_files=[], **{k.upper(): v for k, v in data.items()})
-    settings.as_dict()  # dynaconf loads lazily: read the environment (and .env) now
+    try:
+        settings.as_dict()  # dynaconf loads lazily: read the environment (and .env) now
+    except Exception as exc:  # dynaconf's @int/@json/@format markers in a value
+        raise SettingsError(marker_error(exc, marked)) from None
     for name in os.environ:
         if name.startswith("ARIBOT_") and "__" in name:
             where = f".env ({dotenv})" if name not in before else "env"
@@ -287,6 +318,25 @@ def load_settings(settings_file: str | Path | None = None, *, environ: Mapping[s
     if errors:
         raise SettingsError("; ".join(errors))
     return settings
+
+
+def _marked(value: Any) -> bool:
+    """A string (or a list holding one) that starts with one of dynaconf's ``@`` markers."""
+    items = value if isinstance(value, list) else [value]
+    return any(isinstance(item, str) and item.lstrip().startswith("@") for item in items)
+
+
+def marker_error(exc: Exception, marked: Mapping[str, str]) -> str:
+    """One line for a value dynaconf could not read, naming the settings (``marked``: key → the
+    file that set it) and ARIBOT_ variables that use its ``@`` markers (``@int``, ``@json``,
+    ``@format`` …); when one of them is a secret, dynaconf's message (which may quote the value)
+    is left out."""
+    env = {name[len("ARIBOT_"):].lower().replace("__", "."): name for name, value in os.environ.items()
+           if name.startswith("ARIBOT_") and ("@" in value)}
+    files = {key: f"{key} ({path})" for key, path in marked.items() if key not in env}
+    suspects = sorted(env.values()) + sorted(files.values())
+    why = "" if any(is_secret(key) for key in (*env, *files)) else ": " + " ".join(str(exc).split())
+    return f"settings cannot be read{why} (values with dynaconf @ markers: {', '.join(suspects) or 'none'})"
 
 
 def origin(settings: Any, key: str) -> str:

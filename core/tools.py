@@ -1,7 +1,8 @@
 """Function tools: a typed Python function becomes a Realtime tool definition (flat GA form);
 calls are validated against that schema, run with a timeout and always answered with a JSON
 string output — an exception, a timeout or bad arguments become an error output, never a dead
-call (reference/openai-realtime.md §4.5, §5.2)."""
+call (reference/openai-realtime.md §4.5, §5.2). A plain (sync) function runs in a worker thread,
+so a slow one cannot stall the event loop that paces every call's RTP."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import inspect
 import json
 import logging
 import re
+import threading
 import time
 import types
 import typing
@@ -20,6 +22,9 @@ from aribot.core import events as ev
 from aribot.core.settings import SettingsError, number
 
 log = logging.getLogger("aribot.tools")
+# sync tools running at once; one more waits for a free thread (within its own timeout). A thread
+# whose tool timed out keeps its slot until the function returns: Python cannot stop a thread.
+TOOL_THREADS = 16
 
 
 class ToolContext:
@@ -30,6 +35,11 @@ class ToolContext:
         self._call = call
         self.tool = tool
         self.response_id = response_id
+        self.expired = False  # the tool timed out: what it still asks for is dropped
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
 
     @property
     def call_id(self) -> str:
@@ -49,7 +59,16 @@ class ToolContext:
         return self._call.channel.context
 
     def after(self, coro: Any) -> None:
-        """Run ``coro`` for this call once the tool has returned (its output goes first)."""
+        """Run ``coro`` for this call once the tool has returned (its output goes first). Safe
+        from a sync tool's worker thread; ignored once the tool has timed out."""
+        if self._loop is not None and not _on_loop(self._loop):
+            self._loop.call_soon_threadsafe(self.after, coro)
+            return
+        if self.expired:
+            coro.close()
+            log.warning("call %s: tool %s asked for follow-up work after it timed out; not done",
+                        self.call_id, self.tool)
+            return
         self._call.spawn(coro)
 
     @property
@@ -213,9 +232,12 @@ class ToolOutcome:
 class ToolRegistry:
     """Tools by name, built from the plugins' ``register_tools`` hooks and ``[tools]`` settings."""
 
-    def __init__(self, tools: list[Tool], timeout: float) -> None:
+    def __init__(self, tools: list[Tool], timeout: float, threads: int = TOOL_THREADS) -> None:
         self.tools = {tool.name: tool for tool in tools}
         self.timeout = timeout
+        self.threads = threads
+        self.abandoned = 0  # sync tools that timed out (their result is discarded when they return)
+        self._slots: asyncio.Semaphore | None = None
 
     @staticmethod
     def is_tool_key(key: str) -> bool:
@@ -261,12 +283,19 @@ class ToolRegistry:
         for pname in tool.context_params:
             args[pname] = context
         timeout = tool.timeout or self.timeout
+        threaded = not inspect.iscoroutinefunction(tool.function)
         try:
             async with asyncio.timeout(timeout):
-                result = tool.function(**args)
+                result = await self._in_thread(tool.function, args) if threaded else tool.function(**args)
                 if inspect.isawaitable(result):
                     result = await result
         except TimeoutError:
+            context.expired = True
+            if threaded:
+                self.abandoned += 1
+                log.warning("call %s: tool %s did not return within %g s; the model is told so and its result "
+                            "will be discarded (its worker thread stays busy until it returns)",
+                            context.call_id, name, timeout)
             return _error(f"{name} did not finish within {timeout:g} s", timed_out=True)
         except Exception as exc:
             log.warning("call %s: tool %s raised %r; the model gets an error output and the call goes on",
@@ -280,6 +309,55 @@ class ToolRegistry:
         except TypeError:
             output = json.dumps(str(result))
         return ToolOutcome(output, respond=respond)
+
+    async def _in_thread(self, function: Callable[..., Any], args: dict[str, Any]) -> Any:
+        """``function(**args)`` in a daemon worker thread (a hung tool never blocks aribot's exit),
+        at most ``threads`` at once. Cancelled (the timeout), the caller gets nothing and the
+        thread's result is dropped when it comes."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.threads)
+        slots = self._slots
+        await slots.acquire()
+        future: asyncio.Future[Any] = loop.create_future()
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            slots.release()
+            if future.done():       # timed out (cancelled): the result is discarded
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        def work() -> None:
+            result, error = None, None
+            try:
+                result = function(**args)
+            except Exception as exc:  # handed to the loop: the tool's failure becomes an error output
+                error = exc
+            except BaseException as exc:  # SystemExit and the like end this thread, not aribot
+                error = RuntimeError(f"raised {exc!r}")
+            try:
+                loop.call_soon_threadsafe(settle, result, error)
+            except RuntimeError:  # the loop is closed (aribot stopped): nobody waits any more
+                pass
+
+        try:
+            threading.Thread(target=work, name=f"aribot-tool-{getattr(function, '__name__', 'tool')}",
+                             daemon=True).start()
+        except BaseException:
+            slots.release()
+            raise
+        return await future
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    """True in the thread that runs ``loop``."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def _error(message: str, *, timed_out: bool = False) -> ToolOutcome:

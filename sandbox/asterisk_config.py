@@ -38,8 +38,8 @@ MODULES = (
     "res_ari_channels", "res_ari_bridges", "res_ari_events", "res_ari_applications",
     "res_ari_asterisk", "res_ari_playbacks", "res_ari_recordings", "res_ari_sounds",
     "res_ari_endpoints", "res_ari_device_states", "app_stasis",
-    # dialplan applications and functions
-    "app_echo", "app_playback", "func_talkdetect", "func_jitterbuffer",
+    # dialplan applications and functions (func_strings: FILTER, which keeps ${EXTEN} to a number)
+    "app_echo", "app_playback", "func_talkdetect", "func_jitterbuffer", "func_strings",
 )  # fmt: skip
 
 # The source address a sipp call comes from to be the A-law-only endpoint (loopback: 127.0.0.0/8).
@@ -239,8 +239,9 @@ writeprotect = yes
 exten => echo,1,Answer()
  same => n,Echo()
  same => n,Hangup()
+; the dialled number only: a SIP user part may hold "," and "=", which would add Stasis arguments
 exten => _X.,1,NoOp(aribot-lab inbound ${{EXTEN}})
- same => n,Stasis({self.app},${{EXTEN}})
+ same => n,Stasis({self.app},${{FILTER(0-9*#+,${{EXTEN}})}})
  same => n(after),NoOp(aribot-lab after-stasis ${{EXTEN}} STASISSTATUS=${{STASISSTATUS}} DTMF_RESULT=${{DTMF_RESULT}} ARIBOT_END_REASON=${{ARIBOT_END_REASON}})
  same => n,Hangup()
 ; per-call choices: a channel variable and Stasis key=value arguments (8XX)
@@ -272,7 +273,7 @@ exten => echo,1,Answer()
  same => n,Echo()
  same => n,Hangup()
 exten => _X.,1,NoOp(aribot-lab phone ${{EXTEN}})
- same => n,Stasis({self.app},${{EXTEN}})
+ same => n,Stasis({self.app},${{FILTER(0-9*#+,${{EXTEN}})}})
  same => n,Hangup()
 exten => s,1,NoOp(aribot-lab phone s)
  same => n,Stasis({self.app},${{EXTEN}})

@@ -7,8 +7,17 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from aribot.core.app import installed_settings
+
+# property tests: the same examples on every run (a failure reproduces; CI is not a lottery) and no
+# per-example deadline (a loaded 2-core machine is slow, not wrong); HYPOTHESIS_PROFILE=explore
+# draws fresh random examples for a deeper local search
+settings.register_profile("ci", derandomize=True, deadline=None, max_examples=200,
+                          suppress_health_check=[HealthCheck.too_slow], database=None)
+settings.register_profile("explore", deadline=None, max_examples=5000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 LEAKY = {name for _owner, setting in installed_settings() for name in setting.legacy} | {"ARIBOT_SETTINGS"}
 

@@ -65,13 +65,14 @@ class DtmfCollector:
                 handle.cancel()
         self._interdigit = self._final = None
         digits, self.digits = "".join(self.digits), []
-        log.info("call %s: DTMF %r collected (%s)", self.call.id, digits, reason)
-        self.call.spawn(self._deliver(digits, reason))
+        collected = DtmfCollected(call_id=self.call.id, digits=digits, reason=reason, masked=self.cfg.mask)
+        log.info("call %s: DTMF %r collected (%s)", self.call.id, collected.shown, reason)
+        self.call.spawn(self._deliver(collected))
 
-    async def _deliver(self, digits: str, reason: str) -> None:
-        call = self.call
-        await call.set_variable("DTMF_RESULT", digits)
-        call.emit(DtmfCollected(call_id=call.id, digits=digits, reason=reason))
+    async def _deliver(self, collected: DtmfCollected) -> None:
+        call, digits, reason = self.call, collected.digits, collected.reason
+        await call.set_variable("DTMF_RESULT", digits, shown=collected.shown)
+        call.emit(collected)
         await call.app.dtmf_handlers[self.cfg.handler](call, digits, reason)
 
 
@@ -97,6 +98,9 @@ def register_settings(register):
                      "key that makes the digits final; not part of the result (DTMF_TERMINATOR_DIGIT); empty = none",
                      legacy=("DTMF_TERMINATOR_DIGIT",)))
     register(Setting("dtmf.stop_audio", True, as_bool, "true or false", "a key press stops the AI's audio at once"))
+    register(Setting("dtmf.mask", True, as_bool, "true or false",
+                     "show keypad digits as x in log lines, the call history and /logs (PINs, card numbers); the AI, "
+                     "the handler and DTMF_RESULT still get them"))
     register(Setting("dtmf.handler", "to_ai", lambda v: as_str(v).strip().lower(), "a registered DTMF handler name",
                      "to_ai (the AI is told the digits and answers) or dialplan (continue in the dialplan)"))
 

@@ -10,12 +10,12 @@ from typing import Any
 
 from aribot import Setting, as_str, hookimpl, ws_url
 from aribot.core.backend import BackendType, SessionSetup
-from aribot.core.settings import nonempty
+from aribot.core.settings import WS_URL_ALLOWED, nonempty
 from aribot.plugins.gpt_live.session import CAPABILITIES, GptLiveBackend, GptLiveConfig, start_event
 from aribot.plugins.openai_realtime.client import RealtimeClosed, RealtimeConnection, RealtimeUnavailable, redact_url
 
 SETTINGS = (
-    Setting("gpt_live.url", "wss://api.openai.com/v1/live/sessions", ws_url, "a ws:// or wss:// URL",
+    Setting("gpt_live.url", "wss://api.openai.com/v1/live/sessions", ws_url, WS_URL_ALLOWED,
             "GPT-Live WebSocket URL (no query: the model goes in session.start)"),
     Setting("gpt_live.model", "gpt-live-1", nonempty, "a GPT-Live model name", "GPT-Live model"),
     Setting("gpt_live.voice", "marin", nonempty, "a voice name",

@@ -106,6 +106,9 @@ INPUT_MESSAGES = 128      # session.start input history limits (reference/gpt-li
 INPUT_CHARS = 8192 * 3    # ~8,192 tokens at a cautious 3 characters per token
 APPEND_CHARS = 1500        # an append holds at most 500 tokens (reference/gpt-live.md §4): ~3 characters each
 STOP_SPEAKING = "Stop speaking now. The caller interrupted you; listen to them."
+SEND_BACKLOG = 250        # frames waiting for a slow socket (5 s); beyond, new ones are dropped (counted)
+MAX_TURNS = 2 * INPUT_MESSAGES   # turns remembered for a new session (it takes at most INPUT_MESSAGES)
+MAX_TEXT_PARTS = 2000     # transcript deltas gathered for one turn; beyond, the rest is not kept
 
 
 @dataclass(eq=False)
@@ -188,7 +191,9 @@ class GptLiveBackend(SpeechBackend):
         self._rolling = False            # aribot closed the session for a planned rollover
         self._quiet: asyncio.TimerHandle | None = None
         self.stats = {"appended_frames": 0, "silence_frames": 0, "input_dropped_frames": 0, "errors": 0,
-                      "interruptions": 0, "late_audio_dropped": 0, "tool_calls": 0}
+                      "interruptions": 0, "late_audio_dropped": 0, "tool_calls": 0, "bad_events": 0,
+                      "send_backlog_dropped": 0}
+        self._sends_waiting = 0          # appends waiting for a slow socket (bounded by SEND_BACKLOG)
         # what the AI says: one item per utterance (audio with no gap longer than UTTERANCE_END_S)
         self._out_item = ""
         self._out_text: list[str] = []
@@ -233,17 +238,22 @@ class GptLiveBackend(SpeechBackend):
             async for event in self.conn.events():
                 if event.get("type") == "session.started":
                     self._started = True
-                    session = event.get("session") or {}
-                    self.session_id = str(session.get("id", ""))
+                    session = event.get("session")
+                    session = session if isinstance(session, dict) else {}
+                    self.session_id = str(session.get("id", ""))[:200]
                     expires = session.get("expires_at")
-                    self.expires_at = time.monotonic() + float(expires) - time.time() if expires else None
+                    valid = isinstance(expires, (int, float)) and not isinstance(expires, bool) and expires > 0
+                    self.expires_at = time.monotonic() + float(expires) - time.time() if valid else None
                     wanted = FORMATS[self.setup.audio_format]
-                    if (session.get("audio") or {}).get("format", wanted) != wanted:
-                        raise BackendUnavailable(f"GPT-Live answered with audio format "
-                                                 f"{session['audio']['format']}, not {wanted}")
+                    audio = session.get("audio")
+                    answered = audio.get("format", wanted) if isinstance(audio, dict) else wanted
+                    if answered != wanted:
+                        raise BackendUnavailable(f"GPT-Live answered with audio format {str(answered)[:80]}, "
+                                                 f"not {wanted}")
                     return
                 if event.get("type") == "error":
-                    error = event.get("error") or {}
+                    error = event.get("error")
+                    error = error if isinstance(error, dict) else {"message": str(error)[:200]}
                     raise BackendUnavailable(f"GPT-Live refused session.start: {error.get('code')}: "
                                              f"{error.get('message', '')}")
                 if event.get("type") == "session.closed":
@@ -372,12 +382,22 @@ class GptLiveBackend(SpeechBackend):
         message = '{"type":"session.input_audio.append","audio":"' + base64.b64encode(frame).decode("ascii") + '"}'
         conn = self.conn
         if conn is not None and not conn.send_now(message):
+            if self._sends_waiting >= SEND_BACKLOG:   # the service reads slower than real time: drop
+                self.stats["send_backlog_dropped"] += 1
+                if self.stats["send_backlog_dropped"] == 1:
+                    log.warning("call %s: the GPT-Live socket is not keeping up (%d frames waiting); dropping caller "
+                                "audio, counted in send_backlog_dropped", self.host.id, SEND_BACKLOG)
+                return
+            self._sends_waiting += 1
             self._spawn(self._send_text(message))
         self.stats["appended_frames"] += 1
 
     async def _send_text(self, message: str) -> None:
-        if self.conn is not None:
-            await self.conn.send(message)
+        try:
+            if self.conn is not None:
+                await self.conn.send(message)
+        finally:
+            self._sends_waiting -= 1
 
     def _keep_input_flowing(self) -> None:
         """Silence in real time while no caller frame comes: the model expects audio all the time
@@ -395,6 +415,19 @@ class GptLiveBackend(SpeechBackend):
 
     # --- server events --------------------------------------------------------------------------
     async def handle(self, event: dict[str, Any]) -> SessionLost | None:
+        """One server event. One that is malformed (a field of the wrong type …) costs only itself:
+        one log line, counted in ``bad_events``; the session goes on."""
+        try:
+            return await self._handle(event)
+        except RealtimeClosed:
+            raise   # the socket closed: serve() reports it
+        except Exception as exc:
+            self.stats["bad_events"] += 1
+            log.warning("call %s: GPT-Live %s event is malformed (%r); skipped, the call goes on", self.host.id,
+                        str(event.get("type", ""))[:80], exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            return None
+
+    async def _handle(self, event: dict[str, Any]) -> SessionLost | None:
         kind = str(event.get("type", ""))
         if kind == "session.output_audio.delta":
             self._on_audio(event)
@@ -407,7 +440,7 @@ class GptLiveBackend(SpeechBackend):
         elif kind == "session.instructions.appended":
             self._on_appended(str(event.get("client_event_id") or ""))
         elif kind == "session.usage.updated":
-            self._usage(event.get("usage") or {})
+            self._usage(event.get("usage"))
         elif kind == "session.closed":
             return self._on_closed(event)
         elif kind == "error":
@@ -471,7 +504,7 @@ class GptLiveBackend(SpeechBackend):
         text = "".join(self._out_text).strip()
         item, self._out_item, self._out_text = self._out_item, "", []
         if text:
-            self.turns.append(("assistant", text))
+            self._remember("assistant", text)
         self.host.emit(ev.Transcript(call_id=self.host.id, role="assistant", item_id=item, text=text))
         self.host.emit(ev.ResponseDone(call_id=self.host.id, response_id=item, status=status))
         if self._speaking_for is not None:
@@ -480,16 +513,22 @@ class GptLiveBackend(SpeechBackend):
             if not future.done():
                 future.set_result(status)
 
+    def _remember(self, role: str, text: str) -> None:
+        self.turns.append((role, text))
+        del self.turns[:-MAX_TURNS]
+
     def _on_output_text(self, text: str) -> None:
         if not self._out_item:
             self._start_utterance()
-        self._out_text.append(text)
+        if len(self._out_text) < MAX_TEXT_PARTS:
+            self._out_text.append(text)
         self.host.emit(ev.TranscriptDelta(call_id=self.host.id, role="assistant", item_id=self._out_item, text=text))
 
     def _on_input_text(self, text: str) -> None:
         if not self._in_item:
             self._in_item = f"live-in-{len(self.turns) + 1}"
-        self._in_text.append(text)
+        if len(self._in_text) < MAX_TEXT_PARTS:
+            self._in_text.append(text)
         self.host.emit(ev.TranscriptDelta(call_id=self.host.id, role="caller", item_id=self._in_item, text=text))
 
     def _finish_input(self) -> None:
@@ -498,24 +537,26 @@ class GptLiveBackend(SpeechBackend):
         text = "".join(self._in_text).strip()
         item, self._in_item, self._in_text = self._in_item, "", []
         if text:
-            self.turns.append(("user", text))
+            self._remember("user", text)
         self.host.emit(ev.Transcript(call_id=self.host.id, role="caller", item_id=item, text=text))
 
     def _finish_turns(self) -> None:
         self._finish_input()
         self._finish_output()
 
-    def _usage(self, usage: dict[str, Any]) -> None:
+    def _usage(self, usage: Any) -> None:
         """Seconds of this session (cumulative, from 0 in each session) → seconds of the call."""
-        if usage.get("seconds") is None:
+        seconds = usage.get("seconds") if isinstance(usage, dict) else None
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= seconds < 1e9:
             return
-        self._seconds = max(self._seconds, float(usage["seconds"]))
+        self._seconds = max(self._seconds, float(seconds))
         self.host.emit(ev.UsageUpdated(call_id=self.host.id, seconds=self._seconds_before + self._seconds))
 
     def _on_closed(self, event: dict[str, Any]) -> SessionLost | None:
         self._closed.set()
-        reason = str(event.get("reason", ""))
-        self._usage(event.get("usage") or {})
+        reason = event.get("reason")
+        reason = reason[:80] if isinstance(reason, str) else ""
+        self._usage(event.get("usage"))
         if self._rolling:
             self._rolling = False
             return SessionLost("max_session_s", "GPT-Live session closed for a planned rollover")
@@ -532,7 +573,8 @@ class GptLiveBackend(SpeechBackend):
         return SessionLost(reason, f"GPT-Live session {what}", recoverable=recoverable)
 
     def _on_error(self, event: dict[str, Any]) -> None:
-        error = event.get("error") or {}
+        error = event.get("error")
+        error = error if isinstance(error, dict) else {"message": str(error)[:200]} if error else {}
         code = str(error.get("code") or error.get("type") or "unknown")
         self.stats["errors"] += 1
         log.warning("call %s: GPT-Live error %s: %s (client event %s); the call goes on", self.host.id, code,

@@ -50,6 +50,10 @@ CREATE TABLE events (call_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT 
 """
 CALL_COLUMNS = ("id", "caller_number", "caller_name", "extension", "started_at", "answered_at", "ended_at",
                 "end_reason", "duration_s", "mode")
+SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite's files beside the database
+# events waiting for the writer thread; beyond this (a disk that stalls for minutes while calls go
+# on) new events are dropped and counted rather than filling memory
+QUEUE_LIMIT = 100_000
 NOT_IN_TIMELINE = {ev.CallStarted.name, ev.CallAnswered.name, ev.CallEnded.name, ev.Transcript.name,
                    ev.TranscriptDelta.name, ev.ToolCalled.name, ev.ToolFinished.name}
 
@@ -78,6 +82,7 @@ class HistoryStore:
         self._live: dict[str, _Live] = {}
         self._failing = False
         self._queue: deque[ev.Event] = deque()  # submitted, not yet taken by the worker
+        self.dropped = 0  # events not written because the queue was full
         self._batch_queued = False              # a _write_queued job is waiting in the executor
         self.commits = 0
 
@@ -95,13 +100,12 @@ class HistoryStore:
     def _open(self) -> None:
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # callers' numbers and words: only aribot's user may read them (SQLite gives the WAL
-            # and shared-memory files the database file's mode)
+            # callers' numbers and words: only aribot's user may read them (SQLite creates the WAL
+            # and shared-memory files with the database file's mode; ones left by an earlier run
+            # keep theirs, so they are checked too)
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-            mode = self.path.stat().st_mode & 0o777
-            if mode & 0o077:
-                self.path.chmod(0o600)
-                log.warning("call history: %s was readable by others (mode %o); made it private (600)", self.path, mode)
+            for path in (self.path, *(self.path.with_name(self.path.name + end) for end in SIDE_FILES)):
+                _make_private(path)
             conn = sqlite3.connect(self.path, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise HistoryError(f"cannot open {self.path}: {exc}") from exc
@@ -162,6 +166,12 @@ class HistoryStore:
         """Queue ``event`` for writing and return at once (for bus receivers); failures are logged.
         Returns the executor job that will write it when this call scheduled one."""
         if self._executor is None or isinstance(event, ev.TranscriptDelta):
+            return None
+        if len(self._queue) >= QUEUE_LIMIT:
+            self.dropped += 1
+            if self.dropped == 1:
+                log.error("history: %d events wait for the database (is the disk stalled?); new ones are "
+                          "dropped and counted until it catches up", QUEUE_LIMIT)
             return None
         self._queue.append(event)
         if self._batch_queued:
@@ -368,6 +378,17 @@ class HistoryStore:
             for item in call[part]:
                 del item["call_id"]
         return call
+
+
+def _make_private(path: Path) -> None:
+    """Take group and other permissions off ``path`` if it exists (one warning line if it had any)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return
+    if mode & 0o077:
+        path.chmod(0o600)
+        log.warning("call history: %s was readable by others (mode %o); made it private (600)", path, mode)
 
 
 def _like(text: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from aribot import Setting, as_bool, as_str, choice, hookimpl, number, ws_url
 from aribot.core.backend import BackendType, SessionSetup
-from aribot.core.settings import max_tokens, nonempty
+from aribot.core.settings import WS_URL_ALLOWED, max_tokens, nonempty
 from aribot.plugins.openai_realtime.client import RealtimeConfig
 from aribot.plugins.openai_realtime.doctor import check_realtime
 from aribot.plugins.openai_realtime.session import CAPABILITIES, RealtimeBackend
@@ -19,7 +19,7 @@ SETTINGS = (
             "ai.backend = \"azure\" means the same"),
     Setting("openai.api_key", "", as_str, "a string",
             "secret: Realtime API key (OPENAI_API_KEY)", legacy=("OPENAI_API_KEY",)),
-    Setting("openai.url", "wss://api.openai.com/v1/realtime", ws_url, "a ws:// or wss:// URL",
+    Setting("openai.url", "wss://api.openai.com/v1/realtime", ws_url, WS_URL_ALLOWED,
             "Realtime WebSocket URL; ?model=<model> is appended"),
     Setting("openai.model", "gpt-realtime", nonempty, "a model or deployment name",
             "model (OpenAI) or deployment name (Azure)", legacy=("OPENAI_REALTIME_MODEL", "OPENAI_MODEL")),

@@ -38,6 +38,9 @@ from aribot.plugins.openai_realtime.client import (
 
 log = logging.getLogger("aribot.openai_realtime")
 MAX_REPLAY = 200  # items of the conversation replayed into a new session, newest kept
+MAX_HISTORY = 4 * MAX_REPLAY  # items remembered; beyond this the oldest are forgotten
+MAX_IDS = 1000    # response/item ids kept for bookkeeping (late deltas, barge-in); the oldest go first
+SEND_BACKLOG = 250  # appends waiting for a slow socket (5 s at one frame each); beyond, the oldest are dropped
 
 
 CAPABILITIES = Capabilities(turn_events=True, truncation=True, tools="functions", audio_formats=("ulaw", "alaw"),
@@ -61,14 +64,14 @@ class RealtimeBackend(SpeechBackend):
         self._frames_per_append = int(self.cfg.append_frames)
         input_buffer_ms = int(host.settings.ai.input_buffer_ms)
         self._pending: deque[tuple[bytes, float | None]] = deque(maxlen=max(1, input_buffer_ms // 20))
-        self._outq: asyncio.Queue[tuple[bytes, float | None]] = asyncio.Queue()
+        self._outq: asyncio.Queue[tuple[bytes, float | None]] = asyncio.Queue(SEND_BACKLOG)
         self._tasks: set[asyncio.Task[Any]] = set()
         # response bookkeeping
         self.active_response: str | None = None
         self.cancelled: set[str] = set()
         self.item_response: dict[str, str] = {}
         self.tool_calls: dict[str, dict[str, bool]] = {}  # response id → {call_id: output sent}
-        self.done_responses: set[str] = set()
+        self.done_responses: dict[str, None] = {}   # (an ordered set: the oldest are forgotten first)
         self.need_response = False
         # responses aribot asked for: tagged in metadata, sent one at a time when none is active
         self._requests: dict[str, asyncio.Future[str]] = {}
@@ -78,7 +81,8 @@ class RealtimeBackend(SpeechBackend):
         # with session.updated or an error naming its event_id (resolved with "" or the error text)
         self._updates: deque[tuple[str, asyncio.Future[str]]] = deque()
         self.stats = {"late_deltas_dropped": 0, "appended_frames": 0, "input_dropped_frames": 0,
-                      "barge_ins": 0, "truncates": 0, "errors": 0, "responses": 0}
+                      "barge_ins": 0, "truncates": 0, "errors": 0, "responses": 0, "bad_events": 0,
+                      "send_backlog_dropped": 0}
         # the conversation so far, in order, as GA items to replay into a new session (None: an
         # item whose text is not known yet, e.g. a caller turn still being transcribed)
         self.history: dict[str, dict[str, Any] | None] = {}
@@ -121,6 +125,12 @@ class RealtimeBackend(SpeechBackend):
                 and self.conn.send_now(append_message(payload))):
             self._appended(received_at)
             return
+        if self._outq.full():  # the service reads slower than the caller speaks: keep the newest audio
+            self._outq.get_nowait()
+            self.stats["send_backlog_dropped"] += 1
+            if self.stats["send_backlog_dropped"] == 1:
+                log.warning("call %s: the Realtime socket is not keeping up (%d appends waiting); dropping the "
+                            "oldest caller audio, counted in send_backlog_dropped", self.host.id, SEND_BACKLOG)
         self._outq.put_nowait((payload, received_at))
 
     def _appended(self, received_at: float | None) -> None:
@@ -251,10 +261,11 @@ class RealtimeBackend(SpeechBackend):
         await self.conn.send(update)
         async for event in events:
             if event["type"] == "session.updated":
-                self.session_id = str(event.get("session", {}).get("id", ""))
+                session = event.get("session")
+                self.session_id = str(session.get("id", "")) if isinstance(session, dict) else ""
                 return
             if event["type"] == "error":
-                if (event.get("error") or {}).get("event_id") == update["event_id"]:
+                if _error(event).get("event_id") == update["event_id"]:
                     raise SessionRefused(f"session.update refused: {_error_text(event)}")
                 log.warning("call %s: Realtime error while configuring the session: %s; still waiting "
                             "for session.updated", self.host.id, _error_text(event))
@@ -297,6 +308,7 @@ class RealtimeBackend(SpeechBackend):
         """Keep ``item`` (or a placeholder) in the replayable history, in conversation order."""
         if key not in self.history or item is not None:
             self.history[key] = item
+            _trim(self.history, MAX_HISTORY)
 
     def _client_key(self) -> str:
         self._history_seq += 1
@@ -357,10 +369,20 @@ class RealtimeBackend(SpeechBackend):
                 return
 
     async def handle(self, event: dict[str, Any]) -> None:
+        """One server event. One that is malformed (a field of the wrong type …) costs only itself:
+        one log line, counted in ``bad_events``; the session goes on."""
         kind = event["type"]
         handler = getattr(self, "on_" + kind.replace(".", "_"), None)
-        if handler is not None:
+        if handler is None:
+            return
+        try:
             await handler(event)
+        except RealtimeClosed:
+            raise   # the socket closed: serve() reports it
+        except Exception as exc:
+            self.stats["bad_events"] += 1
+            log.warning("call %s: Realtime %s event is malformed (%r); skipped, the call goes on", self.host.id,
+                        kind[:80], exc, exc_info=log.isEnabledFor(logging.DEBUG))
 
     async def on_response_output_audio_delta(self, event: dict[str, Any]) -> None:
         received_at = time.perf_counter()
@@ -374,7 +396,11 @@ class RealtimeBackend(SpeechBackend):
             log.warning("call %s: Realtime audio delta is not valid base64; dropped", self.host.id)
             return
         item_id = event.get("item_id", "")
-        self.item_response.setdefault(item_id, response_id)
+        if not isinstance(item_id, str) or not isinstance(response_id, str):
+            raise TypeError("item_id and response_id must be strings")
+        if item_id not in self.item_response:
+            self.item_response[item_id] = response_id
+            _trim(self.item_response, MAX_IDS)
         self.host.play_audio(item_id, audio, received_at, response_id)
 
     async def on_response_output_audio_done(self, event: dict[str, Any]) -> None:
@@ -528,7 +554,8 @@ class RealtimeBackend(SpeechBackend):
         response_id = response.get("id", "")
         if response_id == self.active_response:
             self.active_response = None
-        self.done_responses.add(response_id)
+        self.done_responses[response_id] = None
+        _trim(self.done_responses, MAX_IDS)
         details = response.get("status_details") or {}
         reason = str(details.get("reason") or (details.get("error") or {}).get("code") or "")
         status = str(response.get("status", ""))
@@ -549,7 +576,7 @@ class RealtimeBackend(SpeechBackend):
         await self._send_waiting()
 
     async def on_error(self, event: dict[str, Any]) -> None:
-        error = event.get("error") or {}
+        error = _error(event)
         code = str(error.get("code") or error.get("type") or "unknown")
         self.stats["errors"] += 1
         action = "the call goes on"
@@ -574,6 +601,21 @@ class RealtimeBackend(SpeechBackend):
         self.host.emit(ev.BackendError(call_id=self.host.id, code=code, message=str(error.get("message", ""))))
 
 
+def _error(event: dict[str, Any]) -> dict[str, Any]:
+    """The ``error`` object of an error event ({"message": text} if a server sent only text)."""
+    error = event.get("error")
+    if isinstance(error, dict):
+        return error
+    return {"message": str(error)[:200]} if error else {}
+
+
 def _error_text(event: dict[str, Any]) -> str:
-    error = event.get("error") or {}
+    error = _error(event)
     return f"{error.get('code') or error.get('type') or 'error'}: {error.get('message', '')}"
+
+
+def _trim(table: dict[Any, Any], limit: int) -> None:
+    """Forget the oldest entries of ``table`` beyond ``limit``."""
+    while len(table) > limit:
+        del table[next(iter(table))]
+

@@ -8,6 +8,8 @@ import logging
 from typing import Any
 
 from aribot import Setting, SettingsError, as_bool, as_str, hookimpl, number
+from aribot.core.browser_guard import host_entries, origin_entries
+from aribot.core.settings import TOKEN_ALLOWED, secret_token
 
 log = logging.getLogger("aribot.ui")
 
@@ -31,8 +33,14 @@ def register_settings(register):
                      "dashboard port; 0 picks a free one"))
     register(Setting("ui.username", "aribot", lambda v: as_str(v) or "aribot", "a user name",
                      "dashboard user name (HTTP Basic) when a password is set"))
-    register(Setting("ui.password", "", as_str, "a password (required off loopback)",
-                     "secret: dashboard password, required when host is not loopback"))
+    register(Setting("ui.password", "", secret_token, "a password: " + TOKEN_ALLOWED,
+                     "secret: dashboard password, required when host is not loopback; at least 16 characters"))
+    register(Setting("ui.allowed_hosts", [], host_entries, "a list of host names, name:port or \"*\"",
+                     "Host names the dashboard answers besides loopback and ui.host, e.g. [\"dash.example.com\"] "
+                     "behind a reverse proxy; others get 421 (DNS rebinding); \"*\" = any"))
+    register(Setting("ui.allowed_origins", [], origin_entries, "a list of origins such as https://dash.example.com",
+                     "browser origins besides the dashboard's own whose pages may use its socket (e.g. a TLS proxy's "
+                     "https://dash.example.com); others get 403"))
     register(Setting("ui.refresh_hz", 4.0, number(float, 0.5, 20), "redraws per second 0.5..20",
                      "how often an open page redraws what changed (batched, so audio is not disturbed)"))
     register(Setting("ui.ended_keep_s", 30.0, number(float, 0, 3600), "seconds 0..3600",

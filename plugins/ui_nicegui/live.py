@@ -99,6 +99,7 @@ class LiveState:
         handler = _HANDLERS.get(type(event))
         if handler is not None:
             handler(call, event)
+            _trim(call)
         call.version += 1
         self.version += 1
 
@@ -114,6 +115,18 @@ def _transcript(call: CallView, event: Any) -> None:
     if event.text or not turn.text:
         turn.text = event.text
     turn.final = True
+
+
+# what one call's view keeps of a long call (the AI and the caller decide how much comes): the latest
+KEEP_TURNS, KEEP_TOOLS, KEEP_LATENCIES, KEEP_KEYS = 500, 200, 1000, 64
+
+
+def _trim(call: CallView) -> None:
+    for items, keep in ((call.turns, KEEP_TURNS), (call.tools, KEEP_TOOLS), (call.latencies_ms, KEEP_LATENCIES)):
+        if len(items) > keep:
+            del items[:len(items) - keep]
+    if len(call.dtmf) > KEEP_KEYS:
+        call.dtmf = call.dtmf[-KEEP_KEYS:]
 
 
 def _barge_in(call: CallView, event: Any) -> None:
@@ -176,6 +189,6 @@ _HANDLERS: dict[type, Any] = {
     ev.ToolCalled: _tool_called,
     ev.ToolAwaitingAnswer: _tool_waiting,
     ev.ToolFinished: _tool_finished,
-    ev.DtmfReceived: lambda call, e: setattr(call, "dtmf", call.dtmf + e.digit),
+    ev.DtmfReceived: lambda call, e: setattr(call, "dtmf", call.dtmf + e.shown),   # [dtmf] mask
     ev.CallEnded: _ended,
 }

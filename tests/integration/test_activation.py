@@ -54,7 +54,7 @@ async def test_fixed_delay_opens_after_the_greeting_and_sends_the_pre_roll(
     asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path
 ) -> None:
     greeting, _ = greeting_file(tmp_path, 1000)
-    app = await make_aribot(fake.url, call={"greeting": greeting},
+    app = await make_aribot(fake.url, call={"greeting": greeting, "greeting_dirs": [str(tmp_path)]},
                             activation={"mode": "FIXED_DELAY", "fixed_delay": 0.5, "pre_roll_ms": 400})
     probe = Probe.attach(app, rtp_sniffer)
     caller_audio = speech(3000, seed=11)                           # every frame distinct
@@ -74,7 +74,7 @@ async def test_vad_after_prompt_opens_at_talk_after_the_greeting_with_the_first_
     asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, make_aribot, tmp_path: Path, ari_requests
 ) -> None:
     greeting, _ = greeting_file(tmp_path, 800)
-    app = await make_aribot(fake.url, call={"greeting": greeting},
+    app = await make_aribot(fake.url, call={"greeting": greeting, "greeting_dirs": [str(tmp_path)]},
                             activation={"mode": "vad", "vad_submode": "afterPrompt", "pre_roll_ms": 300})
     probe = Probe.attach(app)
     talk = speech(1000, seed=21)
@@ -98,7 +98,7 @@ async def test_vad_after_prompt_does_not_interrupt_and_opens_if_talking_at_its_e
     asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path
 ) -> None:
     greeting, greeting_audio = greeting_file(tmp_path, 1000)
-    app = await make_aribot(fake.url, call={"greeting": greeting},
+    app = await make_aribot(fake.url, call={"greeting": greeting, "greeting_dirs": [str(tmp_path)]},
                             activation={"mode": "vad", "vad_submode": "afterPrompt"})
     probe = Probe.attach(app)
     caller_audio = silence(200) + speech(2000, seed=31) + silence(2500)   # talks over the greeting's end
@@ -116,7 +116,7 @@ async def test_vad_after_prompt_no_talk_is_no_input_and_the_ai_reprompts(
 ) -> None:
     greeting, _ = greeting_file(tmp_path, 600)
     fake.script = Script(turns=[Turn.audio(speech(600, seed=41), "are you still there?")])
-    app = await make_aribot(fake.url, call={"greeting": greeting},
+    app = await make_aribot(fake.url, call={"greeting": greeting, "greeting_dirs": [str(tmp_path)]},
                             activation={"mode": "vad", "vad_submode": "afterPrompt", "vad_max_wait_after_prompt": 1.0},
                             timers={"no_speech_timeout": 30, "no_speech_reprompts": 2})
     probe = Probe.attach(app)
@@ -134,7 +134,7 @@ async def test_vad_mode_talk_after_the_delays_interrupts_the_greeting_with_pre_r
     asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path
 ) -> None:
     greeting, greeting_audio = greeting_file(tmp_path, 4000)
-    app = await make_aribot(fake.url, call={"greeting": greeting}, activation={
+    app = await make_aribot(fake.url, call={"greeting": greeting, "greeting_dirs": [str(tmp_path)]}, activation={
         "mode": "vad", "vad_submode": "vadMode", "vad_initial_silence_delay": 1.0, "vad_activation_delay": 0.5,
         "vad_silence_ms": 300, "pre_roll_ms": 300})
     probe = Probe.attach(app)
@@ -172,8 +172,10 @@ async def test_per_call_choices_from_stasis_arguments_and_channel_variables(
     asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, make_aribot, tmp_path: Path, plugin_folder, caplog
 ) -> None:
     """Extension 8XX sets ARIBOT_VOICE/ARIBOT_INSTRUCTIONS and calls Stasis(app,EXT,instructions=…,
-    tools=none,mode=immediate,colour=blue): arguments beat variables, variables beat settings."""
-    app = await make_aribot(fake.url, activation={"mode": "vad"}, plugins={"paths": [plugin_folder("order_tools")]})
+    tools=none,mode=immediate,colour=blue): arguments beat variables, variables beat settings (with
+    these keys listed in [call] per_call_keys; the default takes only voice and backend)."""
+    app = await make_aribot(fake.url, activation={"mode": "vad"}, plugins={"paths": [plugin_folder("order_tools")]},
+                            call={"per_call_keys": ["instructions", "voice", "tools", "mode"]})
     probe = Probe.attach(app)
     for extension in ("800", "100"):
         await place_call(asterisk_lab, tmp_path / extension, speech(1200, seed=71), extension=extension,
@@ -195,7 +197,7 @@ async def test_immediate_talk_over_an_aribot_played_greeting_stops_it(
     turn detection hears the talk, and the greeting stops (it is not the AI's item: no truncate)."""
     greeting, greeting_audio = greeting_file(tmp_path, 3000)
     fake.script = Script(turns=[Turn.audio(speech(400, seed=81), "yes?")])
-    app = await make_aribot(fake.url, activation={"mode": "immediate"}, call={"greeting": greeting})
+    app = await make_aribot(fake.url, activation={"mode": "immediate"}, call={"greeting": greeting, "greeting_dirs": [str(tmp_path)]})
     probe = Probe.attach(app)
     talk = speech(1000, seed=82)
     caller_audio = silence(600) + talk + silence(2500)

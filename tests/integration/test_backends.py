@@ -214,7 +214,8 @@ async def test_each_activation_mode_opens_and_the_ai_hears_the_caller_from_there
     activation = {"mode": mode, "pre_roll_ms": 300, "fixed_delay": 0.5, "vad_submode": "vadMode",
                   "vad_initial_silence_delay": 0.0, "vad_activation_delay": 0.0}
     app = await make_aribot(ai.server.url, **ai.settings(activation=activation,
-                                                          call={"greeting": f"file:{tmp_path / 'greeting.ulaw'}"}))
+                                                          call={"greeting": f"file:{tmp_path / 'greeting.ulaw'}",
+                                                                "greeting_dirs": [str(tmp_path)]}))
     probe = Probe.attach(app)
     talk = speech(1000, seed=52)
     caller_audio = silence(2000) + talk + silence(2500)                  # talks after the greeting
@@ -242,7 +243,7 @@ async def test_talk_over_the_greeting_stops_it_in_immediate_mode(
     (tmp_path / "greeting.ulaw").write_bytes(greeting_audio)
     media = f"file:{tmp_path / 'greeting.ulaw'}" if greeting == "aribot" else "sound:tt-monkeys"
     ai.script([Say(speech(400, seed=81), "Yes?")])
-    app = await make_aribot(ai.server.url, **ai.settings(activation={"mode": "immediate"}, call={"greeting": media}))
+    app = await make_aribot(ai.server.url, **ai.settings(activation={"mode": "immediate"}, call={"greeting": media, "greeting_dirs": [str(tmp_path)]}))
     probe = Probe.attach(app)
     talk = speech(1200, seed=82)
     await place_call(asterisk_lab, tmp_path / "sipp", silence(800) + talk + silence(2500), audio_delay_ms=200,

@@ -141,6 +141,9 @@ async def test_malformed_and_foreign_rtp_are_dropped_and_counted(
     asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, make_aribot, tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """A stranger's packets never reach aribot (the call's socket is connected to Asterisk's media
+    address, so the kernel drops them: not even counted); packets forged to come from Asterisk's
+    address are dropped by kind (malformed, wrong PT, longer than a frame) and counted."""
     fake.script = Script(turns=[Turn.audio(speech(400, seed=4), "ok")])
     app = await make_aribot(fake.url)
     connected = subscribe(app, MediaConnected)
@@ -155,9 +158,10 @@ async def test_malformed_and_foreign_rtp_are_dropped_and_counted(
     stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     good_looking = RtpPacket(0, 1, 160, 7, b"\x11" * 160).build()
-    for _ in range(20):                                            # a flood from a foreign address
-        stranger.sendto(good_looking, target)
-    for bad in (b"\x00" * 5, b"\x40" + b"\x00" * 30, RtpPacket(8, 2, 1, 1, b"\x22" * 160).build()):
+    for _ in range(20):                                            # a flood from a foreign address: the
+        stranger.sendto(good_looking, target)                      # kernel drops it (connected socket)
+    for bad in (b"\x00" * 5, b"\x40" + b"\x00" * 30, RtpPacket(8, 2, 1, 1, b"\x22" * 160).build(),
+                RtpPacket(0, 3, 1, 1, b"\x33" * 60000).build()):  # forged as Asterisk's; the last oversized
         raw.sendto(forged_udp((remote_host, int(remote_port)), target, bad), (local_host, 0))
     result = await run
     stranger.close()
@@ -165,7 +169,7 @@ async def test_malformed_and_foreign_rtp_are_dropped_and_counted(
     assert result.ok, result.error
     assert bytes(fake.connections[0].input_audio) == caller_audio   # nothing lost, nothing injected
     dropped = ended[0].stats["rtp_dropped"]
-    assert dropped == {"foreign_source": 20, "too_short": 1, "bad_version": 1, "payload_type": 1}
+    assert dropped == {"too_short": 1, "bad_version": 1, "payload_type": 1, "oversized": 1}
     for reason in dropped:
         assert len(log_lines(caplog, f"({reason}:")) == 1          # one line per kind, not per packet
 

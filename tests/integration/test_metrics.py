@@ -16,6 +16,7 @@ from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.lab.audio import speech
 from tests.lab.calls import caller_turns, heard, padded
+from tests.lab.flood import send_forged
 from tests.lab.probe import Probe
 from tests.lab.prometheus import Exposition
 from tests.lab.sipp import SippCaller
@@ -32,7 +33,7 @@ async def scrape(port: int) -> Exposition:
 
 async def dropped_three(port: int, before: Exposition) -> Exposition | None:
     now = await scrape(port)
-    return now if delta(now, before, "aribot_rtp_dropped_packets_total", reason="foreign_source") >= 3 else None
+    return now if delta(now, before, "aribot_rtp_dropped_packets_total", reason="oversized") >= 3 else None
 
 
 def delta(after: Exposition, before: Exposition, name: str, **labels: str) -> float:
@@ -57,16 +58,20 @@ async def test_metrics_move_as_a_call_runs(
     rtp_sniffer.watch(caller.media_port)
     running = asyncio.create_task(caller.run())
     connected = await probe.wait("call.media_connected", timeout=15)
-    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # RTP from anywhere but Asterisk is dropped
-    try:
+    local, remote = connected.local.rsplit(":", 1), connected.remote.rsplit(":", 1)
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # RTP from anywhere but Asterisk: the kernel
+    try:                                                          # drops it (the socket is connected)
         for _ in range(3):
-            stranger.sendto(b"\x80\x00" + bytes(170), ("127.0.0.1", int(connected.local.rsplit(":", 1)[1])))
+            stranger.sendto(b"\x80\x00" + bytes(170), (local[0], int(local[1])))
     finally:
         stranger.close()
-    during = await until(lambda: dropped_three(app.http.port, before), "three foreign packets counted")
+    oversized = b"\x80\x00" + bytes(10) + bytes(1000)             # from Asterisk's address, longer than a frame
+    send_forged((remote[0], int(remote[1])), (local[0], int(local[1])), [oversized] * 3)
+    during = await until(lambda: dropped_three(app.http.port, before), "three oversized packets counted")
     assert during.value("aribot_calls_live") == 1
     assert delta(during, before, "aribot_calls_started_total") == 1
-    assert delta(during, before, "aribot_rtp_dropped_packets_total", reason="foreign_source") == 3
+    assert delta(during, before, "aribot_rtp_dropped_packets_total", reason="oversized") == 3
+    assert delta(during, before, "aribot_rtp_dropped_packets_total", reason="foreign_source") == 0
 
     result = await running
     assert result.ok, result.error
@@ -83,7 +88,8 @@ async def test_metrics_move_as_a_call_runs(
     assert delta(after, before, "aribot_turn_latency_seconds_sum") == pytest.approx(turn.latency_ms / 1000)
     assert delta(after, before, "aribot_pacing_error_seconds_count") == frames   # one sample per frame sent
     assert delta(after, before, "aribot_pacing_error_seconds_bucket", le="+Inf") == frames
-    assert delta(after, before, "aribot_rtp_dropped_packets_total", reason="foreign_source") == 3
+    assert delta(after, before, "aribot_rtp_dropped_packets_total", reason="oversized") == 3
+    assert delta(after, before, "aribot_rtp_dropped_packets_total", reason="foreign_source") == 0
     assert delta(after, before, "aribot_tool_duration_seconds_count", tool="current_time") == 1
     assert delta(after, before, "aribot_tool_duration_seconds_count", tool="transfer_call") == 1
     assert delta(after, before, "aribot_tool_errors_total", tool="transfer_call") == 1

@@ -143,3 +143,31 @@ async def test_disabled_tool_is_listed_but_not_offered(
     assert result.ok, result.error
     offered = [t["name"] for t in fake.connections[0].session["tools"]]
     assert "current_time" not in offered and "end_call" in offered
+
+
+async def test_a_blocking_sync_tool_times_out_while_the_call_keeps_its_pacing(
+    asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path,
+    plugin_folder,
+) -> None:
+    """A plain function that blocks for 1.5 s runs in a worker thread: the AI's audio playing
+    meanwhile keeps its 20 ms pacing (no frame late enough to re-anchor, no gap in what the caller
+    hears), the tool is abandoned at its 0.5 s timeout with the output an async tool gets, and the
+    AI's next answer follows."""
+    speaking, answer = speech(2500, seed=40), speech(500, seed=41)
+    fake.script = Script(turns=[
+        Turn.audio_then_function_call(speaking, "Let me look that up.", "blocking_lookup", {"order_id": "7"}),
+        Turn.audio(answer, "That is taking too long, sorry.")])
+    app = await make_aribot(fake.url, tools={"filler_after": 0, "blocking_lookup": {"timeout": 0.5}},
+                            plugins={"paths": [plugin_folder("blocking_tools")]})
+    probe = Probe.attach(app)
+    placed = await place_call(asterisk_lab, tmp_path / "sipp", caller_turns(600, gap_ms=6000), audio_delay_ms=300,
+                              hold_ms_after_audio=300, sniffer=rtp_sniffer)
+    conn = fake.connections[0]
+    assert tool_outputs(conn) == [{"error": "blocking_lookup did not finish within 0.5 s"}]
+    assert placed.audio == padded(speaking) + padded(answer)
+    assert (await probe.wait("call.ended")).stats["metrics"]["pacing_slips"] == 0
+    first_answer = placed.packets[:len(padded(speaking)) // 160]
+    gaps_ms = [(b.ts - a.ts) * 1000 for a, b in zip(first_answer, first_answer[1:])]
+    assert max(gaps_ms) < 200                  # a loop blocked for 1.5 s leaves a gap of a second or more
+    assert app.tools.abandoned == 1
+    assert conn.errors_sent == []

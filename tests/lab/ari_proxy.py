@@ -9,7 +9,9 @@ test arms a fault for one ARI operation (method + path template of Asterisk's ap
 * ``stall(op)``: never answer (until ``release()``), so aribot's ``ari.request_timeout`` fires;
 * ``forward=True`` on either: Asterisk performs the request first and only its answer is replaced
   (e.g. 404 for a DELETE that raced with the caller's hang-up) or lost;
-* ``drop_event(type, channel_prefix)``: an event never reaches aribot.
+* ``drop_event(type, channel_prefix)``: an event never reaches aribot;
+* ``rewrite_event(type, change, channel_prefix)``: aribot gets the frames ``change(event)`` returns
+  instead (malformed copies, garbage, the event itself …).
 
 Each fault fires ``times`` times (None: always) for requests whose path fields match ``fields``.
 Everything that passed is recorded in ``exchanges`` and ``events``.
@@ -22,7 +24,7 @@ import contextlib
 import http
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -71,6 +73,14 @@ class EventDrop:
         channel = event.get("channel") or {}
         return (event.get("type") == self.type and (self.times is None or self.hits < self.times)
                 and str(channel.get("id", "")).startswith(self.channel_prefix))
+
+
+@dataclass
+class EventRewrite(EventDrop):
+    """Events of ``type`` (channel ``channel_prefix*``) are replaced by the frames ``change(event)``
+    returns (any text, in order)."""
+
+    change: Callable[[dict[str, Any]], list[str]] = lambda event: [json.dumps(event)]
 
 
 @dataclass(frozen=True)
@@ -133,6 +143,7 @@ class AriFaultProxy:
         self.upstream = upstream.rstrip("/")
         self.faults: list[Fault] = []
         self.drops: list[EventDrop] = []
+        self.rewrites: list[EventRewrite] = []
         self.exchanges: list[Exchange] = []
         self.events: list[RelayedEvent] = []
         self.port = 0
@@ -186,6 +197,14 @@ class AriFaultProxy:
         drop = EventDrop(event_type, channel_prefix, times)
         self.drops.append(drop)
         return drop
+
+    def rewrite_event(self, event_type: str, change: Callable[[dict[str, Any]], list[str]], channel_prefix: str = "",
+                      *, times: int | None = 1) -> EventRewrite:
+        """Send the frames ``change(event)`` returns instead of the next ``times`` events of
+        ``event_type`` for channels ``channel_prefix*``."""
+        rewrite = EventRewrite(event_type, channel_prefix, times, change=change)
+        self.rewrites.append(rewrite)
+        return rewrite
 
     def _arm(self, fault: Fault) -> Fault:
         self.faults.append(fault)
@@ -261,6 +280,13 @@ class AriFaultProxy:
                                             drop is not None))
             if drop is not None:
                 drop.hits += 1
+                continue
+            rewrite = next((r for r in self.rewrites if r.applies(event)), None)
+            if rewrite is not None:
+                rewrite.hits += 1
+                for frame in rewrite.change(event):
+                    with contextlib.suppress(ConnectionError):
+                        await client.send_str(frame)
                 continue
             with contextlib.suppress(ConnectionError):
                 await client.send_str(msg.data)

@@ -26,6 +26,17 @@ def _ipv4_udp(src: tuple[str, int], dst: tuple[str, int], payload: bytes, ident:
     return header[:10] + struct.pack("!H", ~total & 0xFFFF) + header[12:] + udp
 
 
+def send_forged(src: tuple[str, int], dst: tuple[str, int], payloads: list[bytes]) -> None:
+    """Send each payload as one UDP datagram from the forged ``src`` (raw socket; root only)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+    try:
+        for n, payload in enumerate(payloads):
+            sock.sendto(_ipv4_udp(src, dst, payload, n), (dst[0], 0))
+    finally:
+        sock.close()
+
+
 @dataclass
 class RtpFlood:
     """Valid-looking µ-law RTP (PT 0, 160-byte payloads) at ``pps`` packets per second."""

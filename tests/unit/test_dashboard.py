@@ -244,3 +244,28 @@ async def test_history_pages_search_and_show_a_record(app: App, tmp_path: Path) 
             await user.should_see("No record of this call.")
     finally:
         await store.close()
+
+
+def test_the_live_view_shows_keys_as_dtmf_mask_says() -> None:
+    state = LiveState(keep_s=60)
+    state.on_event(ev.CallStarted(call_id="c1", channel_id="c1", caller_number="100", extension="100"))
+    for key in "47":
+        state.on_event(ev.DtmfReceived(call_id="c1", digit=key))                 # masked: the default
+    state.on_event(ev.DtmfReceived(call_id="c1", digit="1", masked=False))
+    assert state.calls["c1"].dtmf == "xx1"
+
+
+def test_a_long_call_keeps_only_its_latest_turns_tools_and_keys() -> None:
+    from aribot.plugins.ui_nicegui import live
+    state = LiveState(keep_s=60)
+    state.on_event(ev.CallStarted(call_id="c1", channel_id="c1", caller_number="100", extension="100"))
+    for i in range(live.KEEP_TURNS + 20):
+        state.on_event(ev.Transcript(call_id="c1", role="caller", item_id=f"u{i}", text=f"turn {i}"))
+    for i in range(live.KEEP_TOOLS + 5):
+        state.on_event(ev.ToolCalled(call_id="c1", tool="lookup", tool_call_id=f"t{i}", arguments="{}"))
+    for _ in range(live.KEEP_KEYS + 10):
+        state.on_event(ev.DtmfReceived(call_id="c1", digit="5", masked=False))
+    view = state.calls["c1"]
+    assert len(view.turns) == live.KEEP_TURNS and view.turns[-1].text == f"turn {live.KEEP_TURNS + 19}"
+    assert len(view.tools) == live.KEEP_TOOLS and view.tools[-1].tool_call_id == f"t{live.KEEP_TOOLS + 4}"
+    assert view.dtmf == "5" * live.KEEP_KEYS

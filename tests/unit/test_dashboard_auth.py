@@ -114,8 +114,10 @@ async def test_every_route_of_the_dashboard_server_needs_the_password(dashboard:
     """Not only NiceGUI's pages: also FastAPI's /docs and /openapi.json, 404s and whatever a NiceGUI
     update adds; every one is enumerated from the served application."""
     base, app = dashboard
-    served: Any = app.extensions["ui"].server.config.app   # what uvicorn serves: the BasicAuth middleware
-    paths = set(route_paths(served.app.routes)) | {"/no-such-page", "/docs", "/openapi.json"}
+    served: Any = app.extensions["ui"].server.config.app   # what uvicorn serves: the middlewares, then FastAPI
+    while not hasattr(served, "routes"):
+        served = served.app
+    paths = set(route_paths(served.routes)) | {"/no-such-page", "/docs", "/openapi.json"}
     assert {"/", "/_nicegui_ws/", "/openapi.json"} <= paths and len(paths) > 10, paths
     async with aiohttp.ClientSession() as http:
         for path in sorted(paths):

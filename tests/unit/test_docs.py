@@ -76,7 +76,8 @@ def test_asterisk_doc_samples_are_the_sandbox_files() -> None:
     text = ASTERISK_DOC.read_text()
     for name in SAMPLES:
         assert sample_block(name) in text, f"docs/asterisk.md: {name} is stale: run python -m tests.unit.test_docs"
-    assert "Stasis(aribot,${EXTEN})" in text and "password = change-me-too" in text
+    assert "Stasis(aribot,${FILTER(0-9*#+,${EXTEN})})" in text and "password = change-me-too" in text
+    assert "exten => _X.,1,NoOp(aribot-lab inbound ${EXTEN})\n same => n,Stasis(aribot,${EXTEN})" not in text
 
 
 if __name__ == "__main__":

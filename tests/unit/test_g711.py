@@ -1,6 +1,7 @@
 """G.711 tables against ITU-T G.711's values, and prompt files (core/g711.py): raw µ-law/A-law and
-WAV files load to the expected bytes; what the loader does not support, or cannot parse, is refused
-with AudioFileError naming the file."""
+WAV files load to the expected bytes; what the parser does not support, or cannot parse, is refused
+with AudioFileError naming the file, and no other exception escapes it whatever the bytes
+(property tests). Reading the files (folders, size, caching) is tests/unit/test_prompts.py."""
 
 from __future__ import annotations
 
@@ -10,8 +11,17 @@ import wave
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from aribot.core.g711 import ALAW_TO_LINEAR, ULAW_TO_LINEAR, AudioFileError, linear_to_alaw, linear_to_ulaw, load_prompt
+from aribot.core.g711 import (
+    ALAW_TO_LINEAR,
+    ULAW_TO_LINEAR,
+    AudioFileError,
+    linear_to_alaw,
+    linear_to_ulaw,
+    prompt_audio,
+)
 
 # ITU-T G.711 Table 2 (µ-law): decoder output in 14-bit units at the first and last code of each
 # segment, positive half; a 16-bit linear value is 4 times that. The negative code is code - 0x80.
@@ -80,6 +90,11 @@ ULAW_CODES_AS_ALAW = bytes([0xD5, 0xAA, 0x2A, 0xD5])  # 0, 32124, -32124, 8
 ALAW_CODES = bytes([0xD5, 0xAA, 0x2A, 0x55])
 ALAW_CODES_AS_ULAW = bytes([0xFE, 0x80, 0x00, 0x7E])  # 8, 32256, -32256, -8
 WAVE_FORMAT_PCM, WAVE_FORMAT_ALAW, WAVE_FORMAT_MULAW = 1, 6, 7
+
+
+def load_prompt(path: str, fmt: str) -> bytes:
+    """The file's bytes through the parser, as core/prompts.py hands them over."""
+    return prompt_audio(Path(path).read_bytes(), path, fmt)
 
 
 def refused(path: Path, needle: str) -> pytest.RaisesExc[AudioFileError]:
@@ -183,10 +198,51 @@ def test_malformed_waves_are_refused_clearly(tmp_path: Path, content: bytes, nee
         load_prompt(str(path), "ulaw")
 
 
-def test_what_cannot_be_read_is_refused(tmp_path: Path) -> None:
-    folder, missing, mp3 = tmp_path / "folder.wav", tmp_path / "missing.ulaw", tmp_path / "song.mp3"
-    folder.mkdir()
+def test_an_unknown_suffix_is_refused(tmp_path: Path) -> None:
+    mp3 = tmp_path / "song.mp3"
     mp3.write_bytes(b"ID3")
-    for path, needle in ((folder, ": Is a directory"), (missing, ": No such file"), (mp3, ": use .wav")):
-        with refused(path, needle):
-            load_prompt(str(path), "ulaw")
+    with refused(mp3, ": use .wav"):
+        load_prompt(str(mp3), "ulaw")
+
+
+# --- property tests: any bytes give audio or AudioFileError, never another exception -------------------
+
+FORMATS = st.sampled_from(["ulaw", "alaw"])
+FMT_BODIES = st.one_of(
+    st.binary(max_size=40),
+    st.builds(lambda tag, ch, rate, bits, extra: struct.pack("<HHIIHH", tag, ch, rate, rate, 1, bits) + extra,
+              st.sampled_from([1, 6, 7, 3, 0xFFFE, 0]), st.sampled_from([0, 1, 2]), st.sampled_from([8000, 0, 16000]),
+              st.sampled_from([8, 16, 0, 24]), st.binary(max_size=6)))
+CHUNKS = st.lists(st.builds(
+    lambda name, body, lie: name + struct.pack("<I", len(body) if lie is None else lie) + body,
+    st.sampled_from([b"fmt ", b"data", b"LIST", b"fact", b"\0\0\0\0"]), st.one_of(FMT_BODIES, st.binary(max_size=64)),
+    st.one_of(st.none(), st.integers(0, 0xFFFFFFFF), st.integers(0, 20)),
+), max_size=5)
+
+
+def check_parse(data: bytes, fmt: str, name: str = "p.wav") -> None:
+    try:
+        audio = prompt_audio(data, name, fmt)
+    except AudioFileError as exc:
+        assert str(exc).startswith(("prompt file p.wav", "prompt file p.ulaw")) and "\n" not in str(exc)
+    else:
+        assert isinstance(audio, bytes)
+
+
+@given(data=st.binary(max_size=200), fmt=FORMATS)
+def test_any_bytes_as_a_wav(data: bytes, fmt: str) -> None:
+    check_parse(data, fmt)
+
+
+@given(chunks=CHUNKS, cut=st.integers(0, 400), fmt=FORMATS)
+def test_any_riff_wave_chunks(chunks: list[bytes], cut: int, fmt: str) -> None:
+    """RIFF/WAVE files built from real and lying chunks (short, odd, huge or cut fmt and data)."""
+    body = b"WAVE" + b"".join(chunks)
+    data = b"RIFF" + struct.pack("<I", len(body)) + body
+    check_parse(data, fmt)
+    check_parse(data[:cut], fmt)
+
+
+@given(data=st.binary(max_size=100), fmt=FORMATS)
+def test_any_bytes_as_raw_g711(data: bytes, fmt: str) -> None:
+    assert len(prompt_audio(data, "p.ulaw", fmt)) == len(data)

@@ -288,6 +288,35 @@ async def test_the_database_is_private_in_the_data_dir(tmp_path: Path, monkeypat
     assert db.stat().st_mode & 0o777 == 0o600
 
 
+async def test_the_wal_and_shared_memory_files_are_private_too(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """SQLite gives new -wal/-shm files the database's mode; ones an earlier run left behind keep
+    their own, so they are made private as well (one warning each)."""
+    db = tmp_path / "history.sqlite3"
+    store = HistoryStore(db)
+    await store.open()
+    await record(store, a_call("c1", time.time(), said="my PIN is 4711"))
+    sides = [db.with_name(db.name + end) for end in ("-wal", "-shm")]
+    assert all(path.exists() for path in sides)                         # WAL mode: both exist while open
+    assert {path.name: path.stat().st_mode & 0o777 for path in (db, *sides)} == {
+        "history.sqlite3": 0o600, "history.sqlite3-wal": 0o600, "history.sqlite3-shm": 0o600}
+    # a crash leaves them behind; someone (a backup restore, a umask 022 copy) made them readable
+    kept = {path: path.read_bytes() for path in sides}
+    await store.close()
+    for path, data in kept.items():
+        path.write_bytes(data)
+        path.chmod(0o644)
+    caplog.clear()
+    store = HistoryStore(db)
+    await store.open()
+    try:
+        assert [path.stat().st_mode & 0o777 for path in sides if path.exists()] == [0o600, 0o600]
+        warned = [r.getMessage() for r in caplog.records if "readable by others" in r.getMessage()]
+        assert len(warned) == 2 and all("(mode 644); made it private (600)" in line for line in warned)
+        assert (await store.get("c1"))["turns"][0]["text"] == "my PIN is 4711"   # nothing lost by that
+    finally:
+        await store.close()
+
+
 # --- HTTP routes ---------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -375,3 +404,22 @@ async def test_a_bad_event_in_a_group_costs_only_itself(store: HistoryStore, cap
     await store.flush()
     assert [text for (text,) in rows(store.path, "SELECT text FROM turns ORDER BY seq")] == ["before", "after"]
     assert store.failed_writes == 1
+
+
+async def test_a_stalled_writer_drops_new_events_counted_instead_of_filling_memory(
+        store: HistoryStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import threading
+
+    from aribot.plugins.history import store as store_module
+    monkeypatch.setattr(store_module, "QUEUE_LIMIT", 3)
+    stalled = threading.Event()
+    assert store._executor is not None
+    store._executor.submit(stalled.wait, 10)            # the one writer thread is stuck (a stalled disk)
+    t0 = time.time()
+    for i in range(5):
+        store.submit(ev.CallStarted(call_id=f"c{i}", ts=t0, channel_id=f"c{i}", caller_number="200"))
+    assert store.dropped == 2
+    stalled.set()
+    await store.flush()
+    assert rows(store.path, "SELECT id FROM calls ORDER BY id") == [("c0",), ("c1",), ("c2",)]
+    assert len([r for r in caplog.records if "new ones are dropped" in r.getMessage()]) == 1

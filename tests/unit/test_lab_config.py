@@ -105,11 +105,12 @@ def test_a_phone_password_adds_endpoint_auth_aor_and_context() -> None:
     ext = cfg.extensions_conf()
     context = ext[ext.index("[from-phone]"):]
     assert "exten => echo,1,Answer()\n same => n,Echo()\n same => n,Hangup()" in context
-    for exten in ("_X.", "s"):
+    for exten, stasis in (("_X.", "Stasis(app1,${FILTER(0-9*#+,${EXTEN})})"), ("s", "Stasis(app1,${EXTEN})")):
         block = context[context.index(f"exten => {exten},1"):]
-        assert block.index("Stasis(app1,${EXTEN})") < block.index("Hangup()")
+        assert block.index(stasis) < block.index("Hangup()")   # a dialled number, never "1,key=value"
     assert "[from-sipp]" in ext  # the tests' context stays
     assert "load => res_pjsip_registrar.so" in cfg.modules_conf() and "res_pjsip_registrar" in MODULES
+    assert "load => func_strings.so" in cfg.modules_conf()   # FILTER() in the dialplan; unloaded it expands to ""
 
 
 def test_other_phone_username_and_extra_dialplan() -> None:

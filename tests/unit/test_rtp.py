@@ -3,10 +3,13 @@ rate limiter on a manual clock)."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aribot.core.rtp import (
     FRAME_BYTES,
@@ -157,3 +160,135 @@ async def test_port_pool_skips_busy_ports_and_exhausts() -> None:
         await pool.open(RtpEndpoint("b", 0, lambda *a: None))
     pool.release(first)
     busy.close()
+
+
+# --- issue 15: payload size, SSRC, the connected socket, fuzzing ---------------------------------
+
+def test_a_payload_longer_than_the_frame_is_dropped_and_counted() -> None:
+    clock, got = ManualClock(), []
+    endpoint = RtpEndpoint("c1", 0, lambda payload, t: got.append(payload), clock=clock)
+    endpoint.remote = ASTERISK
+    header_extras = struct.pack("!BBHII", 0x80 | 0x20 | 0x10 | 1, 0, 9, 160, 5) + b"\x00" * 4 \
+        + struct.pack("!HH", 0xBEDE, 1) + b"\xAA" * 4
+    for data in (RtpPacket(0, 1, 160, 5, b"\x10" * 60000).build(),      # the review's probe
+                 RtpPacket(0, 2, 320, 5, b"\x10" * (FRAME_BYTES + 1)).build(),
+                 RtpPacket(0, 3, 480, 5, b"\x20" * FRAME_BYTES).build(),   # exactly a frame: audio
+                 header_extras + b"\x30" * FRAME_BYTES + b"\x00\x00\x03",  # a frame behind CSRC, extension, padding
+                 RtpPacket(0, 4, 640, 5, b"\x40" * 80).build()):          # 10 ms: shorter is fine
+        endpoint.datagram_received(data, ASTERISK)
+    assert got == [b"\x20" * FRAME_BYTES, b"\x30" * FRAME_BYTES, b"\x40" * 80]
+    assert endpoint.dropped == {"oversized": 2} and endpoint.rx_packets == 3
+    with pytest.raises(RtpError) as info:
+        RtpPacket.parse(RtpPacket(0, 1, 1, 1, b"\x00" * 161).build(), max_payload=160)
+    assert info.value.reason == "oversized"
+    assert RtpPacket.parse(RtpPacket(0, 1, 1, 1, b"\x00" * 161).build()).payload == b"\x00" * 161  # no limit asked
+
+
+def test_an_ssrc_change_is_logged_once_and_followed(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "aribot.rtp")
+    clock, got = ManualClock(), []
+    endpoint = RtpEndpoint("c1", 0, lambda payload, t: got.append(payload), clock=clock)
+    endpoint.remote = ASTERISK
+    for seq, ssrc in enumerate((5, 5, 0xDEADBEEF, 0xDEADBEEF, 7, 5)):
+        endpoint.datagram_received(RtpPacket(0, seq, 160 * seq, ssrc, bytes([seq]) * 160).build(), ASTERISK)
+    assert got == [bytes([seq]) * 160 for seq in range(6)]          # every packet followed, none dropped
+    assert endpoint.ssrc == 5 and endpoint.ssrc_changes == 3 and not endpoint.dropped
+    lines = [r.getMessage() for r in caplog.records if "SSRC" in r.getMessage()]
+    assert lines == ["call c1: Asterisk's RTP stream changed SSRC (00000005 → deadbeef); following it, further "
+                     "changes are only counted"]
+
+
+async def test_once_asterisk_is_known_the_kernel_drops_foreign_packets() -> None:
+    """Before the externalMedia reply every datagram is foreign (dropped and counted in Python);
+    after ``connect`` a stranger's datagrams never reach aribot, and sending still works."""
+    got: list[bytes] = []
+    endpoint = RtpEndpoint("c1", 0, lambda payload, t: got.append(payload))
+    pool = PortPool("127.0.0.1", 41000, 41999)
+    await pool.open(endpoint)
+    asterisk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    asterisk.bind(("127.0.0.1", 0))
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stranger.bind(("127.0.0.1", 0))
+    good = RtpPacket(0, 1, 160, 5, b"\x10" * 160).build()
+    try:
+        stranger.sendto(good, endpoint.local)                       # nothing is known yet
+        await until(lambda: endpoint.dropped["foreign_source"] == 1, "the early datagram")
+        endpoint.connect(*asterisk.getsockname())
+        assert endpoint.sock is not None and endpoint.sock.getpeername() == asterisk.getsockname()
+        for _ in range(50):
+            stranger.sendto(good, endpoint.local)                   # dropped by the kernel
+        asterisk.sendto(RtpPacket(0, 2, 320, 5, b"\x20" * 160).build(), endpoint.local)
+        await until(lambda: got, "Asterisk's packet")               # loopback keeps order: the 50 came first
+        assert got == [b"\x20" * 160] and endpoint.dropped == {"foreign_source": 1}
+        endpoint.send(RtpPacket(0, 9, 9, 9, b"x").build())
+        data, addr = asterisk.recvfrom(2048)
+        assert addr == endpoint.local and RtpPacket.parse(data).payload == b"x"
+    finally:
+        pool.release(endpoint)
+        asterisk.close()
+        stranger.close()
+
+
+@pytest.mark.parametrize("host,port", [("asterisk.example.com", 4000), ("127.0.0.1", 0), ("127.0.0.1", 70000),
+                                       ("127.0.0.1", "abc"), ("", 4000)])
+def test_connect_takes_only_an_ip_address_and_a_port(host: str, port) -> None:
+    endpoint = RtpEndpoint("c1", 0, lambda payload, t: None)
+    with pytest.raises(ValueError):
+        endpoint.connect(host, port)
+    assert endpoint.remote is None
+
+
+DROP_REASONS = {"too_short", "bad_version", "bad_extension", "bad_padding", "oversized", "payload_type",
+                "empty_payload", "rate_limited"}
+
+
+@st.composite
+def rtp_datagrams(draw: st.DrawFn) -> bytes:
+    """RTP packets built field by field (CSRCs, a header extension and padding, each well formed
+    or not; payloads from empty to well over a frame), one byte sometimes overwritten; or any
+    bytes at all."""
+    if draw(st.integers(0, 4)) == 0:
+        return draw(st.binary(max_size=400))
+    csrc, extension, padding = draw(st.integers(0, 15)), draw(st.booleans()), draw(st.integers(0, 4))
+    version = draw(st.sampled_from([2, 2, 2, 2, 0, 1, 3]))
+    b0 = (version << 6) | (0x20 if padding else 0) | (0x10 if extension else 0) | csrc
+    header = struct.pack("!BBHII", b0, draw(st.sampled_from([0, 0x80, 8, 101, 127, 255])),
+                         draw(st.integers(0, 0xFFFF)), draw(st.integers(0, 2**32 - 1)),
+                         draw(st.sampled_from([5, 6, 0, 2**32 - 1])))
+    header += bytes(4 * csrc)
+    if extension:
+        words = draw(st.integers(0, 3))
+        header += struct.pack("!HH", 0xBEDE, draw(st.sampled_from([words, words, 0xFFFF]))) + bytes(4 * words)
+    payload = bytes(draw(st.sampled_from([0, 1, 80, 159, 160, 161, 320, 1000])))
+    tail = bytes(padding - 1) + bytes([draw(st.sampled_from([padding, padding, 0, 255]))]) if padding else b""
+    data = bytearray(header + payload + tail)
+    if data and draw(st.integers(0, 3)) == 0:
+        data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+    return bytes(data)
+
+
+@given(data=rtp_datagrams(), limit=st.one_of(st.none(), st.sampled_from([0, 80, 160]), st.integers(0, 400)))
+def test_the_parser_raises_only_rtp_error_and_respects_the_limit(data: bytes, limit: int | None) -> None:
+    try:
+        packet = RtpPacket.parse(data, limit)
+    except RtpError as exc:
+        assert exc.reason in DROP_REASONS
+        return
+    assert limit is None or len(packet.payload) <= limit
+    assert len(packet.payload) <= len(data) - 12 and 0 <= packet.payload_type < 128
+
+
+@given(datagrams=st.lists(rtp_datagrams(), max_size=30))
+def test_the_endpoint_counts_every_datagram_it_does_not_pass_on(datagrams: list[bytes]) -> None:
+    """Whatever Asterisk's address sends: nothing raises, each datagram is either audio (a
+    non-empty payload of at most one frame) or one count of a known drop reason."""
+    clock, got = ManualClock(), []
+    endpoint = RtpEndpoint("c1", 0, lambda payload, t: got.append(payload), clock=clock)
+    endpoint.remote = ASTERISK
+    for data in datagrams:
+        clock.advance_to(clock.now + FRAME_SECONDS)
+        endpoint.datagram_received(data, ASTERISK)
+    assert len(got) + sum(endpoint.dropped.values()) == len(datagrams) == endpoint.rx_packets + sum(
+        endpoint.dropped.values())
+    assert set(endpoint.dropped) <= DROP_REASONS
+    assert all(0 < len(payload) <= FRAME_BYTES for payload in got)

@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
-import pytest
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
 
-from aribot.core.app import configure
-from aribot.core.settings import SettingsError, effective, load_settings
+import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from aribot.core.app import configure, installed_settings
+from aribot.core.settings import (
+    TOKEN_ALLOWED,
+    Setting,
+    SettingsError,
+    effective,
+    env_name,
+    is_secret,
+    load_settings,
+    toml_value,
+)
+
+INSTALLED = installed_settings()
 
 
 @pytest.fixture(autouse=True)
@@ -124,7 +143,15 @@ def test_quickstart_names_of_modes_timers_and_dtmf(monkeypatch: pytest.MonkeyPat
     ({"ARIBOT_TIMERS__NO_SPEECH_TIMEOUT": "-1"}, "timers.no_speech_timeout = -1"),
     ({"BARGE_IN_DELAY_SECONDS": "soon"}, "activation.fixed_delay = 'soon'"),
     ({"ARIBOT_CALL__ON_END": "explode"}, "call.on_end = 'explode'"),
-    ({"ARIBOT_OPENAI__URL": "https://api"}, "openai.url = 'https://api' is not valid: expected a ws:// or wss:// URL"),
+    ({"ARIBOT_OPENAI__URL": "https://api"}, "openai.url = 'https://api' is not valid: expected a wss:// URL"),
+    ({"ARIBOT_OPENAI__URL": "ws://api.openai.com/v1/realtime"}, "openai.url = 'ws://api.openai.com/v1/realtime' is "
+                                                                "not valid: expected a wss:// URL (ws:// only to a loopback"),
+    ({"ARIBOT_GPT_LIVE__URL": "ws://10.0.0.5:8080/v1/live"}, "gpt_live.url = 'ws://10.0.0.5:8080/v1/live' is not valid"),
+    ({"ARIBOT_GPT_LIVE__URL": "ws://127.0.0.1.example.com/x"}, "gpt_live.url = 'ws://127.0.0.1.example.com/x'"),
+    ({"ARIBOT_TIMERS__MAX_CALL_DURATION": "nan"}, "timers.max_call_duration = nan is not valid"),
+    ({"ARIBOT_OPENAI__VAD_THRESHOLD": "-inf"}, "openai.vad_threshold = -inf is not valid"),
+    ({"ARIBOT_UI__PASSWORD": "short-pw"}, "ui.password = *** is not valid: expected a password: empty, or at least 16"),
+    ({"ARIBOT_DTMF__MASK": "sometimes"}, "dtmf.mask = 'sometimes' is not valid: expected true or false"),
 ])
 def test_bad_plugin_settings_fail_with_one_clear_line(monkeypatch: pytest.MonkeyPatch, env, needle) -> None:
     from aribot.core.app import configure
@@ -216,3 +243,185 @@ def test_data_dir_is_created_private(tmp_path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("ARIBOT_STORAGE__DATA_DIR", str(tmp_path / "file" / "x"))
     with pytest.raises(SettingsError, match="storage.data_dir: cannot create"):
         data_dir(load_settings())
+
+
+# --- hardening (issue 15): non-finite numbers, tokens, ws://, markers, fuzzing -----------------
+
+FLOAT_SETTINGS = [setting.key for _owner, setting in installed_settings() if isinstance(setting.default, float)]
+
+
+NON_FINITE = (float("nan"), float("inf"), float("-inf"), "nan", "NaN", "inf", "-inf", "+inf", "Infinity",
+              "-Infinity", "1e999", " nan ")
+
+
+@pytest.mark.parametrize("key", FLOAT_SETTINGS)
+def test_every_float_setting_refuses_nan_and_infinity(monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+    """Its rule refuses every spelling; through the environment (a string) the refusal is one line
+    naming the key, the value and what is allowed."""
+    assert len(FLOAT_SETTINGS) > 20
+    setting = next(s for _owner, s in INSTALLED if s.key == key)
+    for value in NON_FINITE:
+        with pytest.raises((ValueError, TypeError)):
+            setting.parse(value)
+    monkeypatch.setenv(env_name(key), "nan")
+    with pytest.raises(SettingsError) as info:
+        load_settings(owned=INSTALLED)
+    assert str(info.value) == f"setting {key} = nan is not valid: expected {setting.allowed}"
+
+
+@pytest.mark.parametrize("literal", ["nan", "inf", "-inf"])
+def test_non_finite_toml_literals_are_refused(literal: str) -> None:
+    Path("settings.toml").write_text(f"[ai]\nconnect_timeout = {literal}\n[call]\nmax_concurrent = {10**30}\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings(owned=INSTALLED)
+    assert str(info.value) == (f"setting ai.connect_timeout = {literal} is not valid: expected seconds 0..300 (0 = no "
+                               f"limit); setting call.max_concurrent = {10**30} is not valid: expected an integer "
+                               "0..100000 (0 = no limit)")
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"ARIBOT_HTTP__TOKEN": "   "}, f"setting http.token = *** is not valid: expected {TOKEN_ALLOWED}"),
+    ({"ARIBOT_HTTP__TOKEN": "fifteen-chars!!"}, "setting http.token = *** is not valid"),
+    ({"ARIBOT_HTTP__TOKEN": "  fifteen-chars!!\t"}, "setting http.token = *** is not valid"),
+    ({"ARIBOT_UI__PASSWORD": " \t "}, "setting ui.password = *** is not valid: expected a password: empty, or at"),
+    ({"ARIBOT_HTTP__PORT": "1" * 400}, "setting http.port = 1111"),
+    ({"ARIBOT_HTTP__PORT": "@int abc"}, "settings cannot be read: Cannot convert 'abc' to integer"),
+    ({"ARIBOT_CALL__GREETING": "@format {this.nothing_here}"}, "(values with dynaconf @ markers: "
+                                                               "ARIBOT_CALL__GREETING)"),
+    ({"ARIBOT_HTTP__TOKEN": "@json {not-a-token-but-long"}, "settings cannot be read (values with dynaconf @ markers: "
+                                                            "ARIBOT_HTTP__TOKEN)"),
+])
+def test_tokens_huge_numbers_and_dynaconf_markers_fail_with_one_clear_line(
+        monkeypatch: pytest.MonkeyPatch, env: dict, needle: str) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings(owned=INSTALLED)
+    message = str(info.value)
+    assert needle in message and "\n" not in message
+    for key, value in env.items():
+        if ("TOKEN" in key or "PASSWORD" in key) and value.strip():
+            assert value.strip() not in message                         # a secret is never shown
+
+
+def test_a_plugin_rule_that_overflows_is_a_bad_value_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin's own parser may raise OverflowError (``int(float("inf"))``): one line like any."""
+    size = Setting("myplugin.size", 1, lambda value: int(float(value)), "a whole number", "a plugin's size")
+    monkeypatch.setenv("ARIBOT_MYPLUGIN__SIZE", "inf")
+    with pytest.raises(SettingsError) as info:
+        load_settings(owned=[*INSTALLED, ("myplugin", size)])
+    assert str(info.value) == "setting myplugin.size = inf is not valid: expected a whole number"
+
+
+def test_a_dynaconf_marker_in_a_settings_file_is_named() -> None:
+    """dynaconf reads ``@`` markers in file values too; a broken one names the key and its file."""
+    Path("settings.toml").write_text('[call]\ngreeting = "@int x"\n[http]\ntoken = "@json {0123456789abcdef"\n')
+    with pytest.raises(SettingsError) as info:
+        load_settings(owned=INSTALLED)
+    path = Path("settings.toml").resolve()
+    assert str(info.value) == ("settings cannot be read (values with dynaconf @ markers: "
+                               f"call.greeting ({path}), http.token ({path}))")     # a secret among them: no detail
+
+
+def test_a_token_is_stripped_and_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARIBOT_HTTP__TOKEN", "  sixteen-chars!!!\n")
+    monkeypatch.setenv("ARIBOT_UI__PASSWORD", "a long dashboard passphrase")
+    settings = load_settings(owned=INSTALLED)
+    assert settings.http.token == "sixteen-chars!!!"
+    assert settings.ui.password == "a long dashboard passphrase"
+    assert load_settings(owned=INSTALLED).http.host == "127.0.0.1"
+    monkeypatch.setenv("ARIBOT_HTTP__TOKEN", "")
+    assert load_settings(owned=INSTALLED).http.token == ""                 # none: fine on loopback
+
+
+@pytest.mark.parametrize("url", ["ws://127.0.0.1:9000/v1/realtime", "ws://localhost:9000/v1/realtime",
+                                 "ws://[::1]:9000/v1/realtime", "ws://127.8.9.10/x", "wss://api.openai.com/v1/realtime",
+                                 "wss://example.openai.azure.com/openai/realtime"])
+def test_ws_urls_to_loopback_and_wss_anywhere_are_accepted(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("ARIBOT_OPENAI__URL", url)
+    monkeypatch.setenv("ARIBOT_GPT_LIVE__URL", url + "/")
+    settings = load_settings(owned=INSTALLED)
+    assert settings.openai.url == url and settings.gpt_live.url == url
+
+
+@pytest.mark.parametrize("url", ["ws://api.openai.com/v1/realtime", "ws://192.168.1.10:9000/v1/realtime",
+                                 "ws://0.0.0.0:9000/x", "ws://localhost.evil.example/x", "ws://:9000/x", "ws://[::1/x"])
+def test_ws_urls_elsewhere_are_refused(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("ARIBOT_OPENAI__URL", url)
+    with pytest.raises(SettingsError, match=r"^setting openai.url = .* is not valid: expected a wss:// URL \(ws:// only "
+                                            r"to a loopback host"):
+        load_settings(owned=INSTALLED)
+
+
+def test_max_concurrent_has_a_limit_by_default() -> None:
+    assert load_settings().call.max_concurrent == 100
+
+
+# property tests: any value for any declared key, from the environment or a settings file, either
+# loads or is refused with one SettingsError line naming the key (or the variable); nothing else
+# escapes, and a secret's value is never in the message
+
+KEYS = sorted(setting.key for _owner, setting in INSTALLED)
+# each example loads every setting (~0.1 s): a quarter of the profile's examples
+FUZZ = hypothesis_settings(max_examples=max(20, hypothesis_settings.default.max_examples // 4))
+SPECIAL = ["nan", "-inf", "inf", "NaN", "1e999", "1" * 40, "-1", "0", "  ", "", "@int x", "@json {", "@bool maybe",
+           "@format {this.nope}", "@float nan", "@none", "@del", "[1, 2", '{"a": 1}', "[\"a\", {\"b\": 1}]",
+           "ws://evil.example/x", "wss://ok.example/x", "true", "@jinja {{ 1 / 0 }}"]
+ENV_TEXT = st.one_of(st.sampled_from(SPECIAL), st.text(st.characters(blacklist_categories=("Cs",),
+                                                                     blacklist_characters="\x00"), max_size=30))
+TOML_SCALAR = st.one_of(st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True, allow_infinity=True),
+                        st.text(max_size=20), st.sampled_from(SPECIAL))
+TOML_VALUE = st.one_of(TOML_SCALAR, st.lists(TOML_SCALAR, max_size=3),
+                       st.dictionaries(st.sampled_from(["a", "b"]), TOML_SCALAR, max_size=2))
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return toml_value(value)
+
+
+def _check(key: str, shown: Any, where: str) -> None:
+    try:
+        load_settings(owned=INSTALLED)
+    except SettingsError as exc:
+        message = str(exc)
+        assert "\n" not in message, message
+        assert key in message or where in message, message
+        if is_secret(key) and isinstance(shown, str) and len(shown.strip()) >= 6:
+            assert shown.strip() not in message, message
+
+
+@FUZZ
+@given(key=st.sampled_from(KEYS), value=ENV_TEXT)
+def test_any_env_value_loads_or_is_refused_with_one_line(key: str, value: str) -> None:
+    name = env_name(key)
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        _check(key, value, name)
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
+
+
+@FUZZ
+@given(key=st.sampled_from(KEYS), value=TOML_VALUE)
+def test_any_settings_file_value_loads_or_is_refused_with_one_line(key: str, value: Any) -> None:
+    section, name = key.rsplit(".", 1)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "settings.toml"
+        path.write_text(f"[{section}]\n{name} = {_toml(value)}\n")
+        saved = os.environ.get("ARIBOT_SETTINGS")
+        os.environ["ARIBOT_SETTINGS"] = str(path)
+        try:
+            _check(key, value, str(path))
+        finally:
+            if saved is None:
+                os.environ.pop("ARIBOT_SETTINGS", None)
+            else:
+                os.environ["ARIBOT_SETTINGS"] = saved

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from types import SimpleNamespace
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
+from aribot.core.settings import SettingsError
 from aribot.core.tools import Tool, ToolContext, ToolRegistry, ToolResult, parameter_docs, validate
+from tests.lab.wait import until
 
 
 def lookup(order_id: str, verbose: bool = False, kind: Literal["a", "b"] = "a",
@@ -107,6 +110,111 @@ async def test_disabled_tools_and_per_tool_timeout() -> None:
     assert (await registry.run("lookup", '{"order_id": "1"}', ToolContext(FakeCall()))).error
 
 
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), "nan", "-inf", 10**400, -1, 601])
+def test_a_bad_per_tool_timeout_is_refused_with_one_line(timeout: Any) -> None:
+    plugins = SimpleNamespace(tools=lambda: [("p", slow)])
+    settings = SimpleNamespace(tools=_Table(timeout=5.0, disabled=[], slow={"timeout": timeout}))
+    with pytest.raises(SettingsError) as info:
+        ToolRegistry.from_plugins(plugins, settings)
+    assert str(info.value).startswith("setting tools.slow.timeout = ") and "expected seconds 0..600" in str(info.value)
+
+
 class _Table(dict):
     def __getattr__(self, name):
         return self[name]
+
+
+# --- sync tools run in a worker thread (issue 15) -------------------------------------------------
+
+class SpawningCall(FakeCall):
+    """A call that records what tools hand to ``ctx.after`` and from which thread."""
+
+    def __init__(self) -> None:
+        self.spawned: list[tuple[str, Any]] = []
+
+    def spawn(self, coro: Any) -> None:
+        self.spawned.append((threading.current_thread().name, coro))
+        coro.close()
+
+
+async def _noop() -> None:
+    pass
+
+
+async def test_a_stuck_sync_tool_times_out_while_the_loop_keeps_running() -> None:
+    """The tool blocks its thread until released; meanwhile the event loop (which paces every
+    call's RTP) keeps turning, the model gets the same timeout output as for an async tool, and
+    what the tool returns, or asks for, afterwards is discarded."""
+    release, returned = threading.Event(), threading.Event()
+
+    def stuck(ctx: ToolContext) -> str:
+        """Waits for the test."""
+        release.wait(30)
+        ctx.after(_noop())          # asked for after the timeout: not done
+        returned.set()
+        return "late"
+
+    registry = ToolRegistry([Tool.from_function(stuck, "t")], timeout=0.05)
+    call = SpawningCall()
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    turning = asyncio.create_task(ticker())
+    try:
+        outcome = await registry.run("stuck", "{}", ToolContext(call, "stuck"))
+        ticks_while_stuck = ticks
+    finally:
+        turning.cancel()
+    assert outcome.timed_out and outcome.error == "stuck did not finish within 0.05 s"
+    assert json.loads(outcome.output) == {"error": outcome.error}
+    assert ticks_while_stuck > 10 and registry.abandoned == 1
+    release.set()
+    await until(lambda: returned.is_set() and registry._slots._value == registry.threads, "the thread's return")
+    await asyncio.sleep(0)
+    assert call.spawned == []
+
+
+async def test_sync_tools_answer_from_a_worker_thread_and_may_schedule_work() -> None:
+    seen: list[str] = []
+
+    def where(ctx: ToolContext) -> dict:
+        """Says which thread it ran in."""
+        seen.append(threading.current_thread().name)
+        ctx.after(_noop())
+        return {"ok": True}
+
+    registry = ToolRegistry([Tool.from_function(f, "t") for f in (where, broken)], timeout=5)
+    call = SpawningCall()
+    outcome = await registry.run("where", "{}", ToolContext(call, "where"))
+    assert json.loads(outcome.output) == {"ok": True} and seen == ["aribot-tool-where"]
+    await until(lambda: call.spawned, "the follow-up")
+    assert [name for name, _ in call.spawned] == [threading.current_thread().name]  # on the loop's thread
+    failed = await registry.run("broken", '{"x": 1}', ToolContext(call, "broken"))
+    assert failed.error == "broken failed: bad x" and not failed.timed_out
+
+
+async def test_at_most_threads_sync_tools_run_at_once() -> None:
+    lock, running, peak, release = threading.Lock(), [0], [0], threading.Event()
+
+    def busy() -> str:
+        """Holds a thread."""
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        release.wait(30)
+        with lock:
+            running[0] -= 1
+        return "done"
+
+    registry = ToolRegistry([Tool.from_function(busy, "t")], timeout=60, threads=2)
+    runs = [asyncio.create_task(registry.run("busy", "{}", ToolContext(SpawningCall(), "busy"))) for _ in range(5)]
+    await until(lambda: running[0] == 2 and len(registry._slots._waiters or ()) == 3,
+                "two tools running, three waiting for a thread")
+    release.set()
+    outcomes = await asyncio.gather(*runs)
+    assert [o.output for o in outcomes] == ["done"] * 5 and peak[0] == 2

@@ -68,7 +68,7 @@ class RealtimeBackend(SpeechBackend):
         self._tasks: set[asyncio.Task[Any]] = set()
         # response bookkeeping
         self.active_response: str | None = None
-        self.cancelled: set[str] = set()
+        self.cancelled: dict[str, None] = {}   # (an ordered set, trimmed like done_responses)
         self.item_response: dict[str, str] = {}
         self.tool_calls: dict[str, dict[str, bool]] = {}  # response id → {call_id: output sent}
         self.done_responses: dict[str, None] = {}   # (an ordered set: the oldest are forgotten first)
@@ -97,6 +97,11 @@ class RealtimeBackend(SpeechBackend):
         self._caller_speaking = False
 
     # --- caller audio ---------------------------------------------------------------------------
+    def _cancel_noted(self, response_id: str) -> None:
+        """Remember a response aribot cancelled (its late deltas are dropped); the oldest are forgotten."""
+        self.cancelled[response_id] = None
+        _trim(self.cancelled, MAX_IDS)
+
     def feed(self, payload: bytes, received_at: float | None) -> None:
         """Caller audio that passed the activation gate; buffered until the session is ready.
 
@@ -234,7 +239,7 @@ class RealtimeBackend(SpeechBackend):
             self._waiting.appendleft(self._create_in_flight)
             self._create_in_flight = None
         if self.active_response is not None:
-            self.cancelled.add(self.active_response)
+            self._cancel_noted(self.active_response)
             self.active_response = None
         self._caller_speaking = False
 
@@ -418,7 +423,7 @@ class RealtimeBackend(SpeechBackend):
         item = host.current_item
         dropped = host.flush_audio()
         if self.active_response:
-            self.cancelled.add(self.active_response)
+            self._cancel_noted(self.active_response)
         if item not in self.item_response:
             return  # not the AI's audio (e.g. a greeting aribot played): nothing to truncate
         if dropped == 0 and self.item_response[item] in self.done_responses:

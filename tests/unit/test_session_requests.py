@@ -159,3 +159,13 @@ async def test_append_frames_gathers_frames_and_a_rollover_carries_the_partial_b
     session.feed(b"\x09" * 160, None)
     await session._stop_sender()
     assert [payload for payload, _t in session._pending] == [b"".join(frames[6:8]), b"\x09" * 160]
+
+
+async def test_cancelled_responses_are_remembered_up_to_a_bound(monkeypatch) -> None:
+    from aribot.plugins.openai_realtime import session as realtime_session
+    monkeypatch.setattr(realtime_session, "MAX_IDS", 3)
+    session, _conn = make_session()
+    for i in range(5):                      # five barge-ins, each cancelling the active response
+        session._cancel_noted(f"resp_{i}")
+    assert list(session.cancelled) == ["resp_2", "resp_3", "resp_4"]   # the oldest forgotten first
+    assert "resp_4" in session.cancelled and "resp_0" not in session.cancelled

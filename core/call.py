@@ -137,8 +137,8 @@ class Call(CallControls):
         return self.choices.mode
 
     def emit(self, event: ev.Event) -> None:
-        if type(event) is ev.SpeechStopped:
-            self._speech_stopped_at = time.perf_counter()
+        if type(event) is ev.SpeechStopped:   # a turn's response latency counts from the caller's last word
+            self._speech_stopped_at = time.perf_counter() - (event.silence_ms or 0.0) / 1000
         self.app.bus.emit(self, event)
 
     @property

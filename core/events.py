@@ -123,9 +123,12 @@ class SpeechStarted(Event):
 @event("call.speech_stopped")
 @dataclass(frozen=True, kw_only=True)
 class SpeechStopped(Event):
-    """The AI's turn detection heard the caller stop speaking."""
+    """The AI's turn detection heard the caller stop speaking. Turn detection decides after some
+    silence: ``silence_ms`` is how long before this event the caller's last speech reached aribot,
+    where the backend knows it (None: this event's own moment is the best known)."""
 
     item_id: str = ""
+    silence_ms: float | None = None
 
 
 @event("call.transcript_delta")

@@ -68,8 +68,10 @@ def parse_int(name: str, text: str, low: int, high: int) -> int:
 
 
 def search_args(query: Any) -> dict[str, Any]:
-    """``search()`` keyword arguments from the query string (caller, since, until, q, limit, offset)."""
-    args: dict[str, Any] = {"caller": query.get("caller") or None, "text": query.get("q") or None}
+    """``search()`` keyword arguments from the query string (caller, since, until, q, end_reason,
+    backend, limit, offset)."""
+    args: dict[str, Any] = {"caller": query.get("caller") or None, "text": query.get("q") or None,
+                            "end_reason": query.get("end_reason") or None, "backend": query.get("backend") or None}
     if query.get("since"):
         args["since"] = parse_time("since", query["since"])
     if query.get("until"):

@@ -50,6 +50,7 @@ CREATE TABLE events (call_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT 
 """
 CALL_COLUMNS = ("id", "caller_number", "caller_name", "extension", "started_at", "answered_at", "ended_at",
                 "end_reason", "duration_s", "mode")
+BACKEND = "json_extract(stats, '$.backend')"  # CallEnded's stats name the call's speech backend
 SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite's files beside the database
 # events waiting for the writer thread; beyond this (a disk that stalls for minutes while calls go
 # on) new events are dropped and counted rather than filling memory
@@ -332,9 +333,11 @@ class HistoryStore:
 
     # --- reading ------------------------------------------------------------------------------
     async def search(self, caller: str | None = None, since: float | None = None, until: float | None = None,
-                     text: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+                     text: str | None = None, limit: int = 100, offset: int = 0, end_reason: str | None = None,
+                     backend: str | None = None) -> list[dict[str, Any]]:
         """Calls, newest first: ``caller`` is a substring of the number or name, ``since`` <=
-        started_at < ``until`` (epoch seconds), ``text`` a substring of any transcript turn."""
+        started_at < ``until`` (epoch seconds), ``text`` a substring of any transcript turn,
+        ``end_reason`` and ``backend`` (the speech backend the call used) exactly that."""
         where, params = ["1"], []
         if caller:
             where.append(r"(caller_number LIKE ? ESCAPE '\' OR caller_name LIKE ? ESCAPE '\')")
@@ -348,9 +351,21 @@ class HistoryStore:
         if text:
             where.append(r"EXISTS (SELECT 1 FROM turns WHERE call_id = calls.id AND text LIKE ? ESCAPE '\')")
             params.append(_like(text))
-        sql = (f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE {' AND '.join(where)} "
+        if end_reason:
+            where.append("end_reason = ?")
+            params.append(end_reason)
+        if backend:
+            where.append(f"{BACKEND} = ?")
+            params.append(backend)
+        sql = (f"SELECT {', '.join(CALL_COLUMNS)}, {BACKEND} AS backend FROM calls WHERE {' AND '.join(where)} "
                f"ORDER BY started_at DESC, id LIMIT ? OFFSET ?")
         return await self._run(self._rows, sql, (*params, limit, offset))
+
+    async def choices(self) -> dict[str, list[str]]:
+        """The end reasons and backends the history holds, to filter by: {"end_reason": [...], "backend": [...]}."""
+        sql = "SELECT DISTINCT {} AS value FROM calls WHERE value IS NOT NULL AND value != '' ORDER BY value"
+        return {name: [row["value"] for row in await self._run(self._rows, sql.format(column), ())]
+                for name, column in (("end_reason", "end_reason"), ("backend", BACKEND))}
 
     def _rows(self, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
         return [dict(row) for row in self.conn.execute(sql, params)]

@@ -34,6 +34,7 @@ from aribot.plugins.openai_realtime.client import (
     realtime_url,
     redact_url,
     session_patch,
+    turn_detection,
 )
 
 log = logging.getLogger("aribot.openai_realtime")
@@ -41,6 +42,8 @@ MAX_REPLAY = 200  # items of the conversation replayed into a new session, newes
 MAX_HISTORY = 4 * MAX_REPLAY  # items remembered; beyond this the oldest are forgotten
 MAX_IDS = 1000    # response/item ids kept for bookkeeping (late deltas, barge-in); the oldest go first
 SEND_BACKLOG = 250  # appends waiting for a slow socket (5 s at one frame each); beyond, the oldest are dropped
+ARRIVALS = 1500    # appends remembered to date the end of speech that turn detection reports (30 s of audio)
+BYTES_PER_MS = 8     # G.711 (ulaw, alaw) at 8 kHz: what this backend takes
 
 
 CAPABILITIES = Capabilities(turn_events=True, truncation=True, tools="functions", audio_formats=("ulaw", "alaw"),
@@ -95,6 +98,8 @@ class RealtimeBackend(SpeechBackend):
         self._rolling = ""  # why aribot itself closed the socket to roll over ("" = it did not)
         self._closing = False   # aribot closes the session: the call is ending
         self._caller_speaking = False
+        self._appended_ms = 0.0   # caller audio appended to this session's input buffer
+        self._arrivals: deque[tuple[float, float, float | None]] = deque(maxlen=ARRIVALS)  # per append: ms, when
 
     # --- caller audio ---------------------------------------------------------------------------
     def _cancel_noted(self, response_id: str) -> None:
@@ -128,7 +133,7 @@ class RealtimeBackend(SpeechBackend):
             self._batch.clear()
         if (not self._sender_busy and self._outq.empty() and self.conn is not None
                 and self.conn.send_now(append_message(payload))):
-            self._appended(received_at)
+            self._appended(received_at, len(payload))
             return
         if self._outq.full():  # the service reads slower than the caller speaks: keep the newest audio
             self._outq.get_nowait()
@@ -138,10 +143,23 @@ class RealtimeBackend(SpeechBackend):
                             "oldest caller audio, counted in send_backlog_dropped", self.host.id, SEND_BACKLOG)
         self._outq.put_nowait((payload, received_at))
 
-    def _appended(self, received_at: float | None) -> None:
+    def _appended(self, received_at: float | None, size: int) -> None:
         self.stats["appended_frames"] += 1  # append messages sent (one per append_frames frames)
+        start_ms = self._appended_ms
+        self._appended_ms += size / BYTES_PER_MS
+        self._arrivals.append((start_ms, self._appended_ms, received_at))
         if received_at is not None:
             self.host.record_inbound_latency(received_at)
+
+    def _arrived(self, audio_ms: float) -> float | None:
+        """When the caller audio at ``audio_ms`` of this session's input reached aribot (perf_counter),
+        if it is among the latest appends."""
+        for start_ms, end_ms, received_at in reversed(self._arrivals):
+            if start_ms < audio_ms <= end_ms or (audio_ms == 0 and start_ms == 0):
+                return None if received_at is None else received_at + (audio_ms - start_ms) / 1000
+            if end_ms < audio_ms:
+                return None   # beyond what was sent (not this session's audio)
+        return None
 
     async def _send_audio(self) -> None:
         """The queued appends, in order, each awaited (the socket was busy when they came)."""
@@ -155,7 +173,7 @@ class RealtimeBackend(SpeechBackend):
             except RealtimeClosed:
                 self._unsent = (payload, received_at)  # sent again into the next session
                 raise
-            self._appended(received_at)
+            self._appended(received_at, len(payload))
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -252,6 +270,7 @@ class RealtimeBackend(SpeechBackend):
         return len(items)
 
     async def _connect(self) -> None:
+        self._appended_ms, self._arrivals = 0.0, deque(maxlen=ARRIVALS)   # a new session's input starts at 0 ms
         self.conn = RealtimeConnection(realtime_url(self.cfg), auth_headers(self.cfg),
                                        open_timeout=float(self.host.settings.ai.connect_timeout) or None)
         await self.conn.open()
@@ -477,7 +496,14 @@ class RealtimeBackend(SpeechBackend):
 
     async def on_input_audio_buffer_speech_stopped(self, event: dict[str, Any]) -> None:
         self._caller_speaking = False
-        self.host.emit(ev.SpeechStopped(call_id=self.host.id, item_id=event.get("item_id", "")))
+        # audio_end_ms ends the silence that made server VAD decide: the caller's speech ended
+        # silence_duration_ms before it (semantic VAD says nothing of its wait: counted from the end)
+        end_ms, arrived = event.get("audio_end_ms"), None
+        if isinstance(end_ms, (int, float)) and not isinstance(end_ms, bool):
+            detection = turn_detection(self.cfg, self.setup.turn_detection or None) or {}
+            arrived = self._arrived(float(end_ms) - float(detection.get("silence_duration_ms") or 0))
+        silence = max(0.0, (time.perf_counter() - arrived) * 1000) if arrived is not None else None
+        self.host.emit(ev.SpeechStopped(call_id=self.host.id, item_id=event.get("item_id", ""), silence_ms=silence))
 
     async def on_conversation_item_input_audio_transcription_delta(self, event: dict[str, Any]) -> None:
         self.host.emit(ev.TranscriptDelta(call_id=self.host.id, role="caller",

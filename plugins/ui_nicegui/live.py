@@ -21,6 +21,7 @@ class TurnView:
     final: bool = False
     interrupted: bool = False
     ts: float = field(default_factory=time.time)
+    latency_ms: float | None = None   # an AI turn: from the caller's last word to its first audio sent
 
 
 @dataclass
@@ -160,6 +161,8 @@ def _bot_audio_started(call: CallView, event: Any) -> None:
     call.speaking = "assistant"
     if event.latency_ms is not None:
         call.latencies_ms.append(event.latency_ms)
+        if event.item_id:
+            call.turn("assistant", event.item_id).latency_ms = event.latency_ms
 
 
 def _ended(call: CallView, event: Any) -> None:

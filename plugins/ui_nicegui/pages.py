@@ -10,10 +10,11 @@ from typing import Any
 from nicegui import ui
 
 from aribot.core.controls import SessionUpdateRefused, transfer_targets
-from aribot.plugins.ui_nicegui.live import CallView, LiveState
+from aribot.plugins.ui_nicegui.live import CallView, LiveState, TurnView
 
 VOICES = ["marin", "cedar", "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse"]
 TURN_DETECTION = ["server_vad", "semantic_vad", "none"]
+HISTORY_PAGE = 25  # calls per history page
 
 
 class Dashboard:
@@ -259,26 +260,47 @@ class Dashboard:
         if store is None:
             ui.label("Call history is disabled (plugin history or [history] enabled).")
             return
+        choices = await store.choices()
         with ui.row().classes("items-center"):
             caller = ui.input("Caller").mark("history-caller")
             since = ui.input("From (YYYY-MM-DD)").mark("history-since")
             until = ui.input("To (YYYY-MM-DD)").mark("history-until")
             text = ui.input("Words").mark("history-text")
-            ui.button("Search", on_click=lambda: found.refresh())
+            reason = ui.select({"": "any", **{r: r for r in choices["end_reason"]}}, value="",
+                               label="End reason").classes("w-40").mark("history-reason")
+            backend = ui.select({"": "any", **{b: b for b in choices["backend"]}}, value="",
+                                label="Backend").classes("w-40").mark("history-backend")
+            ui.button("Search", on_click=lambda: show(0))
+        offset = [0]
+
+        def show(first: int) -> None:
+            offset[0] = max(0, first)
+            found.refresh()
 
         @ui.refreshable
         async def found() -> None:
             rows = await store.search(caller=caller.value or None, since=_day(since.value),
-                                      until=_day(until.value, end=True), text=text.value or None)
+                                      until=_day(until.value, end=True), text=text.value or None,
+                                      end_reason=reason.value or None, backend=backend.value or None,
+                                      limit=HISTORY_PAGE + 1, offset=offset[0])
+            more, rows = len(rows) > HISTORY_PAGE, rows[:HISTORY_PAGE]
             if not rows:
                 ui.label("No calls found.")
             for row in rows:
-                with ui.row().classes("items-center gap-4"):
+                with ui.row().classes("items-center gap-4").mark("history-row"):
                     ui.link(_when(row["started_at"]), f"/history/{row['id']}")
                     ui.label(row.get("caller_number") or row.get("caller_name") or "unknown caller")
                     ui.label(f"to {row.get('extension', '')}")
                     ui.label(_duration(row.get("duration_s") or 0))
-                    ui.label(row.get("end_reason") or "")
+                    ui.label(row.get("end_reason") or "live or unfinished")
+                    ui.label(row.get("backend") or "")
+            with ui.row().classes("items-center"):
+                if offset[0]:
+                    ui.button("Newer", on_click=lambda: show(offset[0] - HISTORY_PAGE)).mark("history-newer")
+                if rows:
+                    ui.label(f"calls {offset[0] + 1}–{offset[0] + len(rows)}, newest first")
+                if more:
+                    ui.button("Older", on_click=lambda: show(offset[0] + HISTORY_PAGE)).mark("history-older")
         await found()
 
     async def history_view(self, call_id: str) -> None:
@@ -290,8 +312,10 @@ class Dashboard:
         ui.label(f"Call from {record.get('caller_number') or 'unknown'} to {record.get('extension', '')}").classes("text-2xl")
         ui.label(f"{_when(record['started_at'])}, {_duration(record.get('duration_s') or 0)}, "
                  f"ended: {record.get('end_reason') or 'unknown'}")
-        for turn in record.get("turns", []):
+        for turn in [t for t in record.get("turns", []) if (t.get("text") or "").strip()]:   # no empty bubble
+            latency = turn.get("latency_ms")
             ui.chat_message(turn["text"], name="AI" if turn["role"] == "assistant" else "Caller",
+                            stamp=f"answered in {latency:.0f} ms" if latency is not None else None,
                             sent=turn["role"] == "assistant")
         for tool in record.get("tools", []):
             ui.label(f"{tool['tool']}({tool['arguments']}) → {tool['error'] or tool['result']}"
@@ -300,13 +324,18 @@ class Dashboard:
 
 class Transcript:
     """The call's words and tools, updated in place: new turns are added, a growing turn only
-    changes its text (no redraw of the whole conversation for each word)."""
+    changes its text (no redraw of the whole conversation for each word).
+
+    A chat message has exactly one child: Quasar draws every child of a q-chat-message as a bubble
+    of its own, so an extra (even empty) element would be an empty bubble. A turn is shown only
+    once it has words; its response latency and "(interrupted)" are added to its bubble once known."""
 
     def __init__(self, view: CallView) -> None:
         self.view = view
         self.turns = ui.column().classes("w-full")
         self.tools = ui.column().classes("w-full")
-        self.shown_turns: list[tuple[ui.label, ui.label]] = []
+        # by id(turn): the turn, its message, the bubble's column, its words and notes
+        self.shown_turns: dict[int, tuple[TurnView, ui.chat_message, ui.column, ui.label, dict[str, ui.label]]] = {}
         self.shown_tools: list[ui.label] = []
         self.version = -1
         self.update()
@@ -315,14 +344,32 @@ class Transcript:
         if self.view.version == self.version:
             return
         self.version = self.view.version
-        for index, turn in enumerate(self.view.turns):
-            if index == len(self.shown_turns):
+        kept = {id(turn) for turn in self.view.turns}
+        for key in [key for key in self.shown_turns if key not in kept]:   # trimmed off a long call's view
+            self.shown_turns.pop(key)[1].delete()
+        position = 0
+        for turn in self.view.turns:
+            shown = self.shown_turns.get(id(turn))
+            if shown is not None and shown[0] is turn:
+                position += 1
+            elif not turn.text.strip():
+                continue
+            else:  # in the order of the conversation, though the caller's words often come after the AI's
                 with self.turns, ui.chat_message(name="AI" if turn.role == "assistant" else "Caller",
-                                                 sent=turn.role == "assistant"):
-                    self.shown_turns.append((ui.label(), ui.label().classes("text-xs italic")))
-            text, mark = self.shown_turns[index]
-            text.set_text(turn.text or "…")
-            mark.set_text("(interrupted)" if turn.interrupted else "")
+                                                 sent=turn.role == "assistant").mark("turn") as message:
+                    with ui.column().classes("gap-0") as bubble:
+                        shown = self.shown_turns[id(turn)] = (turn, message, bubble, ui.label(), {})
+                message.move(self.turns, target_index=position)
+                position += 1
+            _, _, bubble, text, notes = shown
+            text.set_text(turn.text)
+            for note, words in (("latency", f"answered in {turn.latency_ms:.0f} ms" if turn.latency_ms is not None
+                                     else ""), ("interrupted", "(interrupted)" if turn.interrupted else "")):
+                if note in notes:
+                    notes[note].set_text(words)
+                elif words:
+                    with bubble:
+                        notes[note] = ui.label(words).classes("text-xs italic").mark(f"turn-{note}")
         for index, tool in enumerate(self.view.tools):
             if index == len(self.shown_tools):
                 with self.tools:

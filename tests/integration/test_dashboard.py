@@ -231,6 +231,14 @@ async def test_call_view_in_a_real_browser_during_a_real_call(
         await asyncio.to_thread(link.click)
         await wait_page(driver, "Where is my parcel?")          # the caller's words ...
         await wait_page(driver, "Your parcel left the depot this morning.")   # ... and the AI's
+        await wait_page(driver, "answered in ")                # the AI turn's measured response latency
+        bubbles = await asyncio.to_thread(driver.find_elements, "css selector", ".q-message-text-content")
+        texts = [await asyncio.to_thread(lambda b=b: b.text) for b in bubbles]
+        assert len(texts) >= 2 and all(t.strip() for t in texts), texts   # no empty transcript element
+        answered = [int(t.split("answered in ")[1].split(" ms")[0]) for t in texts if "answered in " in t]
+        # the caller's last word is dated from the audio (server VAD's 500 ms of silence is in it), not
+        # from the speech_stopped event the fake answers at once (that measure said 0-1 ms)
+        assert answered and answered[0] > 250, (answered, texts)
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "dashboard-call-view.png"
         await asyncio.to_thread(driver.save_screenshot, str(shot))
@@ -240,6 +248,7 @@ async def test_call_view_in_a_real_browser_during_a_real_call(
         await wait_page(driver, "ended: caller_hangup")
         await asyncio.to_thread(driver.get, f"http://127.0.0.1:{ui_port}/history")
         await wait_page(driver, "caller_hangup")                # the call moved to the history
+        await wait_page(driver, "calls 1–1, newest first")      # listed as the page opens, no search
         link = await asyncio.to_thread(driver.find_element, "partial link text", time.strftime("%Y-%m-%d"))
         await asyncio.to_thread(link.click)
         await wait_page(driver, "Where is my parcel?")

@@ -110,6 +110,51 @@ async def test_call_view_streams_words_marks_barge_ins_and_shows_tools(app: App)
         await user.should_see('tool lookup_order({"id": 7}) → {"status": "shipped"} in 41 ms')
 
 
+async def test_call_view_draws_one_bubble_per_turn_with_words_and_no_empty_element(app: App) -> None:
+    """Quasar draws each child of a q-chat-message as a bubble of its own: a turn must have one
+    child, and a turn without words yet (the caller started speaking) no message at all."""
+    board = dashboard(app)
+    call = started(app)
+    async with user_simulation(root=board.root) as user:
+        await user.open("/call/c1")
+        app.bus.emit(call, ev.SpeechStarted(call_id="c1", item_id="u1"))
+        app.bus.emit(call, ev.TranscriptDelta(call_id="c1", role="assistant", item_id="a1", text="Good morning"))
+        await user.should_see("Good morning")
+        app.bus.emit(call, ev.Transcript(call_id="c1", role="caller", item_id="u1", text="Hello there"))
+        await user.should_see("Hello there")
+        app.bus.emit(call, ev.BotAudioStarted(call_id="c1", response_id="r1", item_id="a1", latency_ms=731.6))
+        await user.should_see("answered in 732 ms")   # on the AI's turn it measures
+        app.bus.emit(call, ev.BargeIn(call_id="c1", item_id="a1", played_ms=400, dropped_ms=900))
+        await user.should_see("(interrupted)")
+        app.bus.emit(call, ev.BotAudioStarted(call_id="c1", response_id="r2", item_id="a2", latency_ms=650.0))
+        await user.should_see("AI answered in 732 ms, 650 ms")
+        messages = [e for e in user.client.layout.descendants() if isinstance(e, ui.chat_message)]
+        assert len(messages) == 2                     # a2 has audio but no words yet: no message
+        for message in messages:
+            assert len(message.default_slot.children) == 1  # one bubble
+            texts = [e.text for e in message.descendants() if isinstance(e, ui.label)]
+            assert texts and all(t.strip() for t in texts), texts
+        words = [[e.text for e in m.descendants() if isinstance(e, ui.label)] for m in messages]
+        assert words == [["Hello there"], ["Good morning", "answered in 732 ms", "(interrupted)"]]  # caller first
+
+
+async def test_call_view_drops_the_turns_a_long_calls_view_forgot(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aribot.plugins.ui_nicegui import live
+
+    monkeypatch.setattr(live, "KEEP_TURNS", 3)
+    board = dashboard(app)
+    call = started(app)
+    async with user_simulation(root=board.root) as user:
+        await user.open("/call/c1")
+        for n in range(5):
+            app.bus.emit(call, ev.Transcript(call_id="c1", role="caller", item_id=f"u{n}", text=f"words {n}"))
+            await user.should_see(f"words {n}")
+        await user.should_not_see("words 1")
+        messages = [e for e in user.client.layout.descendants() if isinstance(e, ui.chat_message)]
+        assert [[e.text for e in m.descendants() if isinstance(e, ui.label)] for m in messages] == [
+            ["words 2"], ["words 3"], ["words 4"]]
+
+
 async def test_call_actions_transfer_to_a_target_in_another_context_and_hang_up(app: App) -> None:
     board = dashboard(app)
     call = started(app)
@@ -211,6 +256,9 @@ async def test_history_pages_search_and_show_a_record(app: App, tmp_path: Path) 
     await store.open()
     for event in (ev.CallStarted(call_id="h1", channel_id="h1", caller_number="4930555", extension="100"),
                   ev.Transcript(call_id="h1", role="caller", item_id="u1", text="Is the shop open on Sunday?"),
+                  ev.Transcript(call_id="h1", role="caller", item_id="u0", text=""),   # nothing understood
+                  ev.SpeechStopped(call_id="h1", item_id="u1"),
+                  ev.BotAudioStarted(call_id="h1", response_id="r1", item_id="a1", latency_ms=612.0),
                   ev.Transcript(call_id="h1", role="assistant", item_id="a1", text="No, it is closed on Sundays."),
                   ev.ToolFinished(call_id="h1", tool="opening_hours", tool_call_id="t1", result='"closed"',
                                   duration_ms=3.0),
@@ -240,8 +288,56 @@ async def test_history_pages_search_and_show_a_record(app: App, tmp_path: Path) 
             await user.should_see("No, it is closed on Sundays.")
             await user.should_see("ended: caller_hangup")
             await user.should_see('opening_hours() → "closed" in 3 ms')
+            messages = [e for e in user.client.layout.descendants() if isinstance(e, ui.chat_message)]
+            assert [m.props.get("stamp") for m in messages] == [None, "answered in 612 ms"]   # no empty turn
             await user.open("/history/unknown")
             await user.should_see("No record of this call.")
+    finally:
+        await store.close()
+
+
+async def test_history_page_lists_the_latest_calls_at_once_by_pages_and_filters_by_reason_and_backend(
+        app: App, tmp_path: Path) -> None:
+    from aribot.plugins.history.store import HistoryStore
+    from aribot.plugins.ui_nicegui.pages import HISTORY_PAGE
+
+    store = HistoryStore(tmp_path / "history.sqlite3")
+    await store.open()
+    total = HISTORY_PAGE + 3
+    for n in range(total):  # call n started n minutes after the first: the last is the newest
+        call_id, start = f"h{n}", 1_790_000_000.0 + 60 * n
+        backend, reason = ("gpt_live", "max_duration") if n % 2 else ("openai_realtime", "caller_hangup")
+        await store.record(ev.CallStarted(call_id=call_id, ts=start, channel_id=call_id,
+                                          caller_number=f"49301{n:05d}", extension="100"))
+        await store.record(ev.CallEnded(call_id=call_id, ts=start + 5, reason=reason, duration_s=5.0,
+                                        stats={"backend": backend}))
+    app.extensions["history"] = store
+    board = dashboard(app)
+
+    def listed(user: Any) -> list[str]:
+        rows = [e for e in user.client.layout.descendants() if "history-row" in e._markers]
+        return [[c.text for c in row.descendants() if isinstance(c, ui.label)][0] for row in rows]
+
+    try:
+        async with user_simulation(root=board.root) as user:
+            await user.open("/history")   # no search needed
+            await user.should_see(f"calls 1–{HISTORY_PAGE}, newest first")
+            assert listed(user) == [f"49301{n:05d}" for n in range(total - 1, total - 1 - HISTORY_PAGE, -1)]
+            await user.should_not_see(marker="history-newer")
+            user.find(marker="history-older").click()
+            await user.should_see(f"calls {HISTORY_PAGE + 1}–{total}, newest first")
+            assert listed(user) == [f"49301{n:05d}" for n in range(2, -1, -1)]
+            await user.should_not_see(marker="history-older")
+            user.find(marker="history-newer").click()
+            await user.should_see(f"calls 1–{HISTORY_PAGE}, newest first")
+            user.find(marker="history-backend").elements.pop().value = "gpt_live"
+            user.find(marker="history-reason").elements.pop().value = "max_duration"
+            user.find("Search").click()
+            await user.should_see(f"calls 1–{total // 2}, newest first")
+            assert listed(user) == [f"49301{n:05d}" for n in range(total - 1, -1, -1) if n % 2]
+            user.find(marker="history-reason").elements.pop().value = "caller_hangup"
+            user.find("Search").click()
+            await user.should_see("No calls found.")
     finally:
         await store.close()
 

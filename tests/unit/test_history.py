@@ -139,6 +139,30 @@ async def test_search_by_caller_substring_date_range_and_text(store: HistoryStor
     assert listed["end_reason"] == "caller_hangup" and "turns" not in listed and "stats" not in listed
 
 
+async def test_search_by_end_reason_and_backend_which_calls_list_and_offer_as_choices(store: HistoryStore) -> None:
+    now = time.time()
+    for call_id, start, reason, backend in (("a", now - 3, "caller_hangup", "openai_realtime"),
+                                            ("b", now - 2, "max_duration", "gpt_live"),
+                                            ("c", now - 1, "caller_hangup", "gpt_live")):
+        events = a_call(call_id, start, reason=None)
+        events.append(ev.CallEnded(call_id=call_id, ts=start + 0.5, reason=reason, duration_s=0.5,
+                                   stats={"backend": backend}))
+        await record(store, events)
+    await record(store, a_call("live", now, reason=None))   # no end, no backend yet
+
+    async def ids(**kwargs: Any) -> list[str]:
+        return [c["id"] for c in await store.search(**kwargs)]
+
+    assert await ids(end_reason="caller_hangup") == ["c", "a"]
+    assert await ids(backend="gpt_live") == ["c", "b"]
+    assert await ids(backend="gpt_live", end_reason="caller_hangup") == ["c"]
+    assert await ids(backend="gpt") == []                            # exactly that backend
+    assert [(c["id"], c["backend"]) for c in await store.search()] == [
+        ("live", None), ("c", "gpt_live"), ("b", "gpt_live"), ("a", "openai_realtime")]
+    assert await store.choices() == {"end_reason": ["caller_hangup", "max_duration"],
+                                     "backend": ["gpt_live", "openai_realtime"]}
+
+
 async def test_recover_crashed_closes_live_records_at_their_last_event(tmp_path: Path) -> None:
     path, t0 = tmp_path / "history.sqlite3", time.time()
     first = HistoryStore(path)
@@ -344,6 +368,10 @@ async def test_routes_search_and_get(client: Any, store: HistoryStore) -> None:
     assert await ids("?since=2026-11-24T12:00:01") == ["c-new"]
     assert await ids("?q=parcel") == ["c-day"]
     assert await ids("?limit=1&offset=2") == ["c-old"]
+    await record(store, [ev.CallEnded(call_id="c-old", ts=day - DAY + 9, reason="max_duration", duration_s=9.0,
+                                      stats={"backend": "gpt_live"})])
+    assert await ids("?end_reason=max_duration") == ["c-old"]
+    assert await ids("?backend=gpt_live") == ["c-old"] and await ids("?backend=local") == []
     resp = await client.get("/history/c-day")
     assert resp.status == 200
     body = await resp.json()

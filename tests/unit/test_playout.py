@@ -196,3 +196,32 @@ def test_real_time_audio_that_comes_within_the_wait_is_not_padded() -> None:
     assert [t.when for t in clock.pending()] == [pytest.approx(t0 + 0.09)]   # a new spurt, a frame later; no wait
     clock.advance_to(t0 + 0.2)
     assert [p.payload for p in endpoint.packets] == [frames(1), frames(1)]   # no padding in the middle
+
+
+def test_a_turns_response_latency_counts_from_the_callers_last_word_to_the_first_frame_sent(monkeypatch) -> None:
+    """Call: SpeechStopped starts the clock (minus the silence the backend says turn detection
+    waited), the AI answer's first RTP frame stops it; an answer with no caller turn before it has
+    no latency. Only the two core methods run, on a stand-in with what they use."""
+    from types import SimpleNamespace
+
+    from aribot.core import call as core_call
+    from aribot.core import events as ev
+
+    now = [100.0]
+    monkeypatch.setattr(core_call.time, "perf_counter", lambda: now[0])
+    sent: list[Any] = []
+    call = SimpleNamespace(id="c1", _speech_stopped_at=None, _item_response={"a1": "r1"},
+                           app=SimpleNamespace(bus=SimpleNamespace(emit=lambda _sender, event: sent.append(event))))
+    call.emit = lambda event: core_call.Call.emit(call, event)
+    call.emit(ev.SpeechStopped(call_id="c1", item_id="u1", silence_ms=500.0))   # the caller's last word: 99.5
+    now[0] = 100.35
+    core_call.Call._on_first_frame(call, "a1", 0.0)
+    call.emit(ev.SpeechStopped(call_id="c1", item_id="u2"))                     # undated: counts from the event
+    now[0] = 101.0
+    core_call.Call._on_first_frame(call, "a2", 0.0)
+    core_call.Call._on_first_frame(call, "a3", 0.0)                             # no caller turn before it
+    started = [e for e in sent if isinstance(e, ev.BotAudioStarted)]
+    assert [(e.item_id, e.response_id) for e in started] == [("a1", "r1"), ("a2", ""), ("a3", "")]
+    assert started[0].latency_ms == pytest.approx(850.0)
+    assert started[1].latency_ms == pytest.approx(650.0)
+    assert started[2].latency_ms is None

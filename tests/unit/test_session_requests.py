@@ -8,6 +8,8 @@ import base64
 import json
 import time
 
+import pytest
+
 from aribot.core.backend import SessionSetup
 from aribot.plugins.local_backend.realtime.errors import ProtocolError
 from aribot.plugins.local_backend.realtime.ga_schema import client_event_specs
@@ -169,3 +171,26 @@ async def test_cancelled_responses_are_remembered_up_to_a_bound(monkeypatch) -> 
         session._cancel_noted(f"resp_{i}")
     assert list(session.cancelled) == ["resp_2", "resp_3", "resp_4"]   # the oldest forgotten first
     assert "resp_4" in session.cancelled and "resp_0" not in session.cancelled
+
+
+async def test_speech_stopped_dates_the_callers_last_word_from_the_audio_that_carried_it(monkeypatch) -> None:
+    """Server VAD reports speech_stopped with audio_end_ms = the end of the silence it waited for
+    (silence_duration_ms, 500 by default): the caller's last word is the audio 500 ms before, and
+    the turn's response latency counts from when that audio reached aribot, not from the event."""
+    from aribot.core import events as ev
+    from aribot.plugins.openai_realtime import session as realtime_session
+
+    session, _conn = audio_session(1)
+    base = 1000.0
+    for n in range(100):                          # 2 s of caller audio, frame n arrived at base + n·20 ms
+        session.feed(bytes([n]) * 160, base + n * 0.02)
+    monkeypatch.setattr(realtime_session.time, "perf_counter", lambda: base + 10.0)
+    for end_ms in (1800, 5000, None):             # 1300 ms = the end of frame 64, which arrived at base + 1.28
+        await session.on_input_audio_buffer_speech_stopped(
+            {"type": "input_audio_buffer.speech_stopped", "item_id": "u1",
+             **({"audio_end_ms": end_ms} if end_ms is not None else {})})
+    stopped = session.host.of(ev.SpeechStopped)
+    assert [e.item_id for e in stopped] == ["u1"] * 3
+    assert stopped[0].silence_ms == pytest.approx((10.0 - 1.30) * 1000)
+    assert stopped[1].silence_ms is None          # audio it never had: not dated
+    assert stopped[2].silence_ms is None          # nothing said: not dated

@@ -22,7 +22,7 @@ from aribot.core.choices import CHANNEL_VARIABLES, CallChoices, parse_stasis_arg
 from aribot.core.controls import CallControls
 from aribot.core.conversation import Conversation
 from aribot.core.metrics import CallMetrics
-from aribot.core.playout import Pacer, Playout
+from aribot.core.playout import Pacer, Playout, PlayoutViews
 from aribot.core.rtp import PAYLOAD_TYPES, SILENCE_BYTE, RtpEndpoint, RtpSender
 from aribot.core.tools import ToolOutcome, run_tool_call
 
@@ -72,7 +72,7 @@ class ActivationGate:
                                                reason=reason, pre_roll_ms=20 * len(pre_roll)))
 
 
-class Call(CallControls):
+class Call(PlayoutViews, CallControls):
     """Wires one caller channel to one speech backend session (it is the backend's BackendHost);
     all its ARI events arrive in order."""
 
@@ -239,28 +239,8 @@ class Call(CallControls):
     def flush_audio(self) -> int:
         return self.pacer.flush() if self.pacer is not None else self.playout.clear()
 
-    def played_ms(self, item_id: str) -> int:
-        return self.playout.played_ms(item_id)
-
-    def received_ms(self, item_id: str) -> int:
-        return self.playout.received_ms(item_id)
-
-    @property
-    def current_item(self) -> str:
-        return self.playout.current_item
-
-    def clear_current_item(self) -> None:
-        self.playout.current_item = ""
-
-    @property
-    def audio_pending(self) -> bool:
-        return self.playout.buffered_bytes > 0
-
     async def run_tool(self, name: str, tool_call_id: str, arguments: str, response_ref: str) -> ToolOutcome:
         return await run_tool_call(self, name, tool_call_id, arguments, response_ref)
-
-    def record_inbound_latency(self, received_at: float) -> None:
-        self.metrics.inbound_latency.add((time.perf_counter() - received_at) * 1000)
 
     def _on_spurt_end(self, item_id: str) -> None:
         self.emit(ev.BotAudioStopped(call_id=self.id, item_id=item_id))

@@ -32,6 +32,34 @@ class _Segment:
         return len(self.buf) - self.pos
 
 
+class PlayoutViews:
+    """What a speech backend reads of a call's playout (core/backend.py BackendHost), for any host
+    that has a ``playout`` and ``metrics``: the call itself, and the test host of backend unit tests."""
+
+    playout: "Playout"
+    metrics: CallMetrics
+
+    def played_ms(self, item_id: str) -> int:
+        return self.playout.played_ms(item_id)
+
+    def received_ms(self, item_id: str) -> int:
+        return self.playout.received_ms(item_id)
+
+    @property
+    def current_item(self) -> str:
+        return self.playout.current_item
+
+    def clear_current_item(self) -> None:
+        self.playout.current_item = ""
+
+    @property
+    def audio_pending(self) -> bool:
+        return self.playout.buffered_bytes > 0
+
+    def record_inbound_latency(self, received_at: float) -> None:
+        self.metrics.inbound_latency.add((time.perf_counter() - received_at) * 1000)
+
+
 class Playout:
     """FIFO of AI audio, item by item. ``played`` counts real audio bytes sent (not padding)."""
 

@@ -3,14 +3,13 @@ and CallMetrics, recording every event the backend emits and every tool it asks 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
 
 from aribot.core.events import Event
 from aribot.core.metrics import CallMetrics
-from aribot.core.playout import Playout
+from aribot.core.playout import Playout, PlayoutViews
 from aribot.core.tools import ToolOutcome
 
 
@@ -18,7 +17,7 @@ async def tool_ok(name: str, tool_call_id: str, arguments: str, response_ref: st
     return ToolOutcome('{"ok": true}')
 
 
-class RecordingHost:
+class RecordingHost(PlayoutViews):
     """What a backend may use of its call (aribot.core.backend.BackendHost), in memory."""
 
     def __init__(self, settings: Any = None, *, silence: int = 0xFF,
@@ -47,26 +46,7 @@ class RecordingHost:
     def flush_audio(self) -> int:
         return self.playout.clear()
 
-    def played_ms(self, item_id: str) -> int:
-        return self.playout.played_ms(item_id)
-
-    def received_ms(self, item_id: str) -> int:
-        return self.playout.received_ms(item_id)
-
-    @property
-    def current_item(self) -> str:
-        return self.playout.current_item
-
-    def clear_current_item(self) -> None:
-        self.playout.current_item = ""
-
-    @property
-    def audio_pending(self) -> bool:
-        return self.playout.buffered_bytes > 0
-
     async def run_tool(self, name: str, tool_call_id: str, arguments: str, response_ref: str) -> ToolOutcome:
         self.tool_runs.append((name, tool_call_id, arguments, response_ref))
         return await self._run_tool(name, tool_call_id, arguments, response_ref)
 
-    def record_inbound_latency(self, received_at: float) -> None:
-        self.metrics.inbound_latency.add((time.perf_counter() - received_at) * 1000)

@@ -38,7 +38,13 @@ from aribot.core.backend import (
     SessionSetup,
     SpeechBackend,
 )
-from aribot.plugins.openai_realtime.client import RealtimeClosed, RealtimeConnection, RealtimeUnavailable, redact_url
+from aribot.plugins.openai_realtime.client import (
+    RealtimeClosed,
+    RealtimeConnection,
+    RealtimeUnavailable,
+    SessionTasks,
+    redact_url,
+)
 
 log = logging.getLogger("aribot.gpt_live")
 
@@ -166,8 +172,11 @@ def conversation_input(turns: list[tuple[str, str]]) -> list[dict[str, Any]]:
     return list(reversed(items))
 
 
-class GptLiveBackend(SpeechBackend):
+class GptLiveBackend(SessionTasks, SpeechBackend):
     """One call's GPT-Live WebSocket and the bookkeeping around it."""
+
+    service = "GPT-Live"
+    task_log = log
 
     capabilities = CAPABILITIES
     can_resume = True
@@ -347,22 +356,6 @@ class GptLiveBackend(SpeechBackend):
         except RuntimeError:   # serve() started reading meanwhile: it sees session.closed
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closed.wait(), CLOSE_WAIT_S)
-
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled() or task.exception() is None or isinstance(task.exception(), RealtimeClosed):
-            return
-        exc = task.exception()
-        log.error("call %s: a GPT-Live session task failed (%r); closing the session so a new one takes over",
-                  self.host.id, exc, exc_info=(type(exc), exc, exc.__traceback__))
-        if self.conn is not None:
-            self._spawn(self.conn.close())
 
     # --- caller audio ---------------------------------------------------------------------------
     def feed(self, frame: bytes, received_at: float | None) -> None:

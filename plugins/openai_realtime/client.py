@@ -255,3 +255,33 @@ def _closed(exc: ConnectionClosed) -> RealtimeClosed:
     if frame is None:  # no close frame either way: RFC 6455's 1006, "abnormal closure"
         return RealtimeClosed(1006, "connection lost without a close frame")
     return RealtimeClosed(frame.code, frame.reason)
+
+
+class SessionTasks:
+    """The background tasks of one session over a RealtimeConnection (the Realtime and GPT-Live
+    backends): kept until done; one that fails (other than by a close, which serve() reports) is
+    logged with its traceback and closes the connection, so a new session takes over."""
+
+    service = "Realtime"                  # named in the log line
+    task_log: logging.Logger = log
+    conn: RealtimeConnection | None
+    host: Any
+    _tasks: set[asyncio.Task[Any]]
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None or isinstance(exc, RealtimeClosed):
+            return  # a close is reported by serve()
+        self.task_log.error("call %s: a %s session task failed (%r); closing the session so a new one takes over",
+                            self.host.id, self.service, exc, exc_info=(type(exc), exc, exc.__traceback__))
+        if self.conn is not None:
+            self._spawn(self.conn.close())

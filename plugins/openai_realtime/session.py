@@ -28,6 +28,7 @@ from aribot.plugins.openai_realtime.client import (
     RealtimeConfig,
     RealtimeConnection,
     RealtimeUnavailable,
+    SessionTasks,
     append_message,
     auth_headers,
     build_session_update,
@@ -54,8 +55,11 @@ class SessionRefused(BackendUnavailable):
     """The Realtime server answered our session.update with an error."""
 
 
-class RealtimeBackend(SpeechBackend):
+class RealtimeBackend(SessionTasks, SpeechBackend):
     """Owns the WebSocket of one call and the response bookkeeping around it."""
+
+    service = "Realtime"
+    task_log = log
 
     capabilities = CAPABILITIES
     can_resume = True
@@ -301,24 +305,6 @@ class RealtimeBackend(SpeechBackend):
             task.cancel()
         if self.conn is not None:
             await self.conn.close()
-
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is None or isinstance(exc, RealtimeClosed):
-            return  # a close is reported by serve()
-        log.error("call %s: a Realtime session task failed (%r); closing the session so a new one takes over",
-                  self.host.id, exc, exc_info=(type(exc), exc, exc.__traceback__))
-        if self.conn is not None:
-            self._spawn(self.conn.close())
 
     @property
     def responding(self) -> bool:

@@ -13,16 +13,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from nicegui.testing.general import nicegui_reset_globals
 from starlette.routing import BaseRoute, Mount
 
-from aribot.core.app import App, configure
-from aribot.sandbox.ports import free_tcp_port
+from aribot.core.app import App
 from tests.lab.http import raw_status_line
+from tests.unit.dashboard_server import SOCKET_IO, start_dashboard
 
 USER, PASSWORD = "aribot", "dashboard-s3cret"
 CHALLENGE = 'Basic realm="aribot"'
-SOCKET_IO = "/_nicegui_ws/socket.io/?EIO=4"  # NiceGUI 3.x: socket.io mounted at /_nicegui_ws (nicegui/nicegui.py)
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -39,21 +37,8 @@ REFUSED = {"no credentials": {}, "wrong password": basic(USER, "not-the-password
 @pytest.fixture
 async def dashboard(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterator[tuple[str, App]]:
     """(base URL, App) of a started App whose dashboard needs the password."""
-    monkeypatch.chdir(tmp_path)
-    port = free_tcp_port()
-    for key, value in {"ARI__URL": "http://127.0.0.1:1", "HTTP__PORT": "0", "UI__ENABLED": "true",
-                       "UI__HOST": "127.0.0.1", "UI__PORT": str(port), "UI__USERNAME": USER, "UI__PASSWORD": PASSWORD,
-                       "HISTORY__PATH": str(tmp_path / "history.sqlite3")}.items():
-        monkeypatch.setenv(f"ARIBOT_{key}", value)
-    settings, plugins = configure()
-    with nicegui_reset_globals():  # NiceGUI's app is process-global: a fresh one for this server
-        app = App(settings, plugins)
-        await app.start()
-        try:
-            assert app.extensions["ui"].port == port, "the dashboard did not start"
-            yield f"http://127.0.0.1:{port}", app
-        finally:
-            await app.stop()
+    async for started in start_dashboard(monkeypatch, tmp_path, username=USER, password=PASSWORD):
+        yield started
 
 
 async def assert_guarded(http: aiohttp.ClientSession, url: str) -> bytes:

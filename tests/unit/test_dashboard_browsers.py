@@ -17,33 +17,13 @@ import aiohttp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from nicegui.testing.general import nicegui_reset_globals
 
-from aribot.core.app import App, configure
+from aribot.core.app import App
 from aribot.plugins.ui_nicegui.server import BasicAuth, BrowserCheck, basic_credentials, bind_page_messages
-from aribot.sandbox.ports import free_tcp_port
 from tests.lab.http import raw_status_line
+from tests.unit.dashboard_server import SOCKET_IO, start_dashboard
 
-SOCKET_IO = "/_nicegui_ws/socket.io/?EIO=4"
 PASSWORD = "dashboard-s3cret-0123"
-
-
-async def start_dashboard(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **ui: str) -> AsyncIterator[tuple[str, App]]:
-    monkeypatch.chdir(tmp_path)
-    port = free_tcp_port()
-    env = {"ARI__URL": "http://127.0.0.1:1", "HTTP__PORT": "0", "UI__ENABLED": "true", "UI__HOST": "127.0.0.1",
-           "UI__PORT": str(port), "HISTORY__PATH": str(tmp_path / "history.sqlite3")}
-    for key, value in (env | {f"UI__{k.upper()}": v for k, v in ui.items()}).items():
-        monkeypatch.setenv(f"ARIBOT_{key}", value)
-    settings, plugins = configure()
-    with nicegui_reset_globals():  # NiceGUI's app is process-global: a fresh one for this server
-        app = App(settings, plugins)
-        await app.start()
-        try:
-            assert app.extensions["ui"].port == port, "the dashboard did not start"
-            yield f"http://127.0.0.1:{port}", app
-        finally:
-            await app.stop()
 
 
 @pytest.fixture

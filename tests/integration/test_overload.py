@@ -17,6 +17,7 @@ from tests.lab.calls import caller_turns, heard, padded, prompt_frames
 from tests.lab.probe import log_lines, subscribe
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer
+from tests.lab.wait import until
 
 
 @pytest.mark.parametrize("action", ["hangup", "continue"])
@@ -36,7 +37,11 @@ async def test_a_call_beyond_max_concurrent_gets_the_prompt_and_is_not_served(
     for caller in (served, refused):
         rtp_sniffer.watch(caller.media_port)
     first = asyncio.create_task(served.run())
-    await fake.wait_for_connection()
+    conn = await fake.wait_for_connection()
+    # the second call only once the first one's audio flows: arriving while Asterisk still bridges
+    # the first call, it delayed that bridge past sipp's 300 ms lead-in and the first frames of
+    # silence never reached aribot (seen once on three workers)
+    await until(lambda: conn.input_audio, "the served caller's audio reaching the AI", timeout=10)
     second = await refused.run()
     result = await first
 

@@ -29,6 +29,7 @@ What a plugin may use is exported here, and only this is stable:
   ``SpeechBackend`` (one call's session: subclass it), ``BackendHost`` (what it may use of the
   call), ``Capabilities``, ``SessionSetup``, ``SessionChange``, ``SessionLost``,
   ``BackendUnavailable`` (docs/backends.md).
+- Dashboard pages (``register_pages``): ``Page``.
 
 Everything under ``aribot.core``, ``aribot.plugins`` and ``aribot.sandbox`` is internal and may
 change between releases. Names are imported on first use, so ``import aribot`` stays cheap.
@@ -50,7 +51,8 @@ _EVENTS = ("Event", "event_types", "CallStarted", "CallAnswered", "MediaConnecte
            "Transcript", "ResponseStarted", "BotAudioStarted", "ResponseDone", "BargeIn", "ToolCalled",
            "ToolAwaitingAnswer", "ToolFinished", "DtmfReceived", "TalkingStarted", "TalkingFinished",
            "GreetingStarted", "GreetingFinished", "BotAudioStopped", "DtmfCollected", "NoInput", "TimerFired",
-           "BackendError", "UsageUpdated", "CallEnded")
+           "BackendError", "UsageUpdated", "CostUpdated", "ListenStarted", "ListenStopped",
+           "CallEnded")
 _BACKENDS = ("BackendType", "Capabilities", "SpeechBackend", "BackendHost", "SessionSetup", "SessionChange",
              "SessionLost", "BackendUnavailable")
 # public name -> the internal module that defines it (imported when the name is first used)
@@ -58,6 +60,7 @@ _LAZY: dict[str, str] = {
     **{name: "aribot.core.settings" for name in _SETTINGS},
     **{name: "aribot.core.events" for name in _EVENTS},
     "ToolContext": "aribot.core.tools",
+    "Page": "aribot.core.pages",
     "ToolResult": "aribot.core.tools",
     "App": "aribot.core.app",
     "Call": "aribot.core.call",
@@ -72,9 +75,10 @@ __all__ = ["__version__", "hookimpl", "Setting", "SettingsError", "as_bool", "as
            "SpeechStopped", "TranscriptDelta", "Transcript", "ResponseStarted", "BotAudioStarted", "ResponseDone",
            "BargeIn", "ToolCalled", "ToolAwaitingAnswer", "ToolFinished", "DtmfReceived", "TalkingStarted",
            "TalkingFinished", "GreetingStarted", "GreetingFinished", "BotAudioStopped", "DtmfCollected", "NoInput",
-           "TimerFired", "BackendError", "UsageUpdated", "CallEnded", "ToolContext", "ToolResult", "App", "Call",
-           "ActivationGate", "BackendType", "Capabilities", "SpeechBackend", "BackendHost", "SessionSetup",
-           "SessionChange", "SessionLost", "BackendUnavailable"]
+           "TimerFired", "BackendError", "UsageUpdated", "CostUpdated", "ListenStarted", "ListenStopped", "CallEnded",
+           "ToolContext", "ToolResult", "App",
+           "Call", "ActivationGate", "BackendType", "Capabilities", "SpeechBackend", "BackendHost", "SessionSetup",
+           "SessionChange", "SessionLost", "BackendUnavailable", "Page"]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports on demand
     from aribot.core.app import App
@@ -100,11 +104,14 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
         CallAnswered,
         CallEnded,
         CallStarted,
+        CostUpdated,
         DtmfCollected,
         DtmfReceived,
         Event,
         GreetingFinished,
         GreetingStarted,
+        ListenStarted,
+        ListenStopped,
         MediaConnected,
         NoInput,
         ResponseDone,
@@ -122,6 +129,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
         UsageUpdated,
         event_types,
     )
+    from aribot.core.pages import Page
     from aribot.core.settings import (
         Setting,
         SettingsError,

@@ -21,6 +21,7 @@ from aribot.core.backend import SessionSetup, SpeechBackend
 from aribot.core.choices import CHANNEL_VARIABLES, CallChoices, parse_stasis_args, resolve
 from aribot.core.controls import CallControls
 from aribot.core.conversation import Conversation
+from aribot.core.g711 import loud_samples
 from aribot.core.metrics import CallMetrics
 from aribot.core.playout import Pacer, Playout, PlayoutViews
 from aribot.core.rtp import PAYLOAD_TYPES, SILENCE_BYTE, RtpEndpoint, RtpSender
@@ -37,6 +38,11 @@ PLAYOUT_LIMIT_S = 600     # AI audio waiting to be played (it comes faster than 
 # AI audio streamed in real time (Capabilities.paced_output): a frame of playout buffer, and less
 # than a frame left for 40 ms is the end of what the service said (sent padded); see Pacer
 PACED_PLAYOUT = {"start_delay_s": 0.02, "partial_wait_s": 0.04}
+# Speech as aribot tells it from the caller's frames, only to date a turn's last word where the
+# backend reports no turns: a frame is loud with 16 of its 160 samples at about -30 dBFS or more
+# (g711.LOUD_SAMPLE), and a turn needs 5 loud frames (100 ms) since the AI last started to speak.
+VOICED_SAMPLES = 16
+VOICED_FRAMES = 5
 
 
 @dataclass
@@ -109,9 +115,14 @@ class Call(PlayoutViews, CallControls):
         self.playout = Playout(SILENCE_BYTE[fmt])
         self.endpoint = RtpEndpoint(self.id, PAYLOAD_TYPES[fmt], self._on_caller_audio)
         self.pacer: Pacer | None = None
+        self.listeners: list[Any] = []  # listen-in taps: caller_audio(payload), ai_audio(frame), close()
         self.conversation: Conversation | None = None   # created once the call's choices are known
         self._item_response: dict[str, str] = {}   # AI utterance → the backend's response it belongs to
         self._speech_stopped_at: float | None = None  # when the caller stopped speaking (turn latency)
+        # a backend that reports no caller turns (GPT-Live): aribot dates the caller's last word itself
+        self._voice_fmt: str | None = None   # the call's G.711 format while aribot watches for speech
+        self._voiced_at = 0.0                # when the caller's last loud frame arrived
+        self._voiced_frames = 0              # loud frames since the AI last started to speak
         self.input_held_frames = 0
         self.end_reason = ""
         self.failed = False
@@ -209,8 +220,34 @@ class Call(PlayoutViews, CallControls):
             self.input_held_frames += 1
         elif self.gate.is_open:
             self.conversation.backend.feed(payload, received_at)  # type: ignore[union-attr]
+            if self._voice_fmt is not None and loud_samples(payload, self._voice_fmt) >= VOICED_SAMPLES:
+                self._voiced_at = received_at
+                self._voiced_frames += 1
         else:
             self._pre_roll.append((payload, received_at))
+        if self.listeners:
+            for listener in self.listeners:
+                listener.caller_audio(payload)
+
+    def add_listener(self, listener: Any) -> None:
+        """Tap both directions of the call's audio (listen-in): ``listener.caller_audio(payload)``
+        for every caller payload, ``listener.ai_audio(frame)`` for every frame sent to the caller;
+        ``listener.close()`` when the call ends. Nobody listening costs nothing."""
+        self.listeners.append(listener)
+        self._tap_pacer()
+
+    def remove_listener(self, listener: Any) -> None:
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+        self._tap_pacer()
+
+    def _tap_pacer(self) -> None:
+        if self.pacer is not None:
+            self.pacer.on_frame = self._on_ai_frame if self.listeners else None
+
+    def _on_ai_frame(self, frame: bytes) -> None:
+        for listener in self.listeners:
+            listener.ai_audio(frame)
 
     def take_pre_roll(self) -> list[tuple[bytes, float]]:
         frames = list(self._pre_roll)
@@ -247,8 +284,11 @@ class Call(PlayoutViews, CallControls):
 
     def _on_first_frame(self, item_id: str, _now: float) -> None:
         stopped = self._speech_stopped_at
+        if stopped is None and self._voiced_frames >= VOICED_FRAMES:
+            stopped = self._voiced_at   # the caller's last loud frame (a backend that reports no turns)
         latency = (time.perf_counter() - stopped) * 1000 if stopped is not None else None
         self._speech_stopped_at = None
+        self._voiced_frames = 0
         self.emit(ev.BotAudioStarted(call_id=self.id, response_id=self._item_response.get(item_id, ""),
                                      item_id=item_id, latency_ms=latency))
 
@@ -301,7 +341,10 @@ class Call(PlayoutViews, CallControls):
         setup = SessionSetup(audio_format=self.settings.rtp.format, instructions=choices.instructions,
                              voice=choices.voice, tools=self.app.tools.definitions(choices.tools),
                              turn_detection=choices.turn_detection)
-        self.conversation = Conversation(self, self.app.backends[choices.backend], setup)
+        backend_type = self.app.backends[choices.backend]
+        self.conversation = Conversation(self, backend_type, setup)
+        if not backend_type.capabilities.turn_events:   # no speech_stopped to date the caller's last word
+            self._voice_fmt = self.settings.rtp.format
 
     async def _run_feature(self, name: str, factory: Any) -> None:
         try:
@@ -345,6 +388,7 @@ class Call(PlayoutViews, CallControls):
                            idle_silence=rtp.idle_silence, on_first_frame=self._on_first_frame,
                            on_spurt_end=self._on_spurt_end,
                            **(PACED_PLAYOUT if self.backend.capabilities.paced_output else {}))
+        self._tap_pacer()
         self.pacer.start()
         self.pacer.kick()  # AI audio may have arrived before the media path existed
         self.state = "connected"
@@ -450,6 +494,8 @@ class Call(PlayoutViews, CallControls):
         self.state = "ending"
         if self.pacer is not None:
             self.pacer.stop()
+        for listener in list(self.listeners):
+            listener.close()  # before CallEnded: a listen session ends inside its call
         for task in list(self._tasks):
             task.cancel()
         self.app.bus.disconnect_owner(self.owner)

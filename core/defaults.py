@@ -107,6 +107,9 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "instructions for the goodbye of calls still live after drain_timeout; empty = none"),
     Setting("call.on_end", "hangup", choice("hangup", "continue"), "hangup or continue",
             "when aribot ends a call itself (time limit, no input, a tool): hangup or continue"),
+    Setting("call.max_cost", 0.0, number(float, 0, 1_000_000), "USD 0..1000000 (0 = no limit)",
+            "a call whose AI cost reaches this many USD ends after a short goodbye (plugin cost, [cost] prices); "
+            "0 = no limit"),
     Setting("call.continue_context", "", as_str, "a dialplan context or empty",
             "dialplan target for \"continue\"; empty = the next priority after Stasis()"),
     Setting("call.continue_extension", "", as_str, "a dialplan extension or empty",

@@ -338,6 +338,39 @@ class UsageUpdated(Event):
     tokens: dict[str, Any] = field(default_factory=dict)
 
 
+@event("call.cost")
+@dataclass(frozen=True, kw_only=True)
+class CostUpdated(Event):
+    """What the call has cost so far with the AI service, by the ``[cost]`` prices (the ``cost``
+    plugin): ``usd`` in all (cumulative), ``backend`` the call's speech backend, ``breakdown``
+    USD by part (``audio_input``, ``text_output``, ``session_minutes`` …). Sent once at 0 when the
+    call's AI session is first ready, then whenever the cost changes."""
+
+    usd: float
+    backend: str = ""
+    breakdown: dict[str, float] = field(default_factory=dict)
+
+
+@event("call.listen_started")
+@dataclass(frozen=True, kw_only=True)
+class ListenStarted(Event):
+    """An operator started listening to the call in the dashboard (``client``: the browser's
+    address and port)."""
+
+    operator: str
+    client: str = ""
+
+
+@event("call.listen_stopped")
+@dataclass(frozen=True, kw_only=True)
+class ListenStopped(Event):
+    """A listen-in session of the call ended (Stop, the browser left, or the call ended) after
+    ``seconds``."""
+
+    operator: str
+    seconds: float = 0.0
+
+
 @event("call.ended")
 @dataclass(frozen=True, kw_only=True)
 class CallEnded(Event):

@@ -68,3 +68,9 @@ def check_app(app):
 def register_backends(register):
     """Register speech backends: call ``register(aribot.BackendType(name, create, capabilities, …))``
     for each; ``[ai] backend`` chooses one by name (docs/backends.md)."""
+
+
+@hookspec
+def register_pages(register):
+    """Add dashboard pages: call ``register(aribot.Page(path, title, build, order, menu))`` for each;
+    the dashboard draws ``build(board, **params)`` at ``path`` and lists ``title`` in its menu."""

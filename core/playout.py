@@ -179,6 +179,7 @@ class Pacer:
         idle_silence: bool = False,
         on_first_frame: Callable[[str, float], None] | None = None,
         on_spurt_end: Callable[[str], None] | None = None,
+        on_frame: Callable[[bytes], None] | None = None,
         loop: Scheduler | None = None,
         start_delay_s: float = 0.0,
         partial_wait_s: float | None = None,
@@ -194,6 +195,7 @@ class Pacer:
         self.idle_frame = bytes([playout.silence]) * FRAME_BYTES if idle_silence else None
         self.on_first_frame = on_first_frame
         self.on_spurt_end = on_spurt_end
+        self.on_frame = on_frame  # a tap (listen-in): every frame sent, idle silence included; None = off
         self._loop: Scheduler = asyncio.get_running_loop() if loop is None else loop
         self._handle: Timer | None = None
         self._t0 = 0.0
@@ -267,6 +269,7 @@ class Pacer:
             if self.idle_frame is None:
                 return
             self.endpoint.send(self.sender.packet(self.idle_frame, marker=False, now=now))
+            frame = self.idle_frame
         else:
             marker = not self._talking
             if marker and self.on_first_frame is not None:
@@ -279,6 +282,8 @@ class Pacer:
                 self.metrics.send_intervals.add((now - self._last_send) * 1000)
             self._talking = True
             self.frames_sent += 1
+        if self.on_frame is not None:
+            self.on_frame(frame)
         self.metrics.pacing_lateness.add((now - (self._t0 + self._n * FRAME_SECONDS)) * 1000)
         self._last_send = now
         self._n += 1

@@ -32,11 +32,11 @@ from typing import Any
 from aribot.core import events as ev
 
 log = logging.getLogger("aribot.history")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE calls (id TEXT PRIMARY KEY, caller_number TEXT NOT NULL DEFAULT '',
     caller_name TEXT NOT NULL DEFAULT '', extension TEXT NOT NULL DEFAULT '', started_at REAL NOT NULL,
-    answered_at REAL, ended_at REAL, end_reason TEXT, duration_s REAL, mode TEXT, stats TEXT);
+    answered_at REAL, ended_at REAL, end_reason TEXT, duration_s REAL, mode TEXT, stats TEXT, cost REAL);
 CREATE INDEX calls_started_at ON calls (started_at);
 CREATE INDEX calls_caller_number ON calls (caller_number);
 CREATE TABLE turns (call_id TEXT NOT NULL, seq INTEGER NOT NULL,
@@ -48,15 +48,21 @@ CREATE TABLE tools (call_id TEXT NOT NULL, seq INTEGER NOT NULL, tool TEXT NOT N
 CREATE TABLE events (call_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, ts REAL NOT NULL,
     data TEXT NOT NULL DEFAULT '{}', PRIMARY KEY (call_id, seq));
 """
+# what turns a database of version N - 1 into version N (run in one transaction, in order)
+MIGRATIONS = {
+    2: "ALTER TABLE calls ADD COLUMN cost REAL;",   # the call's AI cost in USD (the cost plugin's CostUpdated)
+}
 CALL_COLUMNS = ("id", "caller_number", "caller_name", "extension", "started_at", "answered_at", "ended_at",
-                "end_reason", "duration_s", "mode")
+                "end_reason", "duration_s", "mode", "cost")
 BACKEND = "json_extract(stats, '$.backend')"  # CallEnded's stats name the call's speech backend
 SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite's files beside the database
 # events waiting for the writer thread; beyond this (a disk that stalls for minutes while calls go
 # on) new events are dropped and counted rather than filling memory
 QUEUE_LIMIT = 100_000
+# written to the call's row or its turns and tools, or too frequent for the timeline (a CostUpdated
+# follows every Realtime response: only the latest total is kept, in calls.cost)
 NOT_IN_TIMELINE = {ev.CallStarted.name, ev.CallAnswered.name, ev.CallEnded.name, ev.Transcript.name,
-                   ev.TranscriptDelta.name, ev.ToolCalled.name, ev.ToolFinished.name}
+                   ev.TranscriptDelta.name, ev.ToolCalled.name, ev.ToolFinished.name, ev.CostUpdated.name}
 
 
 class HistoryError(RuntimeError):
@@ -125,6 +131,10 @@ class HistoryStore:
                                    f"but no schema version)")
             if version == 0:
                 conn.executescript(f"BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+            elif version < SCHEMA_VERSION:
+                steps = " ".join(MIGRATIONS[v] for v in range(version + 1, SCHEMA_VERSION + 1))
+                conn.executescript(f"BEGIN; {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+                log.info("call history: %s upgraded from schema version %d to %d", self.path, version, SCHEMA_VERSION)
         except sqlite3.Error as exc:
             conn.close()
             raise HistoryError(f"cannot use {self.path}: {exc}") from exc
@@ -248,6 +258,8 @@ class HistoryStore:
                          "WHERE id = ?", (event.caller_number, event.caller_name, event.extension, ts, cid))
         elif isinstance(event, ev.CallAnswered):
             conn.execute("UPDATE calls SET answered_at = ? WHERE id = ?", (ts, cid))
+        elif isinstance(event, ev.CostUpdated):
+            conn.execute("UPDATE calls SET cost = ? WHERE id = ?", (float(event.usd), cid))
         elif isinstance(event, ev.CallEnded):
             conn.execute("UPDATE calls SET ended_at = ?, end_reason = ?, duration_s = ?, stats = ? WHERE id = ?",
                          (ts, event.reason, event.duration_s, json.dumps(event.stats, default=str), cid))
@@ -393,6 +405,35 @@ class HistoryStore:
             for item in call[part]:
                 del item["call_id"]
         return call
+
+    async def day_summary(self, since: float, until: float | None = None) -> dict[str, Any]:
+        """What the dashboard's overview counts of the calls that started in [``since``, ``until``)
+        (epoch seconds; ``until`` None = now), events of those calls before ``until`` only:
+        ``calls``: (id, started_at, answered, end_reason or None while live, cost USD or None) per
+        call; ``latencies``: (local hour 0-23, AI response latency in whole ms, how many);
+        ``barge_ins``, ``tool_calls``, ``tool_errors``: counts. Events are found through the
+        calls' ids (indexed), so a long history is never scanned; latencies come grouped, so a
+        busy day (1M turns) is a few thousand rows."""
+        return await self._run(self._day_summary, since, time.time() if until is None else until)
+
+    def _day_summary(self, since: float, until: float) -> dict[str, Any]:
+        conn, span = self.conn, (since, until)
+        ids = "call_id IN (SELECT id FROM calls WHERE started_at >= ? AND started_at < ?) AND ts < ?"
+        calls = [tuple(row) for row in conn.execute(
+            "SELECT id, started_at, answered_at IS NOT NULL, CASE WHEN ended_at IS NULL THEN NULL "
+            "ELSE COALESCE(end_reason, '') END, cost FROM calls WHERE started_at >= ? AND started_at < ?", span)]
+        latencies = [tuple(row) for row in conn.execute(
+            "SELECT CAST(strftime('%H', ts, 'unixepoch', 'localtime') AS INTEGER) AS hour, "
+            "ROUND(json_extract(data, '$.latency_ms')) AS ms, COUNT(*) FROM events "
+            f"WHERE {ids} AND type = ? AND json_extract(data, '$.latency_ms') IS NOT NULL GROUP BY hour, ms",
+            (*span, until, ev.BotAudioStarted.name))]
+        barge_ins = conn.execute(f"SELECT COUNT(*) FROM events WHERE {ids} AND type = ?",
+                                 (*span, until, ev.BargeIn.name)).fetchone()[0]
+        tool_calls, tool_errors = conn.execute(
+            f"SELECT COUNT(*), COALESCE(SUM(COALESCE(error, '') != ''), 0) FROM tools WHERE {ids}",
+            (*span, until)).fetchone()
+        return {"calls": calls, "latencies": latencies, "barge_ins": barge_ins, "tool_calls": tool_calls,
+                "tool_errors": tool_errors}
 
 
 def _make_private(path: Path) -> None:

@@ -27,6 +27,7 @@ PACING_ERROR_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0
 TOOL_DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 CONNECT_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 CALL_DURATION_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
+CALL_COST_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class BoundedLabel:
@@ -98,8 +99,10 @@ class AribotMetrics:
         self.registry = CollectorRegistry()
         self._tracked: dict[str, _Tracked] = {}
         self._usage_seconds: dict[str, float] = {}   # call id → the seconds its backend reported so far
+        self._cost: dict[str, float] = {}            # call id → its cost so far (the cost plugin's CostUpdated)
         self._reason, self._drop, self._code = BoundedLabel(), BoundedLabel(), BoundedLabel()
         self._status, self._tool, self._rollover = BoundedLabel(), BoundedLabel(), BoundedLabel()
+        self._backend = BoundedLabel()
         self._harvester: asyncio.Task[None] | None = None
         m = dict(registry=None)  # yielded by collect() below, after a harvest
         self.calls_started = Counter("aribot_calls_started", "Calls that entered aribot's Stasis app.", **m)
@@ -135,6 +138,10 @@ class AribotMetrics:
                               ["direction", "modality"], **m)
         self.cached_tokens = Counter("aribot_cached_input_tokens", "Input tokens served from the service's cache "
                                      "(part of aribot_tokens_total{direction=\"input\"}).", **m)
+        self.cost = Counter("aribot_cost_usd", "AI service cost in USD by the [cost] prices (the cost plugin), by "
+                            "speech backend.", ["backend"], **m)
+        self.call_cost = Histogram("aribot_call_cost_usd", "A call's AI service cost in USD, observed when a metered "
+                                   "call ends.", buckets=CALL_COST_BUCKETS, **m)
         for direction in ("input", "output"):
             for modality in ("text", "audio"):
                 self.tokens.labels(direction, modality)
@@ -154,6 +161,7 @@ class AribotMetrics:
             subscribe(event_type, receiver, owner=OWNER)
         subscribe(ev.BackendRollover, self._on_rollover, owner=OWNER)
         subscribe(ev.UsageUpdated, self._on_usage, owner=OWNER)
+        subscribe(ev.CostUpdated, self._on_cost, owner=OWNER)
         self._harvester = asyncio.create_task(self._harvest_periodically(), name="metrics-harvest")
 
     def stop(self) -> None:
@@ -239,6 +247,9 @@ class AribotMetrics:
 
     def _on_ended(self, event: ev.CallEnded) -> None:
         self._usage_seconds.pop(event.call_id, None)
+        cost = self._cost.pop(event.call_id, None)
+        if cost is not None:
+            self.call_cost.observe(cost)
         self.calls_ended.labels(self._reason(end_reason_label(event.reason))).inc()
         self.call_duration.observe(max(0.0, event.duration_s))
         tracked = self._tracked.pop(event.call_id, None)
@@ -274,6 +285,14 @@ class AribotMetrics:
         if event.seconds > last:
             self.ai_seconds.inc(event.seconds - last)
             self._usage_seconds[event.call_id] = event.seconds
+
+    def _on_cost(self, event: ev.CostUpdated) -> None:
+        """``usd`` is the call's total so far: only what it grew by is added."""
+        usd = float(event.usd)
+        last = self._cost.get(event.call_id, 0.0)
+        self._cost[event.call_id] = max(usd, last)
+        if usd > last:
+            self.cost.labels(self._backend(event.backend)).inc(usd - last)
 
     def _on_response_done(self, event: ev.ResponseDone) -> None:
         self.responses.labels(self._status(event.status)).inc()

@@ -45,6 +45,23 @@ def register_settings(register):
                      "how often an open page redraws what changed (batched, so audio is not disturbed)"))
     register(Setting("ui.ended_keep_s", 30.0, number(float, 0, 3600), "seconds 0..3600",
                      "seconds an ended call stays among the live calls before only the history has it"))
+    register(Setting("ui.listen_in", True, as_bool, "true or false",
+                     "a call page's Listen button: the operator hears the live call in the browser (docs/security.md)"))
+
+
+@hookimpl
+def register_pages(register):
+    """The built-in pages come through the same hook as a plugin's (docs/plugins.md)."""
+    from aribot.core.pages import Page
+
+    for page in (Page("/", "Overview", lambda board: board.home(), order=0),
+                 Page("/call/{call_id}", "", lambda board, call_id: board.call_view(call_id), menu=False),
+                 Page("/session", "Session", lambda board: board.session_page(), order=20),
+                 Page("/plugins", "Plugins", lambda board: board.plugins_page(), order=30),
+                 Page("/history", "History", lambda board: board.history_page(), order=40),
+                 Page("/history/{call_id}", "", lambda board, call_id: board.history_view(call_id), menu=False),
+                 Page("/setup", "Setup", lambda board: board.setup_page(), order=50)):
+        register(page)
 
 
 @hookimpl
@@ -60,6 +77,9 @@ async def startup(app):
     check_access(cfg)
     state = LiveState(keep_s=cfg.ended_keep_s)
     app.bus.subscribe(None, state.on_event, owner="ui_nicegui")
+    from aribot.plugins.ui_nicegui.overview import start_day_stats
+
+    start_day_stats(app)  # app.extensions["day_stats"]; seeded from the history once it is open
     dashboard = Dashboard(app, state)
     server = DashboardServer(cfg, dashboard.root)
     await server.start()
@@ -69,6 +89,9 @@ async def startup(app):
 
 @hookimpl
 async def shutdown(app):
+    from aribot.plugins.ui_nicegui.overview import stop_day_stats
+
+    stop_day_stats(app)
     server = app.extensions.pop("ui", None)
     if server is not None:
         await server.stop()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aribot.core import events as ev
+from aribot.plugins.ui_nicegui.timeline import FORMATS, describe
 
 
 @dataclass
@@ -36,6 +37,13 @@ class ToolView:
 
 
 @dataclass
+class TimelineEntry:
+    ts: float
+    name: str    # the event's name, e.g. "call.barge_in"
+    text: str
+
+
+@dataclass
 class CallView:
     call_id: str
     caller_number: str = ""
@@ -51,6 +59,9 @@ class CallView:
     latencies_ms: list[float] = field(default_factory=list)
     barge_ins: int = 0
     dtmf: str = ""
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    backend: str = ""
+    cost_usd: float | None = None      # by the [cost] prices, while the cost plugin runs
     ended_at: float | None = None
     end_reason: str = ""
     version: int = 0
@@ -100,6 +111,11 @@ class LiveState:
         handler = _HANDLERS.get(type(event))
         if handler is not None:
             handler(call, event)
+        if event.name in FORMATS:
+            text = describe(event.name, event.to_json())
+            if text is not None:
+                call.timeline.append(TimelineEntry(event.ts, event.name, text))
+        if handler is not None or event.name in FORMATS:
             _trim(call)
         call.version += 1
         self.version += 1
@@ -119,11 +135,12 @@ def _transcript(call: CallView, event: Any) -> None:
 
 
 # what one call's view keeps of a long call (the AI and the caller decide how much comes): the latest
-KEEP_TURNS, KEEP_TOOLS, KEEP_LATENCIES, KEEP_KEYS = 500, 200, 1000, 64
+KEEP_TURNS, KEEP_TOOLS, KEEP_LATENCIES, KEEP_KEYS, KEEP_TIMELINE = 500, 200, 1000, 64, 500
 
 
 def _trim(call: CallView) -> None:
-    for items, keep in ((call.turns, KEEP_TURNS), (call.tools, KEEP_TOOLS), (call.latencies_ms, KEEP_LATENCIES)):
+    for items, keep in ((call.turns, KEEP_TURNS), (call.tools, KEEP_TOOLS), (call.latencies_ms, KEEP_LATENCIES),
+                        (call.timeline, KEEP_TIMELINE)):
         if len(items) > keep:
             del items[:len(items) - keep]
     if len(call.dtmf) > KEEP_KEYS:
@@ -194,4 +211,6 @@ _HANDLERS: dict[type, Any] = {
     ev.ToolFinished: _tool_finished,
     ev.DtmfReceived: lambda call, e: setattr(call, "dtmf", call.dtmf + e.shown),   # [dtmf] mask
     ev.CallEnded: _ended,
+    ev.BackendReady: lambda call, e: setattr(call, "backend", e.backend or call.backend),
+    ev.CostUpdated: lambda call, e: setattr(call, "cost_usd", e.usd),
 }

@@ -5,12 +5,19 @@ or from the running App; every redraw is driven by one timer per page, only when
 from __future__ import annotations
 
 import datetime as dt
+import inspect
+import logging
 from typing import Any
 
-from nicegui import ui
+from nicegui import PageArguments, ui
 
 from aribot.core.controls import SessionUpdateRefused, transfer_targets
-from aribot.plugins.ui_nicegui.live import CallView, LiveState, TurnView
+from aribot.core.pages import Page
+from aribot.plugins.ui_nicegui.listen import listen_controls
+from aribot.plugins.ui_nicegui.live import CallView, LiveState, TimelineEntry, TurnView
+from aribot.plugins.ui_nicegui.timeline import describe
+
+log = logging.getLogger("aribot.ui")
 
 VOICES = ["marin", "cedar", "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse"]
 TURN_DETECTION = ["server_vad", "semantic_vad", "none"]
@@ -24,19 +31,73 @@ class Dashboard:
         self.app = app
         self.state = state
         self.interval = 1.0 / max(0.5, float(app.settings.ui.refresh_hz))
+        self._refused: set[tuple[str, str]] = set()   # (plugin, path) refusals already logged
+
+    @property
+    def live(self) -> LiveState:
+        """The live calls as the bus shows them (what a page plugin reads)."""
+        return self.state
 
     # --- frame ---------------------------------------------------------------------------------
+    def pages(self) -> list[tuple[str, Page]]:
+        """(plugin, Page) of every enabled plugin's pages, by menu order; the first plugin to
+        register a path keeps it (the built-in pages register first). A plugin that registers
+        something else, or fails, is logged once and its pages are left out."""
+        found: dict[str, tuple[str, Page]] = {}
+        for owner, register_pages in self.app.plugins.implementations("register_pages"):
+            offered: list[Any] = []
+            try:
+                register_pages(register=offered.append)
+            except Exception as exc:
+                self._refuse(owner, "*", f"register_pages raised {exc!r}")
+                continue
+            for page in offered:
+                if not isinstance(page, Page):
+                    self._refuse(owner, repr(page)[:60], "not an aribot.Page")
+                elif page.path in found:
+                    self._refuse(owner, page.path, f"the path belongs to {found[page.path][0]}")
+                else:
+                    found[page.path] = (owner, page)
+        return sorted(found.values(), key=lambda item: (item[1].order, item[1].path))
+
+    def _refuse(self, owner: str, path: str, why: str) -> None:
+        if (owner, path) not in self._refused:
+            self._refused.add((owner, path))
+            log.warning("dashboard: plugin %s: page %s left out: %s", owner, path, why)
+
     def root(self) -> None:
+        pages = self.pages()
         with ui.header().classes("items-center gap-6 bg-slate-800"):
             ui.label("aribot").classes("text-xl font-bold")
-            for text, target in (("Live calls", "/"), ("Session", "/session"), ("Plugins", "/plugins"),
-                                 ("History", "/history"), ("Setup", "/setup")):
-                ui.link(text, target).classes("text-white")
+            for _owner, page in pages:
+                if page.menu:
+                    ui.link(page.title, page.path).classes("text-white").mark(f"menu-{page.path.strip('/') or 'home'}")
             status = ui.label().classes("ml-auto").mark("ari-status")
             ui.timer(1.0, lambda: status.set_text("ARI connected" if self.app.ari_connected else "ARI disconnected"))
-        ui.sub_pages({"/": self.live_calls, "/call/{call_id}": self.call_view, "/session": self.session_page,
-                      "/plugins": self.plugins_page, "/history": self.history_page,
-                      "/history/{call_id}": self.history_view, "/setup": self.setup_page})
+        ui.sub_pages({page.path: self._builder(owner, page) for owner, page in pages}).classes("w-full")
+
+    def _builder(self, owner: str, page: Page) -> Any:
+        """The sub page's builder: ``page.build(self, **path parameters)`` (never query parameters);
+        a page that fails says so on the page and in one log line, and the rest of the dashboard
+        goes on."""
+        def failed(exc: BaseException) -> None:
+            log.error("dashboard: page %s of plugin %s failed (%r); shown as an error on that page only",
+                      page.path, owner, exc)
+            ui.label(f"This page failed: {exc.__class__.__name__}. The log has the details.").mark("page-failed")
+
+        async def build(args: PageArguments) -> None:
+            try:
+                result = page.build(self, **args.path_parameters)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                failed(exc)
+        build.__annotations__ = {"args": PageArguments}  # a real class: NiceGUI matches it by identity
+        return build
+
+    def every_change(self, draw: Any, version: Any) -> None:
+        """Redraw ``draw`` (a ``ui.refreshable``) whenever ``version()`` changes, at most refresh_hz."""
+        self._every_change(draw, version)
 
     def _every_change(self, draw: Any, version: Any) -> None:
         """Redraw ``draw`` (a refreshable) whenever ``version()`` changes, at most refresh_hz."""
@@ -49,13 +110,19 @@ class Dashboard:
                 draw.refresh()
         ui.timer(self.interval, tick)
 
+    # --- home ----------------------------------------------------------------------------------
+    def home(self) -> None:
+        from aribot.plugins.ui_nicegui.overview import overview_page
+
+        overview_page(self)
+
     # --- live calls ----------------------------------------------------------------------------
     def live_calls(self) -> None:
         """One table whose rows are data: a redraw of 50 calls is one message, not 400 elements."""
         ui.label("Live calls").classes("text-2xl")
         columns = [{"name": name, "label": label, "field": name, "align": "left"} for name, label in (
             ("caller", "Caller"), ("extension", "To"), ("state", "State"), ("mode", "Mode"),
-            ("duration", "Duration"), ("speaking", "Speaking"), ("tool", "Tool"))]
+            ("duration", "Duration"), ("speaking", "Speaking"), ("tool", "Tool"), ("cost", "Cost"))]
         table = ui.table(columns=columns, rows=[], row_key="id").classes("w-full").mark("live-calls")
         table.add_slot("body-cell-caller", """<q-td :props="props">
             <a :href="'/call/' + props.row.id" class="text-primary">{{ props.value }}</a></q-td>""")
@@ -66,7 +133,7 @@ class Dashboard:
                      "extension": c.extension, "state": f"ended ({c.end_reason})" if c.end_reason else c.state,
                      "mode": c.mode, "duration": _duration(c.duration_s),
                      "speaking": {"caller": "caller", "assistant": "AI"}.get(c.speaking, ""),
-                     "tool": c.tool_in_progress} for c in self.state.live()]
+                     "tool": c.tool_in_progress, "cost": _usd(c.cost_usd)} for c in self.state.live()]
 
         seen: list[Any] = [None]
 
@@ -89,10 +156,12 @@ class Dashboard:
         live_call = self.app.calls.get(call_id)
         ui.label(f"Call from {view.caller_number or view.caller_name or 'unknown'} to {view.extension}").classes("text-2xl")
         with ui.row().classes("items-center gap-4"):
-            meter_in = ui.linear_progress(value=0, show_value=False).props("color=green").classes("w-40").mark("level-in")
             ui.label("caller")
-            meter_out = ui.linear_progress(value=0, show_value=False).props("color=blue").classes("w-40").mark("level-out")
+            meter_in = ui.linear_progress(value=0, show_value=False).props("color=green").classes("w-40").mark("level-in")
             ui.label("AI")
+            meter_out = ui.linear_progress(value=0, show_value=False).props("color=blue").classes("w-40").mark("level-out")
+            if live_call is not None:
+                listen_controls(self, call_id)   # Listen / Stop beside the levels of what one would hear
 
         def levels() -> None:
             call = self.app.calls.get(call_id)
@@ -108,9 +177,18 @@ class Dashboard:
                 ui.link("Call history", f"/history/{call_id}")
         summary()
         self._every_change(summary, lambda: (view.state, view.mode, view.end_reason, len(view.latencies_ms),
-                                             view.dtmf, int(view.duration_s)))
-        transcript = Transcript(view)
-        ui.timer(self.interval, transcript.update)
+                                             view.dtmf, int(view.duration_s), _usd(view.cost_usd)))
+        with ui.row().classes("w-full items-start no-wrap gap-8"):
+            with ui.column().classes("w-2/3"):
+                transcript = Transcript(view)
+            with ui.column().classes("w-1/3"):
+                ui.label("Timeline").classes("text-lg")
+                timeline = Timeline(view)
+
+        def update() -> None:
+            transcript.update()
+            timeline.update()
+        ui.timer(self.interval, update)
         if live_call is not None:
             self._call_actions(call_id, view)
 
@@ -294,6 +372,8 @@ class Dashboard:
                     ui.label(_duration(row.get("duration_s") or 0))
                     ui.label(row.get("end_reason") or "live or unfinished")
                     ui.label(row.get("backend") or "")
+                    if row.get("cost") is not None:
+                        ui.label(_usd(row["cost"])).mark("history-cost")
             with ui.row().classes("items-center"):
                 if offset[0]:
                     ui.button("Newer", on_click=lambda: show(offset[0] - HISTORY_PAGE)).mark("history-newer")
@@ -310,8 +390,9 @@ class Dashboard:
             ui.label("No record of this call.")
             return
         ui.label(f"Call from {record.get('caller_number') or 'unknown'} to {record.get('extension', '')}").classes("text-2xl")
+        cost = f", cost {_usd(record['cost'])}" if record.get("cost") is not None else ""
         ui.label(f"{_when(record['started_at'])}, {_duration(record.get('duration_s') or 0)}, "
-                 f"ended: {record.get('end_reason') or 'unknown'}")
+                 f"ended: {record.get('end_reason') or 'unknown'}{cost}")
         for turn in [t for t in record.get("turns", []) if (t.get("text") or "").strip()]:   # no empty bubble
             latency = turn.get("latency_ms")
             ui.chat_message(turn["text"], name="AI" if turn["role"] == "assistant" else "Caller",
@@ -320,9 +401,41 @@ class Dashboard:
         for tool in record.get("tools", []):
             ui.label(f"{tool['tool']}({tool['arguments']}) → {tool['error'] or tool['result']}"
                      f" in {tool['duration_ms'] or 0:.0f} ms")
+        lines = [(entry["ts"], text) for entry in record.get("timeline", [])
+                 if (text := describe(entry["type"], entry.get("data") or {})) is not None]
+        if lines:
+            ui.label("Timeline").classes("text-lg")
+            start = record["started_at"]
+            for ts, text in lines:
+                ui.label(f"{_offset(ts - start)}  {text}").classes("font-mono text-sm").mark("timeline-entry")
 
 
-class Transcript:
+class InPlace:
+    """A part of the call page that follows its CallView in place: ``update()`` (on the page's
+    timer) does nothing unless the view changed, then ``draw()`` adds what is new."""
+
+    def __init__(self, view: CallView) -> None:
+        self.view = view
+        self.version = -1
+
+    def update(self) -> None:
+        if self.view.version != self.version:
+            self.version = self.view.version
+            self.draw()
+
+    def draw(self) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def forget(shown: dict[int, Any], items: list[Any], element: int) -> None:
+        """Delete the elements of items a long call's view trimmed off (``shown`` is by id(item);
+        ``element`` is the index of the element to delete in each shown tuple)."""
+        kept = {id(item) for item in items}
+        for key in [key for key in shown if key not in kept]:
+            shown.pop(key)[element].delete()
+
+
+class Transcript(InPlace):
     """The call's words and tools, updated in place: new turns are added, a growing turn only
     changes its text (no redraw of the whole conversation for each word).
 
@@ -331,22 +444,16 @@ class Transcript:
     once it has words; its response latency and "(interrupted)" are added to its bubble once known."""
 
     def __init__(self, view: CallView) -> None:
-        self.view = view
+        super().__init__(view)
         self.turns = ui.column().classes("w-full")
         self.tools = ui.column().classes("w-full")
         # by id(turn): the turn, its message, the bubble's column, its words and notes
         self.shown_turns: dict[int, tuple[TurnView, ui.chat_message, ui.column, ui.label, dict[str, ui.label]]] = {}
         self.shown_tools: list[ui.label] = []
-        self.version = -1
         self.update()
 
-    def update(self) -> None:
-        if self.view.version == self.version:
-            return
-        self.version = self.view.version
-        kept = {id(turn) for turn in self.view.turns}
-        for key in [key for key in self.shown_turns if key not in kept]:   # trimmed off a long call's view
-            self.shown_turns.pop(key)[1].delete()
+    def draw(self) -> None:
+        self.forget(self.shown_turns, self.view.turns, 1)
         position = 0
         for turn in self.view.turns:
             shown = self.shown_turns.get(id(turn))
@@ -379,6 +486,25 @@ class Transcript:
             self.shown_tools[index].set_text(f"tool {tool.tool}({tool.arguments}) → {outcome}{took}")
 
 
+class Timeline(InPlace):
+    """The call's timeline, newest last, updated in place: new entries are appended, entries a
+    long call's view forgot are removed (no redraw of the whole list)."""
+
+    def __init__(self, view: CallView) -> None:
+        super().__init__(view)
+        self.box = ui.column().classes("w-full gap-0").mark("timeline")
+        self.shown: dict[int, tuple[TimelineEntry, ui.label]] = {}
+        self.update()
+
+    def draw(self) -> None:
+        self.forget(self.shown, self.view.timeline, 1)
+        for entry in self.view.timeline:
+            if id(entry) not in self.shown:
+                with self.box:
+                    label = ui.label(f"{_offset(entry.ts - self.view.started_at)}  {entry.text}")
+                self.shown[id(entry)] = (entry, label.classes("font-mono text-sm").mark("timeline-entry"))
+
+
 def _call_summary(view: CallView) -> None:
     with ui.row().classes("items-center gap-4"):
         ui.badge(view.state)
@@ -390,6 +516,21 @@ def _call_summary(view: CallView) -> None:
             ui.label("AI answered in " + ", ".join(f"{ms:.0f} ms" for ms in view.latencies_ms[-5:]))
         if view.dtmf:
             ui.label(f"keys: {view.dtmf}")
+        if view.cost_usd is not None:
+            ui.label(f"cost so far {_usd(view.cost_usd)}").mark("call-cost")
+
+
+def _usd(value: float | None) -> str:
+    """A cost as a supervisor reads it: cents to 4 places below a dollar (a call costs cents)."""
+    if value is None:
+        return ""
+    return f"${value:.4f}" if value < 1 else f"${value:.2f}"
+
+
+def _offset(seconds: float) -> str:
+    """Seconds since the call started, as m:ss.s."""
+    minutes, secs = divmod(max(0.0, seconds), 60)
+    return f"{int(minutes)}:{secs:04.1f}"
 
 
 def _duration(seconds: float) -> str:

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aribot.core.browser_guard import BrowserGuard
 from aribot.core.settings import is_loopback_host
+from aribot.plugins.ui_nicegui.listen import mount_listen
 
 log = logging.getLogger("aribot.ui")
 is_loopback = is_loopback_host  # a dashboard on such an address needs no password
@@ -161,6 +162,7 @@ class DashboardServer:
         from nicegui import core, ui
 
         web = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)  # serve the dashboard, nothing else
+        mount_listen(web, self.cfg)  # before NiceGUI's mount at "/": listen-in's socket and script
         ui.run_with(web, root=self.root, title="aribot", show_welcome_message=False, reconnect_timeout=10.0)
         bind_page_messages(core.sio)
         asgi: ASGIApp = web

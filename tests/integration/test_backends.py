@@ -54,6 +54,13 @@ async def test_one_call_byte_exact_both_ways_over_several_turns(
     assert ended.reason == "caller_hangup" and ended.stats["backend"] == ai.name
     assert "StasisStart" in routed and "StasisEnd" in routed
     assert "ChannelVarset" not in routed and "Dial" not in routed      # Asterisk's event filter works
+    # each answer's response latency is measured, from the caller's last word: Realtime dates it
+    # from its server VAD (audio_end_ms), aribot from the caller's frames where GPT-Live has no turns
+    # (the GPT-Live fake answers after 500 ms of silence, the Realtime fake at once on its VAD's end)
+    latencies = [e.latency_ms for e in probe.of("call.bot_audio_started")]
+    assert len(latencies) == 2 and all(ms is not None for ms in latencies), latencies
+    assert all(250 < ms < 2000 for ms in latencies), latencies
+    print(f"{ai.name}: response latency {latencies} ms")
     if ai.name == "gpt_live":   # billed by the second: usage reached the call, cumulative
         seconds = [e.seconds for e in probe.of("call.usage") if e.seconds is not None]
         assert seconds and seconds == sorted(seconds) and seconds[-1] >= 5

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 import time
@@ -18,12 +17,12 @@ from aribot.plugins.local_backend.realtime.script import Script, Turn
 from aribot.plugins.ui_nicegui.live import LiveState
 from aribot.plugins.ui_nicegui.pages import Dashboard
 from aribot.sandbox.asterisk import AsteriskLab
-from aribot.sandbox.ports import free_tcp_port, free_udp_port_range
+from aribot.sandbox.ports import free_tcp_port
 from tests.fake_realtime.server import FakeRealtimeServer
 from tests.lab.audio import speech
 from tests.lab.calls import caller_turns, heard, padded, start_call
 from tests.lab.probe import Probe
-from tests.lab.serve import API_KEY, wait_healthy
+from tests.lab.serve import console_env, wait_healthy
 from tests.lab.sipp import SippCaller
 from tests.lab.sniffer import RtpSniffer
 from tests.lab.wait import until
@@ -198,22 +197,39 @@ async def wait_page(driver, text: str, timeout: float = 15.0) -> None:
         await asyncio.sleep(0.1)
 
 
-async def test_call_view_in_a_real_browser_during_a_real_call(
+async def tile(driver, label: str) -> str:
+    """The figure of the overview tile labelled ``label``, as the browser shows it."""
+    xpath = f"//div[contains(@class, 'q-card')][div[normalize-space(text())='{label}']]/div[1]"
+    return (await asyncio.to_thread(driver.find_element, "xpath", xpath)).text
+
+
+async def wait_tile(driver, label: str, value: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (shown := await tile(driver, label)) != value:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"tile {label!r} shows {shown!r}, not {value!r}, after {timeout} s")
+        await asyncio.sleep(0.1)
+
+
+async def screenshot(driver, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / name
+    await asyncio.to_thread(driver.save_screenshot, str(shot))
+    assert shot.stat().st_size > 10_000
+    return shot
+
+
+async def test_the_console_in_a_real_browser_during_a_real_call(
     asterisk_lab: AsteriskLab, fake: FakeRealtimeServer, tmp_path: Path
 ) -> None:
-    """`aribot serve` with its dashboard; Chromium watches a live call's transcript stream in,
-    saves a screenshot of the call view, and finds the call in the history after the hangup."""
+    """`aribot serve` with its dashboard; in Chromium the overview counts the call, the call page
+    streams the transcript (no empty element, a measured latency), its timeline and its cost, and
+    the history has the call with its cost and timeline after the hangup. Screenshots of each page
+    go to test-artifacts/ (docs/console-*.png are copies of them)."""
     fake.script = Script(turns=[Turn.audio(speech(1500, seed=3), "Your parcel left the depot this morning.")],
                          caller_transcripts=["Where is my parcel?"], speed=1.0)
     ui_port, http_port = free_tcp_port(), free_tcp_port()
-    low, high = free_udp_port_range(64)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARIBOT_")} | {
-        "ARIBOT_ARI__URL": asterisk_lab.ari_url, "ARIBOT_ARI__USERNAME": asterisk_lab.ari_username,
-        "ARIBOT_ARI__PASSWORD": asterisk_lab.ari_password, "ARIBOT_ARI__APP": asterisk_lab.app,
-        "ARIBOT_OPENAI__URL": fake.url, "ARIBOT_OPENAI__API_KEY": API_KEY, "ARIBOT_ACTIVATION__MODE": "immediate",
-        "ARIBOT_RTP__PORT_MIN": str(low), "ARIBOT_RTP__PORT_MAX": str(high), "ARIBOT_HTTP__PORT": str(http_port),
-        "ARIBOT_UI__ENABLED": "true", "ARIBOT_UI__PORT": str(ui_port),
-        "ARIBOT_HISTORY__PATH": str(tmp_path / "history.sqlite3")}
+    env = console_env(asterisk_lab, fake.url, http_port, ui_port, tmp_path / "history.sqlite3")
     server = await asyncio.create_subprocess_exec(Path(sys.executable).parent / "aribot", "serve", cwd=tmp_path,
                                                   env=env, stdout=asyncio.subprocess.PIPE,
                                                   stderr=asyncio.subprocess.STDOUT)
@@ -223,10 +239,15 @@ async def test_call_view_in_a_real_browser_during_a_real_call(
         driver = await asyncio.to_thread(chromium, tmp_path / "chromium")
         await asyncio.to_thread(driver.get, f"http://127.0.0.1:{ui_port}/")
         await wait_page(driver, "No calls right now.")
+        await wait_tile(driver, "Calls today", "0")
+        charts = await asyncio.to_thread(driver.find_elements, "css selector", "[_echarts_instance_]")
+        assert len(charts) == 2                                # ECharts drew both charts
         caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(800, gap_ms=5000), audio_delay_ms=300,
                             hold_ms_after_audio=300)
         run = asyncio.create_task(caller.run())
         await wait_page(driver, "sipp")                        # the live call appears (caller id from sipp)
+        await wait_tile(driver, "Live calls", "1")
+        await wait_tile(driver, "Calls today", "1")
         link = await asyncio.to_thread(driver.find_element, "partial link text", "sipp")
         await asyncio.to_thread(link.click)
         await wait_page(driver, "Where is my parcel?")          # the caller's words ...
@@ -239,19 +260,29 @@ async def test_call_view_in_a_real_browser_during_a_real_call(
         # the caller's last word is dated from the audio (server VAD's 500 ms of silence is in it), not
         # from the speech_stopped event the fake answers at once (that measure said 0-1 ms)
         assert answered and answered[0] > 250, (answered, texts)
-        ARTIFACTS.mkdir(exist_ok=True)
-        shot = ARTIFACTS / "dashboard-call-view.png"
-        await asyncio.to_thread(driver.save_screenshot, str(shot))
-        assert shot.stat().st_size > 10_000
+        await wait_page(driver, "listening (immediate")          # the timeline ...
+        await wait_page(driver, "AI connected (openai_realtime) in ")
+        await wait_page(driver, "cost so far $0.0")              # ... and the cost of the answer so far
+        await screenshot(driver, "console-call.png")
         result = await run
         assert result.ok, result.error
         await wait_page(driver, "ended: caller_hangup")
+        await asyncio.to_thread(driver.get, f"http://127.0.0.1:{ui_port}/")
+        await wait_tile(driver, "Answered", "1")                 # the overview counted the call
+        await wait_tile(driver, "Live calls", "0")
+        assert (await tile(driver, "AI response, median")).endswith(" ms")
+        assert int((await tile(driver, "AI response, median")).split()[0]) == answered[0]
+        await screenshot(driver, "console-overview.png")
         await asyncio.to_thread(driver.get, f"http://127.0.0.1:{ui_port}/history")
         await wait_page(driver, "caller_hangup")                # the call moved to the history
         await wait_page(driver, "calls 1–1, newest first")      # listed as the page opens, no search
+        await wait_page(driver, "$0.0")                          # with its cost
         link = await asyncio.to_thread(driver.find_element, "partial link text", time.strftime("%Y-%m-%d"))
         await asyncio.to_thread(link.click)
         await wait_page(driver, "Where is my parcel?")
+        await wait_page(driver, "ended: caller_hangup")          # the stored timeline
+        await wait_page(driver, ", cost $0.0")
+        await screenshot(driver, "console-history.png")
     finally:
         if driver is not None:
             await asyncio.to_thread(driver.quit)

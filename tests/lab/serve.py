@@ -77,6 +77,12 @@ def serve_env(lab: AsteriskLab, realtime_url: str, http_port: int, *, legacy: bo
     return env | common | names
 
 
+def console_env(lab: AsteriskLab, realtime_url: str, http_port: int, ui_port: int, history: Path) -> dict[str, str]:
+    """serve_env with the dashboard on ``ui_port`` (loopback, no password) and the history at ``history``."""
+    return serve_env(lab, realtime_url, http_port, legacy=False) | {
+        "ARIBOT_UI__ENABLED": "true", "ARIBOT_UI__PORT": str(ui_port), "ARIBOT_HISTORY__PATH": str(history)}
+
+
 async def start_serve(cwd: Path, env: dict[str, str], http_port: int) -> asyncio.subprocess.Process:
     """`aribot serve` as a subprocess (output captured), once its /healthz answers 200."""
     proc = await asyncio.create_subprocess_exec(str(ARIBOT), "serve", cwd=cwd, env=env,

@@ -14,6 +14,16 @@ from aribot.sandbox.ports import free_tcp_port
 SOCKET_IO = "/_nicegui_ws/socket.io/?EIO=4"  # NiceGUI 3.x: socket.io mounted at /_nicegui_ws (nicegui/nicegui.py)
 
 
+def dashboard_app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> App:
+    """An App (not started) for pages driven by NiceGUI's simulated user: no Asterisk, fast
+    redraws (20 per second); ``env`` sets more ARIBOT_* variables (``TOOLS__MANUAL='["x"]'``)."""
+    monkeypatch.chdir(tmp_path)
+    for key, value in ({"ARI__URL": "http://127.0.0.1:1", "UI__REFRESH_HZ": "20"} | env).items():
+        monkeypatch.setenv(f"ARIBOT_{key}", value)
+    settings, plugins = configure()
+    return App(settings, plugins)
+
+
 async def start_dashboard(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **ui: str) -> AsyncIterator[tuple[str, App]]:
     """(base URL, App) of a started App with the dashboard on a free port; ``ui`` sets [ui] keys
     (e.g. password=..., allowed_hosts=...)."""

@@ -14,13 +14,14 @@ from nicegui import ui
 from nicegui.testing import user_simulation
 
 from aribot.core import events as ev
-from aribot.core.app import App, configure
+from aribot.core.app import App
 from aribot.core.settings import SettingsError
 from aribot.plugins.ui_nicegui import check_access
 from aribot.plugins.ui_nicegui.live import LiveState
 from aribot.plugins.ui_nicegui.pages import Dashboard
 from aribot.plugins.ui_nicegui.server import BasicAuth, is_loopback
 from tests.lab.wait import until
+from tests.unit.dashboard_server import dashboard_app
 
 
 class FakeCall:
@@ -46,12 +47,7 @@ class FakeCall:
 
 @pytest.fixture
 def app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> App:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("ARIBOT_ARI__URL", "http://127.0.0.1:1")
-    monkeypatch.setenv("ARIBOT_TOOLS__TRANSFER_CALL__ALLOWED", '["200", "300@sales"]')
-    monkeypatch.setenv("ARIBOT_UI__REFRESH_HZ", "20")
-    settings, plugins = configure()
-    return App(settings, plugins)
+    return dashboard_app(monkeypatch, tmp_path, TOOLS__TRANSFER_CALL__ALLOWED='["200", "300@sales"]')
 
 
 def started(app: App, call_id: str = "c1") -> FakeCall:
@@ -108,6 +104,40 @@ async def test_call_view_streams_words_marks_barge_ins_and_shows_tools(app: App)
         app.bus.emit(call, ev.ToolFinished(call_id="c1", tool="lookup_order", tool_call_id="t1",
                                            result='{"status": "shipped"}', duration_ms=41.0))
         await user.should_see('tool lookup_order({"id": 7}) → {"status": "shipped"} in 41 ms')
+
+
+async def test_call_view_timeline_says_what_happened_in_order_and_the_cost_so_far(app: App) -> None:
+    board = dashboard(app)
+    call = started(app)
+    t0 = board.state.calls["c1"].started_at
+    events = [ev.CallAnswered(call_id="c1", ts=t0 + 0.2),
+              ev.BackendReady(call_id="c1", session_id="s1", connect_ms=183.2, backend="gpt_live", ts=t0 + 0.5),
+              ev.ActivationOpened(call_id="c1", mode="vad", reason="caller spoke", ts=t0 + 1.2),
+              ev.SpeechStarted(call_id="c1", item_id="u1", ts=t0 + 1.3),          # not in the timeline
+              ev.BargeIn(call_id="c1", item_id="a1", played_ms=400, dropped_ms=900, ts=t0 + 4.0),
+              ev.DtmfReceived(call_id="c1", digit="7", masked=True, ts=t0 + 5.0),
+              ev.ToolCalled(call_id="c1", tool="lookup_order", tool_call_id="t1", arguments='{"id": 7}', ts=t0 + 6.0),
+              ev.ToolFinished(call_id="c1", tool="lookup_order", tool_call_id="t1", result="",
+                              error="timed out", duration_ms=5000.4, ts=t0 + 11.0),
+              ev.BackendRollover(call_id="c1", reason="expired", attempt=1, replayed_items=4, gap_ms=312.0,
+                                 ts=t0 + 61.0),
+              ev.BackendError(call_id="c1", code="rate_limit_exceeded", message="slow down", ts=t0 + 62.0),
+              ev.CostUpdated(call_id="c1", usd=0.01234, backend="gpt_live", ts=t0 + 62.5)]
+    async with user_simulation(root=board.root) as user:
+        await user.open("/call/c1")
+        for event in events:
+            app.bus.emit(call, event)
+        await user.should_see("AI error rate_limit_exceeded: slow down")
+        await user.should_see("cost so far $0.0123", marker="call-cost")
+        box = next(iter(user.find(marker="timeline").elements))
+        lines = [e.text for e in box.default_slot.children]   # in the order shown
+        assert lines == ["0:00.2  answered", "0:00.5  AI connected (gpt_live) in 183 ms",
+                         "0:01.2  listening (vad: caller spoke)",
+                         "0:04.0  barge-in: the AI stopped after 400 ms (900 ms not played)",
+                         "0:05.0  key x", '0:06.0  tool lookup_order({"id": 7})',
+                         "0:11.0  tool lookup_order failed: timed out in 5000 ms",
+                         "1:01.0  AI session renewed (expired, attempt 1, 312 ms gap)",
+                         "1:02.0  AI error rate_limit_exceeded: slow down"]
 
 
 async def test_call_view_draws_one_bubble_per_turn_with_words_and_no_empty_element(app: App) -> None:

@@ -22,6 +22,7 @@ from aribot.core.choices import CHANNEL_VARIABLES, CallChoices, parse_stasis_arg
 from aribot.core.controls import CallControls
 from aribot.core.conversation import Conversation
 from aribot.core.g711 import loud_samples
+from aribot.core.hold import HOLD_ITEM
 from aribot.core.metrics import CallMetrics
 from aribot.core.playout import Pacer, Playout, PlayoutViews
 from aribot.core.rtp import PAYLOAD_TYPES, SILENCE_BYTE, RtpEndpoint, RtpSender
@@ -283,6 +284,8 @@ class Call(PlayoutViews, CallControls):
         self.emit(ev.BotAudioStopped(call_id=self.id, item_id=item_id))
 
     def _on_first_frame(self, item_id: str, _now: float) -> None:
+        if item_id == HOLD_ITEM:   # aribot's hold sound is not the AI answering: no latency, no event
+            return
         stopped = self._speech_stopped_at
         if stopped is None and self._voiced_frames >= VOICED_FRAMES:
             stopped = self._voiced_at   # the caller's last loud frame (a backend that reports no turns)

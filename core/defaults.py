@@ -8,6 +8,7 @@ from typing import Any
 
 from aribot.core.browser_guard import host_entries, origin_entries
 from aribot.core.choices import is_inside, key_list
+from aribot.core.hold import hold_sound_setting
 from aribot.core.prompts import greeting_folders, local_path
 from aribot.core.settings import (
     TOKEN_ALLOWED,
@@ -159,6 +160,11 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("tools.filler", "Tell the caller in a few words that you are checking.",
             as_str, "instructions for the AI",
             "instructions for that filler"),
+    Setting("tools.hold_sound", "", hold_sound_setting, "empty, beeps, or a file: in call.greeting_dirs",
+            "looped into the call while a tool runs past filler_after, stopped when it returns: beeps (built in) "
+            "or a WAV/G.711 file; empty = none"),
+    Setting("tools.hold_sound_with_filler", "after", choice("after", "instead"), "after or instead",
+            "the hold sound plays after the AI's spoken filler, or instead of it"),
     Setting("tools.manual", [], str_list, "a list of tool names",
             "tools answered by a person on the dashboard instead of their function"),
     Setting("tools.manual_timeout", 120.0, number(float, 1, 3600), "seconds 1..3600",
@@ -183,11 +189,12 @@ def core_checks(settings: Any) -> list[str]:
     if settings.rtp.port_min > settings.rtp.port_max:
         errors.append(f"setting rtp.port_min = {settings.rtp.port_min} is above rtp.port_max = "
                       f"{settings.rtp.port_max}: expected port_min <= port_max")
-    greeting_file = local_path(settings.call.greeting)
-    if greeting_file is not None and not is_inside(greeting_file, settings.call.greeting_dirs):
-        errors.append(f"setting call.greeting = {settings.call.greeting!r} is a file outside call.greeting_dirs = "
-                      f"{list(settings.call.greeting_dirs)}: list its folder there (ARIBOT_CALL__GREETING_DIRS) or "
-                      "use a sound: URI")
+    for key, media in (("call.greeting", settings.call.greeting), ("tools.hold_sound", settings.tools.hold_sound)):
+        path = local_path(media)
+        if path is not None and not is_inside(path, settings.call.greeting_dirs):
+            errors.append(f"setting {key} = {media!r} is a file outside call.greeting_dirs = "
+                          f"{list(settings.call.greeting_dirs)}: list its folder there (ARIBOT_CALL__GREETING_DIRS)"
+                          + (" or use a sound: URI" if key == "call.greeting" else ""))
     if not is_loopback_host(settings.http.host) and not settings.http.token:
         errors.append(f"setting http.host = {settings.http.host!r} is not loopback: the HTTP API (calls, tools, "
                       "/logs) then needs a token; set http.token (ARIBOT_HTTP__TOKEN) or bind it to 127.0.0.1")

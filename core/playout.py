@@ -130,6 +130,22 @@ class Playout:
         """True while audio of ``item_id`` is still waiting to be sent."""
         return any(seg.item_id == item_id and seg.available for seg in self._segments)
 
+    def queued_bytes(self, item_id: str) -> int:
+        """Bytes of ``item_id`` still waiting to be sent."""
+        return sum(seg.available for seg in self._segments if seg.item_id == item_id)
+
+    def others_queued(self, item_id: str) -> bool:
+        """True while audio of any item but ``item_id`` waits to be sent."""
+        return any(seg.item_id != item_id and seg.available for seg in self._segments)
+
+    def drop(self, item_id: str) -> int:
+        """Drop what of ``item_id`` is still queued (aribot's own audio, e.g. the hold sound, stopped);
+        the rest plays on. Returns the bytes dropped."""
+        dropped = sum(seg.available for seg in self._segments if seg.item_id == item_id)
+        if dropped:
+            self._segments = deque(seg for seg in self._segments if seg.item_id != item_id)
+        return dropped
+
     @property
     def buffered_bytes(self) -> int:
         return sum(seg.available for seg in self._segments)
@@ -204,6 +220,7 @@ class Pacer:
         self._last_send = 0.0
         self._stopped = False
         self.frames_sent = 0
+        self._item = ""                       # the item of the last frame sent
         self.last_frame: bytes | None = None  # for level meters
 
     @property
@@ -272,8 +289,12 @@ class Pacer:
             frame = self.idle_frame
         else:
             marker = not self._talking
-            if marker and self.on_first_frame is not None:
-                self.on_first_frame(self.playout.current_item, now)
+            item = self.playout.current_item
+            # a new talk-spurt, or a new item straight after another (e.g. the AI's answer right after
+            # aribot's hold sound): its first frame is sent now
+            if (marker or item != self._item) and self.on_first_frame is not None:
+                self.on_first_frame(item, now)
+            self._item = item
             if self._first_received is not None:
                 self.metrics.first_frame_latency.add((time.perf_counter() - self._first_received) * 1000)
                 self._first_received = None

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Union, get_args, get_origin
 
 from aribot.core import events as ev
+from aribot.core.hold import HoldSound
 from aribot.core.settings import SettingsError, number
 
 log = logging.getLogger("aribot.tools")
@@ -372,10 +373,18 @@ async def run_tool_call(call: Any, name: str, tool_call_id: str, arguments: str,
     started = time.perf_counter()
     cfg, backend = call.settings.tools, call.backend
     filler_tag = backend.next_tag()
+    hold = HoldSound.for_call(call)
+
+    def too_long() -> None:   # the tool runs past filler_after: the AI says so, and/or the hold sound plays
+        said = None
+        if cfg.filler and (hold is None or cfg.hold_sound_with_filler == "after"):
+            said = call.spawn(backend.request_response(cfg.filler, tag=filler_tag))
+        if hold is not None:
+            hold.start(after=said)
+
     filler = None
-    if cfg.filler_after and cfg.filler:
-        filler = asyncio.get_running_loop().call_later(
-            cfg.filler_after, lambda: call.spawn(backend.request_response(cfg.filler, tag=filler_tag)))
+    if cfg.filler_after and (cfg.filler or hold is not None):
+        filler = asyncio.get_running_loop().call_later(cfg.filler_after, too_long)
     try:
         if name in cfg.manual:
             outcome = await _manual_answer(call, name, tool_call_id, arguments)
@@ -385,6 +394,8 @@ async def run_tool_call(call: Any, name: str, tool_call_id: str, arguments: str,
     finally:
         if filler is not None:
             filler.cancel()
+        if hold is not None:
+            hold.stop()                   # the moment the tool returns: what is queued of it is dropped
         backend.drop_request(filler_tag)  # a filler not said yet is no longer wanted
     call.emit(ev.ToolFinished(call_id=call.id, tool=name, tool_call_id=tool_call_id, result=outcome.output,
                               error=outcome.error, duration_ms=(time.perf_counter() - started) * 1000))

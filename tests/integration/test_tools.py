@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from aribot.core.hold import builtin_beeps
 from aribot.plugins.local_backend.realtime.script import Script, Turn
 from aribot.sandbox.asterisk import AsteriskLab
 from tests.fake_realtime.server import FakeRealtimeServer
@@ -126,6 +129,49 @@ async def test_a_slow_tool_gets_a_filler_then_the_answer(
     assert tool_outputs(conn) == [{"order_id": "7", "status": "shipped"}]
     payload = placed.audio
     assert payload == padded(filler) + padded(answer)
+    assert conn.errors_sent == []
+
+
+@pytest.mark.parametrize("with_filler", ["instead", "after"])
+async def test_a_slow_tool_gets_the_hold_sound_until_it_returns(
+    asterisk_lab: AsteriskLab, rtp_sniffer: RtpSniffer, fake: FakeRealtimeServer, make_aribot, tmp_path: Path,
+    plugin_folder, with_filler: str,
+) -> None:
+    """[tools] hold_sound: aribot loops the sound into the call once the tool has run filler_after
+    seconds (after the AI's filler, or instead of it) and drops what is queued of it the moment the
+    tool returns: the caller hears [the filler], then the loop from its start, byte for byte, then
+    the answer whole. The hold sound is not the AI answering: no bot-audio event of its own, and the
+    answer's response latency counts the tool's time."""
+    filler, answer = speech(400, seed=22), speech(500, seed=23)
+    turns = [Turn.function_call("slower_lookup", {"order_id": "8"})]
+    turns += [Turn.audio(filler, "Let me check.")] if with_filler == "after" else []
+    fake.script = Script(turns=turns + [Turn.audio(answer, "It was delivered.")])
+    app = await make_aribot(fake.url, tools={"filler_after": 0.4, "hold_sound": "beeps",
+                                             "hold_sound_with_filler": with_filler},
+                            plugins={"paths": [plugin_folder("faulty_tools")]})
+    probe = Probe.attach(app)
+    placed = await place_call(asterisk_lab, tmp_path / "sipp", caller_turns(600, gap_ms=5000), audio_delay_ms=300,
+                              hold_ms_after_audio=300, sniffer=rtp_sniffer)
+    conn = fake.connections[0]
+    assert tool_outputs(conn) == [{"order_id": "8", "status": "delivered"}]
+    said = instructions(conn)
+    assert (app.settings.tools.filler in said) == (with_filler == "after")
+    payload = placed.audio
+    before = padded(filler) if with_filler == "after" else b""
+    assert payload.startswith(before) and payload.endswith(padded(answer))
+    hold = payload[len(before):len(payload) - len(padded(answer))]
+    loop = builtin_beeps("ulaw")
+    assert hold == (loop * 2)[:len(hold)]                       # the loop from its start, byte for byte
+    # the tool ran 2.5 s from the call: the hold plays from 0.4 s (after the filler's 0.4 s in "after")
+    # to the tool's return, give or take the 200 ms queued ahead (dropped) and a top-up period
+    played_s = len(hold) / 8000
+    expected = 2.5 - 0.4 - (0.4 if with_filler == "after" else 0.0)
+    assert expected - 0.5 < played_s <= expected + 0.1, played_s
+    started = probe.of("call.bot_audio_started")
+    assert [e.item_id for e in started if e.item_id.startswith("aribot-")] == []   # the hold is not the AI
+    assert len(started) == (2 if with_filler == "after" else 1)    # the filler and/or the answer, each once
+    first = started[0].latency_ms   # the caller waited for the first AI audio: the filler's, or the answer's
+    assert first is not None and (first > 2500 if with_filler == "instead" else 400 < first < 2500), first
     assert conn.errors_sent == []
 
 

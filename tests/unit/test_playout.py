@@ -225,3 +225,22 @@ def test_a_turns_response_latency_counts_from_the_callers_last_word_to_the_first
     assert started[0].latency_ms == pytest.approx(850.0)
     assert started[1].latency_ms == pytest.approx(650.0)
     assert started[2].latency_ms is None
+
+
+def test_dropping_one_item_leaves_the_others_and_the_next_item_is_announced() -> None:
+    """aribot's own audio (the hold sound) is dropped alone when the tool returns; the AI's item that
+    follows it at once is announced by its first frame although the talk-spurt goes on (no marker)."""
+    clock, firsts = ManualClock(), []
+    pacer, playout, endpoint = paced(clock, on_first_frame=lambda item, t: firsts.append(item))
+    playout.push("aribot-hold", frames(1, 2, 3, 4))
+    assert playout.queued_bytes("aribot-hold") == 4 * FRAME_BYTES and not playout.others_queued("aribot-hold")
+    pacer.kick()
+    clock.advance_to(clock.now + FRAME_SECONDS)        # two hold frames out
+    playout.push("ai-1", frames(9, 9))
+    assert playout.others_queued("aribot-hold") and playout.others_queued("ai-1")
+    assert playout.drop("aribot-hold") == 2 * FRAME_BYTES and playout.drop("aribot-hold") == 0
+    assert playout.queued_bytes("ai-1") == 2 * FRAME_BYTES   # the AI's audio stays
+    clock.advance_to(clock.now + 2 * FRAME_SECONDS)
+    assert [p.payload for p in endpoint.packets] == [frames(1), frames(2), frames(9), frames(9)]
+    assert [p.marker for p in endpoint.packets] == [True, False, False, False]
+    assert firsts == ["aribot-hold", "ai-1"]

@@ -1,4 +1,4 @@
-"""Tools that go wrong: one raises, one never answers, one is slow."""
+"""Tools that go wrong: one raises, one never answers, two are slow."""
 
 import asyncio
 
@@ -26,7 +26,17 @@ async def slow_lookup(order_id: str) -> dict:
     return {"order_id": order_id, "status": "shipped"}
 
 
+async def slower_lookup(order_id: str) -> dict:
+    """Looks something up very slowly.
+
+    Args:
+        order_id: the order number
+    """
+    await asyncio.sleep(2.5)
+    return {"order_id": order_id, "status": "delivered"}
+
+
 @aribot.hookimpl
 def register_tools(register):
-    for function in (raises, hangs, slow_lookup):
+    for function in (raises, hangs, slow_lookup, slower_lookup):
         register(function)

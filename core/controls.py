@@ -15,6 +15,7 @@ from aribot.core import events as ev
 from aribot.core.ari import AriError
 from aribot.core.backend import SessionChange
 from aribot.core.g711 import AudioFileError
+from aribot.core.playout import LOCAL_ITEM
 from aribot.core.prompts import load_prompt, local_path
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aribot.call")
 E = TypeVar("E", bound=ev.Event)
-GREETING_ITEM = "aribot-greeting"
+GREETING_ITEM = LOCAL_ITEM + "greeting"
 GOODBYE_LIMIT_S = 20.0  # longest aribot waits for a goodbye to be said and heard
 PLAYOUT_TAIL_S = 0.3    # after the last frame, before hanging up: the phone's jitter buffer plays out
 

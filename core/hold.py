@@ -17,11 +17,12 @@ import math
 from typing import Any
 
 from aribot.core.g711 import AudioFileError, encode
+from aribot.core.playout import LOCAL_ITEM
 from aribot.core.prompts import load_prompt, local_path
 from aribot.core.rtp import FRAME_BYTES
 
 log = logging.getLogger("aribot.call")
-HOLD_ITEM = "aribot-hold"
+HOLD_ITEM = LOCAL_ITEM + "hold"
 BUILTIN = "beeps"          # [tools] hold_sound = "beeps": a soft double beep every 3 s, no file needed
 AHEAD_FRAMES = 10          # hold audio kept queued ahead of the pacer (200 ms)
 TOP_UP_S = 0.1             # how often it is topped up

@@ -18,6 +18,7 @@ from aribot.core.metrics import CallMetrics
 from aribot.core.rtp import FRAME_BYTES, FRAME_SECONDS, RtpEndpoint, RtpSender
 
 COMPACT_AT = 1 << 16
+LOCAL_ITEM = "aribot-"   # the prefix of items aribot plays itself (a file greeting, the hold sound)
 
 
 @dataclass(slots=True)
@@ -290,9 +291,10 @@ class Pacer:
         else:
             marker = not self._talking
             item = self.playout.current_item
-            # a new talk-spurt, or a new item straight after another (e.g. the AI's answer right after
-            # aribot's hold sound): its first frame is sent now
-            if (marker or item != self._item) and self.on_first_frame is not None:
+            # a new talk-spurt, or the AI's item straight after aribot's own audio (the hold sound):
+            # its first frame is sent now (one AI item after another goes on as one spurt)
+            if (marker or (item != self._item and self._item.startswith(LOCAL_ITEM))) \
+                    and self.on_first_frame is not None:
                 self.on_first_frame(item, now)
             self._item = item
             if self._first_received is not None:

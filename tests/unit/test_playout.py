@@ -244,3 +244,14 @@ def test_dropping_one_item_leaves_the_others_and_the_next_item_is_announced() ->
     assert [p.payload for p in endpoint.packets] == [frames(1), frames(2), frames(9), frames(9)]
     assert [p.marker for p in endpoint.packets] == [True, False, False, False]
     assert firsts == ["aribot-hold", "ai-1"]
+
+
+def test_one_ai_item_straight_after_another_goes_on_as_one_spurt() -> None:
+    clock, firsts = ManualClock(), []
+    pacer, playout, endpoint = paced(clock, on_first_frame=lambda item, t: firsts.append(item))
+    playout.push("ai-1", frames(1, 2))
+    playout.push("ai-2", frames(3))
+    pacer.kick()
+    clock.advance_to(clock.now + 2 * FRAME_SECONDS)
+    assert [p.payload for p in endpoint.packets] == [frames(1), frames(2), frames(3)]
+    assert firsts == ["ai-1"] and [p.marker for p in endpoint.packets] == [True, False, False]

@@ -52,7 +52,7 @@ _EVENTS = ("Event", "event_types", "CallStarted", "CallAnswered", "MediaConnecte
            "ToolAwaitingAnswer", "ToolFinished", "DtmfReceived", "TalkingStarted", "TalkingFinished",
            "GreetingStarted", "GreetingFinished", "BotAudioStopped", "DtmfCollected", "NoInput", "TimerFired",
            "BackendError", "UsageUpdated", "CostUpdated", "ListenStarted", "ListenStopped",
-           "CallEnded")
+           "TransferProgress", "OutboundOutcome", "CallEnded")
 _BACKENDS = ("BackendType", "Capabilities", "SpeechBackend", "BackendHost", "SessionSetup", "SessionChange",
              "SessionLost", "BackendUnavailable")
 # public name -> the internal module that defines it (imported when the name is first used)
@@ -75,7 +75,8 @@ __all__ = ["__version__", "hookimpl", "Setting", "SettingsError", "as_bool", "as
            "SpeechStopped", "TranscriptDelta", "Transcript", "ResponseStarted", "BotAudioStarted", "ResponseDone",
            "BargeIn", "ToolCalled", "ToolAwaitingAnswer", "ToolFinished", "DtmfReceived", "TalkingStarted",
            "TalkingFinished", "GreetingStarted", "GreetingFinished", "BotAudioStopped", "DtmfCollected", "NoInput",
-           "TimerFired", "BackendError", "UsageUpdated", "CostUpdated", "ListenStarted", "ListenStopped", "CallEnded",
+           "TimerFired", "BackendError", "UsageUpdated", "CostUpdated", "ListenStarted", "ListenStopped",
+           "TransferProgress", "OutboundOutcome", "CallEnded",
            "ToolContext", "ToolResult", "App",
            "Call", "ActivationGate", "BackendType", "Capabilities", "SpeechBackend", "BackendHost", "SessionSetup",
            "SessionChange", "SessionLost", "BackendUnavailable", "Page"]
@@ -114,6 +115,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
         ListenStopped,
         MediaConnected,
         NoInput,
+        OutboundOutcome,
         ResponseDone,
         ResponseStarted,
         SpeechStarted,
@@ -126,6 +128,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
         ToolFinished,
         Transcript,
         TranscriptDelta,
+        TransferProgress,
         UsageUpdated,
         event_types,
     )

@@ -22,6 +22,10 @@ from aribot.core.settings import SettingsError, data_dir, load_settings, unknown
 from aribot.core.tools import ToolRegistry
 
 log = logging.getLogger("aribot.app")
+# First Stasis argument of a channel aribot originates into its own app for a plugin (a warm
+# transfer's target): never a new call. Its StasisStart goes to whoever watches its id
+# (App.watch); one nobody watches any more (its plugin gave up on it) is hung up.
+OWNED_ARG = "aribot-owned"
 
 
 def configure(settings_file: str | Path | None = None, *,
@@ -84,6 +88,9 @@ class App:
         self.overrides: dict[str, Any] = {}
         self.calls: dict[str, Call] = {}
         self._legs: dict[str, Call] = {}
+        # channels a plugin took charge of (a transfer's target, a transferred caller): id → handler
+        self._watched: dict[str, Callable[[AriEvent], None]] = {}
+        self.kept_bridges: set[str] = set()  # this app's bridges a plugin owns; the leftover sweep keeps them
         self._call_tasks: set[asyncio.Task[Any]] = set()
         self.draining = False
         self._asterisk_started = ""  # Asterisk's startup_time at the last connect
@@ -247,7 +254,7 @@ class App:
         # after listing: a call registers itself before it creates its leg and bridge, so whatever
         # the lists hold of a call that started meanwhile is owned by now
         owned_legs = {call.leg_id for call in self.calls.values()}
-        owned_bridges = {call.bridge_id for call in self.calls.values()}
+        owned_bridges = {call.bridge_id for call in self.calls.values()} | self.kept_bridges
         stale_channels = [i for i in _ids(channels) if i.startswith(self.resource_prefix("em")) and i not in owned_legs]
         stale_bridges = [i for i in _ids(bridges) if i.startswith(self.resource_prefix("br")) and i not in owned_bridges]
         for op, key, ids in (("hangup", "channelId", stale_channels), ("destroy_bridge", "bridgeId", stale_bridges)):
@@ -279,11 +286,13 @@ class App:
         channels = await self.ari.call("list_channels")
         legs = self.resource_prefix("em")  # media legs (live or not) are sweep_leftovers' business
         ours = [c for c in channels if self._in_our_stasis(c)] if isinstance(channels, list) else []
-        suspects = {i for i in _ids(ours) if not i.startswith(legs) and i not in self.calls and i not in self._legs}
+        suspects = {i for i in _ids(ours) if not i.startswith(legs) and i not in self.calls and i not in self._legs
+                    and i not in self._watched}
         if not suspects:
             return 0
         await asyncio.sleep(settle_s)
-        orphans = [cid for cid in suspects if cid not in self.calls and cid not in self._legs and not self.draining]
+        orphans = [cid for cid in suspects if cid not in self.calls and cid not in self._legs
+                   and cid not in self._watched and not self.draining]
         action = self.settings.call.on_failure
         for channel_id in orphans:
             try:
@@ -315,6 +324,14 @@ class App:
     # --- routing ------------------------------------------------------------------------------
     def register_leg(self, call: Call) -> None:
         self._legs[call.leg_id] = call
+
+    def watch(self, channel_id: str, handler: Callable[[AriEvent], None]) -> None:
+        """Send the ARI events of ``channel_id`` (when no call owns it) to ``handler``, in order,
+        until ``unwatch``; a watched channel is never taken for a new call or an orphan."""
+        self._watched[channel_id] = handler
+
+    def unwatch(self, channel_id: str) -> None:
+        self._watched.pop(channel_id, None)
 
     def forget(self, call: Call) -> None:
         self.calls.pop(call.id, None)
@@ -360,6 +377,10 @@ class App:
         if call is not None:
             call.deliver(event)
             return
+        watcher = self._watched.get(channel_id or "")
+        if watcher is not None:
+            watcher(event)
+            return
         if event.type == "StasisStart" and event.channel is not None:
             self._on_new_channel(event)
             return
@@ -371,6 +392,11 @@ class App:
         assert channel is not None
         if channel.is_media_leg:
             log.info("ignoring StasisStart of %s: a media channel this aribot did not create", channel.name)
+            return
+        if event.args[:1] == [OWNED_ARG]:
+            log.info("hanging up %s (%s): aribot originated it for a plugin that no longer waits for it",
+                     channel.id, shown(channel.name))
+            asyncio.create_task(self._hang_up(channel.id))
             return
         if self.draining:
             log.info("call %s arrived while stopping; continuing it in the dialplan", channel.id)
@@ -386,6 +412,14 @@ class App:
             task = asyncio.create_task(call.run(), name=f"call-{call.id}")
         self._call_tasks.add(task)
         task.add_done_callback(self._call_tasks.discard)
+
+    async def _hang_up(self, channel_id: str) -> None:
+        try:
+            await self.ari.call("hangup", channelId=channel_id, reason="normal")
+        except AriNotFound:
+            pass
+        except AriError as exc:
+            log.warning("could not hang up %s (%s); it may be left in Asterisk", channel_id, exc)
 
     async def _refuse(self, channel_id: str) -> None:
         try:

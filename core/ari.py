@@ -32,9 +32,13 @@ OPERATIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "play": ("POST", "/channels/{channelId}/play/{playbackId}", ("media",)),
     "stop_playback": ("DELETE", "/playbacks/{playbackId}", ()),
     "send_dtmf": ("POST", "/channels/{channelId}/dtmf", ("dtmf", "between", "duration")),
+    "originate": ("POST", "/channels/{channelId}", ("endpoint", "app", "appArgs", "callerId", "timeout", "formats")),
+    "start_moh": ("POST", "/channels/{channelId}/moh", ("mohClass",)),
+    "stop_moh": ("DELETE", "/channels/{channelId}/moh", ()),
     "list_bridges": ("GET", "/bridges", ()),
     "create_bridge": ("POST", "/bridges/{bridgeId}", ("type", "name")),
     "add_channel": ("POST", "/bridges/{bridgeId}/addChannel", ("channel",)),
+    "remove_channel": ("POST", "/bridges/{bridgeId}/removeChannel", ("channel",)),
     "destroy_bridge": ("DELETE", "/bridges/{bridgeId}", ()),
     "events": ("GET", "/events", ("app", "subscribeAll")),  # the WebSocket upgrade
     "set_event_filter": ("PUT", "/applications/{applicationName}/eventFilter", ()),  # JSON body: the filter

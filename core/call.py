@@ -12,7 +12,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from aribot.core import events as ev
 from aribot.core.ari import AriError, AriNotFound, new_id
@@ -117,6 +117,9 @@ class Call(PlayoutViews, CallControls):
         self.endpoint = RtpEndpoint(self.id, PAYLOAD_TYPES[fmt], self._on_caller_audio)
         self.pacer: Pacer | None = None
         self.listeners: list[Any] = []  # listen-in taps: caller_audio(payload), ai_audio(frame), close()
+        # plugins' steps awaited once the media path is up, before the activation mode and the greeting,
+        # e.g. a recording's consent (plugins/recording); a failing one is logged and the call goes on
+        self.preludes: list[Callable[[], Awaitable[Any]]] = []
         self.conversation: Conversation | None = None   # created once the call's choices are known
         self._item_response: dict[str, str] = {}   # AI utterance → the backend's response it belongs to
         self._speech_stopped_at: float | None = None  # when the caller stopped speaking (turn latency)
@@ -309,6 +312,8 @@ class Call(PlayoutViews, CallControls):
                 self._spawn(self._run_feature(name, factory))
             mode = self.app.activation_modes[self.mode_name](self)
             await self._prepare(mode)
+            for prelude in list(self.preludes):
+                await self._run_prelude(prelude)
             self._spawn(self._activate(mode))
             await self._greet()
             self.state = "talking"
@@ -406,6 +411,12 @@ class Call(PlayoutViews, CallControls):
                 await mode.prepare()
             except Exception:
                 log.exception("call %s: activation mode %s failed to prepare; going on", self.id, self.mode_name)
+
+    async def _run_prelude(self, prelude: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await prelude()
+        except Exception:
+            log.exception("call %s: a plugin's step before listening failed; the call goes on", self.id)
 
     async def _activate(self, mode: Any) -> None:
         try:
@@ -507,7 +518,9 @@ class Call(PlayoutViews, CallControls):
         await self._delete("hangup", channelId=self.leg_id)
         await self._delete("destroy_bridge", bridgeId=self.bridge_id)
         self.app.ports.release(self.endpoint)
-        if not self.caller_left.is_set():
+        if not self.caller_left.is_set() and self._end_action == "keep" and not self.failed:
+            await self.set_variable("ARIBOT_END_REASON", self.end_reason)   # handed off: the caller stays
+        elif not self.caller_left.is_set():
             # a play issued while the caller is still leaving the bridge can be lost in Asterisk
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._unbridged.wait(), 1.0)
@@ -564,6 +577,23 @@ class Call(PlayoutViews, CallControls):
             self.emit(ev.CallEnded(call_id=self.id, reason=self.end_reason, duration_s=time.time() - self.started_at,
                                    stats={}))
             self.done.set()
+
+    # --- bridge moves (a warm transfer) ---------------------------------------------------------
+    async def move_out(self, channel_id: str = "") -> None:
+        """Take a channel (the caller by default) out of the call's bridge: it neither hears the
+        AI nor is heard by it any more (it stays in Stasis). Raises AriError."""
+        await self.ari.call("remove_channel", bridgeId=self.bridge_id, channel=channel_id or self.id)
+
+    async def move_in(self, channel_id: str = "") -> None:
+        """Put a channel (the caller by default) into the call's bridge, where the AI hears it
+        and is heard. Raises AriError."""
+        await self.ari.call("add_channel", bridgeId=self.bridge_id, channel=channel_id or self.id)
+
+    def hand_off(self, reason: str) -> None:
+        """End aribot's part of the call (media leg, bridge, AI session) but leave the caller where
+        it is, in Stasis: the plugin that calls this (a warm transfer that bridged the caller to
+        its target) owns the caller from now on. ``ARIBOT_END_REASON`` is still set."""
+        self.finish(reason, "keep")
 
     async def _delete(self, op: str, **ids: str) -> None:
         try:

@@ -1,4 +1,4 @@
-"""Command line: ``aribot serve``, ``plugins``, ``config``, ``doctor``, ``lab`` and ``demo``."""
+"""Command line: ``aribot serve``, ``plugins``, ``config``, ``doctor``, ``call``, ``lab`` and ``demo``."""
 
 from __future__ import annotations
 
@@ -157,6 +157,74 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 130
 
 
+def _api_base(settings: Any) -> str:
+    host = str(settings.http.host)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://[{host}]:{settings.http.port}" if ":" in host else f"http://{host}:{settings.http.port}"
+
+
+def _api(settings: Any, method: str, path: str, body: dict[str, Any] | None = None,
+         timeout: float = 10.0) -> tuple[int, Any]:
+    """One request to the running aribot's HTTP API (the token from settings); (status, JSON)."""
+    import urllib.error
+    import urllib.request
+
+    headers = {"Content-Type": "application/json"}
+    if settings.http.token:
+        headers["Authorization"] = f"Bearer {settings.http.token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(_api_base(settings) + path, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return reply.status, json.loads(reply.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read() or b"null")
+        except ValueError:
+            return exc.code, {"error": exc.reason}
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    """Place a call through the running aribot (POST /calls); --wait prints its outcome."""
+    import time
+    import urllib.error
+
+    settings, _plugins = _load(args)
+    body: dict[str, Any] = {"endpoint": args.endpoint}
+    for key in ("instructions", "greeting", "backend", "caller_id", "machine_message"):
+        if getattr(args, key) is not None:
+            body[key] = getattr(args, key)
+    if args.amd is not None:
+        body["amd"] = args.amd
+    where = _api_base(settings)
+    try:
+        status, reply = _api(settings, "POST", "/calls", body)
+        if status >= 300:
+            error = reply.get("error") if isinstance(reply, dict) else None
+            print(f"aribot call: refused by aribot at {where} ({status}): {error or reply}", file=sys.stderr)
+            return 1
+        call_id = reply["call_id"]
+        print(call_id, flush=True)
+        deadline = time.monotonic() + args.wait
+        while args.wait and time.monotonic() < deadline:
+            status, state = _api(settings, "GET", f"/calls/{call_id}")
+            if status == 200 and state.get("state") == "ended":
+                print(f"{state.get('outcome') or 'unknown'}: {state.get('detail', '')} (ended: {state.get('end_reason')})")
+                return 0
+            time.sleep(0.5)
+        if args.wait:
+            print(f"aribot call: {call_id} has not ended after {args.wait:g} s", file=sys.stderr)
+            return 1
+        return 0
+    except urllib.error.URLError as exc:
+        print(f"aribot call: aribot is not running at {where} ({getattr(exc, 'reason', exc)}); start it with "
+              "`aribot serve`", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"aribot call: no usable answer from {where} ({exc!r})", file=sys.stderr)
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aribot", description="Answer Asterisk calls with a speech-to-speech AI.")
     parser.add_argument("--version", action="version", version=f"aribot {__version__}")
@@ -182,6 +250,21 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "serve":
             cmd.add_argument("--demo-if-unconfigured", action="store_true",
                              help="with neither an ARI password nor an OpenAI key configured, run `aribot demo`")
+    call = sub.add_parser("call", help="place a call through the running aribot (POST /calls; see [outbound])",
+                          description="Place a call through the running aribot's HTTP API (its [http] port and "
+                                      "token from the settings). Prints the call id.")
+    call.add_argument("endpoint", help="what Asterisk dials, e.g. PJSIP/100 (must match [outbound] allowed)")
+    call.add_argument("--settings", metavar="FILE", help=SETTINGS_HELP)
+    call.add_argument("--instructions", help="the AI's instructions for this call ([call] per_call_keys)")
+    call.add_argument("--greeting", help="sound:<name> played when the callee answers ([call] per_call_keys)")
+    call.add_argument("--backend", help="speech backend among [ai] allowed ([call] per_call_keys)")
+    call.add_argument("--caller-id", dest="caller_id", help="caller id, e.g. '\"Shop\" <100>'")
+    call.add_argument("--amd", action=argparse.BooleanOptionalAction, default=None,
+                      help="detect answering machines (default: [outbound] amd)")
+    call.add_argument("--machine-message", dest="machine_message", help="left on an answering machine")
+    call.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                      help="wait up to SECONDS for the call to end and print its outcome")
+    call.set_defaults(func=cmd_call)
     lab = sub.add_parser("lab", help="run a private Asterisk 22 with a softphone account to try aribot (needs root)")
     lab.add_argument("--sip-port", type=int, default=None,
                      help="UDP port for SIP (default 5062, or a free port if 5062 is taken)")

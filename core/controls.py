@@ -38,10 +38,10 @@ def level(frame: bytes | None, fmt: str) -> float:
     return sum(frame.translate(_LEVEL[fmt])) / (127 * len(frame))
 
 
-def transfer_targets(settings: Any) -> dict[tuple[str, str], str]:
-    """(extension, context) → entry of ``[tools.transfer_call] allowed`` ("ext" or "ext@context";
+def transfer_targets(settings: Any, tool: str = "transfer_call") -> dict[tuple[str, str], str]:
+    """(extension, context) → entry of ``[tools.<tool>] allowed`` ("ext" or "ext@context";
     "ext" means the configured default context, "" = the caller's own)."""
-    config = (settings.get("tools", {}) or {}).get("transfer_call") or {}
+    config = (settings.get("tools", {}) or {}).get(tool) or {}
     default = str(config.get("context", "") or "")
     targets = {}
     for entry in config.get("allowed", []) or []:

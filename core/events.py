@@ -371,6 +371,27 @@ class ListenStopped(Event):
     seconds: float = 0.0
 
 
+@event("call.transfer")
+@dataclass(frozen=True, kw_only=True)
+class TransferProgress(Event):
+    """A warm transfer moved on: ``stage`` is started, ringing, answered, accepted, declined,
+    no_answer, busy, failed or cancelled; ``target`` is "ext@context"; ``detail`` says more."""
+
+    stage: str
+    target: str
+    detail: str = ""
+
+
+@event("call.outbound_outcome")
+@dataclass(frozen=True, kw_only=True)
+class OutboundOutcome(Event):
+    """How a call aribot placed (plugins/outbound) went: ``outcome`` is human, machine, no_answer,
+    busy or failed; ``detail`` says more (the detector's reason, Asterisk's hang-up cause)."""
+
+    outcome: str
+    detail: str = ""
+
+
 @event("call.ended")
 @dataclass(frozen=True, kw_only=True)
 class CallEnded(Event):

@@ -35,7 +35,7 @@ from typing import Any
 
 import aiohttp
 
-from aribot.sandbox.asterisk_config import LabConfig
+from aribot.sandbox.asterisk_config import MOH_DIR, MOH_FILE, LabConfig, moh_audio
 from aribot.sandbox.ports import free_tcp_port, free_udp_port, free_udp_port_range
 
 ASTERISK = "/usr/sbin/asterisk"
@@ -209,8 +209,9 @@ class AsteriskLab:
         self.config_dir.mkdir(parents=True)
         for name, text in cfg.files().items():
             (self.config_dir / name).write_text(text)
-        for sub in ("lib", "spool", "run", "log", "cache"):
+        for sub in ("lib", "spool", "run", "log", "cache", MOH_DIR):
             (self.var_dir / sub).mkdir(parents=True, exist_ok=True)
+        (self.var_dir / MOH_DIR / MOH_FILE).write_bytes(moh_audio())
 
     async def start(self, timeout: float = 10.0) -> None:
         """Launch Asterisk and wait until ``GET /ari/asterisk/ping`` answers 200."""

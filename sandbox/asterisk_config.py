@@ -10,12 +10,14 @@ also ``sipp-alaw``: sipp again, A-law only, identified by source IP 127.0.0.2.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
 # asterisk-ari.md §5.2, plus what the lab's dialplan and tests use (Echo, Playback, snoop,
-# TALK_DETECT), res_pjsip_authenticator_digest (the phone's digest auth; without a phone only to
-# silence "No SIP authenticator") and res_pjsip_registrar (the phone's REGISTER).
+# TALK_DETECT; Dial and music on hold for warm transfers), res_pjsip_authenticator_digest (the
+# phone's digest auth; without a phone only to silence "No SIP authenticator") and
+# res_pjsip_registrar (the phone's REGISTER).
 MODULES = (
     # core
     "res_sorcery_config", "res_sorcery_memory", "res_sorcery_astdb", "res_timing_timerfd",
@@ -40,7 +42,15 @@ MODULES = (
     "res_ari_endpoints", "res_ari_device_states", "app_stasis",
     # dialplan applications and functions (func_strings: FILTER, which keeps ${EXTEN} to a number)
     "app_echo", "app_playback", "func_talkdetect", "func_jitterbuffer", "func_strings",
+    "app_dial", "res_musiconhold",
+    # Asterisk's answering-machine detection, measured beside aribot's own ([aribot-amd], amd.conf)
+    "app_amd",
 )  # fmt: skip
+
+# Music on hold: the chroot ships no MOH files (Debian's asterisk-moh-opsound is not installed), so
+# the lab writes its own tune (moh_audio) into <var_dir>/moh, the "default" class's directory.
+MOH_DIR = "moh"
+MOH_FILE = "aribot-lab-hold.ulaw"
 
 # The source address a sipp call comes from to be the A-law-only endpoint (loopback: 127.0.0.0/8).
 SIPP_ALAW_ADDRESS = "127.0.0.2"
@@ -106,6 +116,8 @@ class LabConfig:
             "pjsip.conf": self.pjsip_conf(),
             "rtp.conf": self.rtp_conf(),
             "extensions.conf": self.extensions_conf(),
+            "musiconhold.conf": self.musiconhold_conf(),
+            "amd.conf": AMD_CONF,
         }
         return {name: "" for name in EMPTY_CONFIGS} | rendered
 
@@ -221,6 +233,14 @@ max_contacts = 1
 remove_existing = yes
 """
 
+    @property
+    def moh_dir(self) -> str:
+        """The music on hold files' folder (as Asterisk sees it); ``moh_audio()`` goes there."""
+        return f"{self.var_dir}/{MOH_DIR}"
+
+    def musiconhold_conf(self) -> str:
+        return f"[default]\nmode = files\ndirectory = {self.moh_dir}\n"
+
     def rtp_conf(self) -> str:
         return f"""[general]
 rtpstart = {self.rtp_start}
@@ -260,6 +280,12 @@ exten => 702,1,Set(ARIBOT_BACKEND=gpt_live)
 exten => 703,1,Stasis({self.app},${{EXTEN}},backend=local)
  same => n,Hangup()
 
+; Asterisk's AMD() on an answered channel originated here (the tests compare it with aribot's detector)
+[aribot-amd]
+exten => s,1,AMD()
+ same => n,NoOp(aribot-lab amd ${{AMD_LABEL}} AMDSTATUS=${{AMDSTATUS}} AMDCAUSE=${{AMDCAUSE}})
+ same => n,Hangup()
+
 [aribot-continue]
 exten => _X.,1,NoOp(aribot-lab continued ${{EXTEN}})
  same => n,Hangup()
@@ -280,6 +306,19 @@ exten => s,1,NoOp(aribot-lab phone s)
  same => n,Hangup()
 """
 
+
+# app_amd's settings: Asterisk's documented defaults, written out (app_amd wants the file)
+AMD_CONF = """[general]
+total_analysis_time = 5000
+silence_threshold = 256
+initial_silence = 2500
+after_greeting_silence = 800
+greeting = 1500
+min_word_length = 100
+maximum_word_length = 5000
+between_words_silence = 50
+maximum_number_of_words = 2
+"""
 
 LOGGER_CONF = """[general]
 dateformat = %F %T.%3q
@@ -305,3 +344,22 @@ record = 1400/500,0/15000
 info = !950/330,!1400/330,!1800/330,0
 stutter = !350+440/100,!0/100,!350+440/100,!0/100,!350+440/100,!0/100,350+440
 """
+
+
+def moh_audio(seconds: float = 8.0) -> bytes:
+    """The lab's hold music, raw µ-law 8 kHz: a gentle arpeggio (C E G E, 250 ms a note, soft
+    attack and release), never silent for more than a few milliseconds, so a test can tell it
+    from silence."""
+    from aribot.core.g711 import encode  # pure; imported here so the module stays import-light
+
+    rate, note_s = 8000, 0.25
+    notes = (261.63, 329.63, 392.0, 329.63)
+    per_note = int(rate * note_s)
+    ramp = rate // 100  # 10 ms
+    samples: list[int] = []
+    for n in range(int(seconds / note_s)):
+        freq = notes[n % len(notes)]
+        for i in range(per_note):
+            envelope = min(1.0, (i + 1) / ramp, (per_note - i) / ramp)
+            samples.append(int(6000 * envelope * math.sin(2 * math.pi * freq * i / rate)))
+    return encode(samples, "ulaw")

@@ -32,11 +32,12 @@ from typing import Any
 from aribot.core import events as ev
 
 log = logging.getLogger("aribot.history")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE calls (id TEXT PRIMARY KEY, caller_number TEXT NOT NULL DEFAULT '',
     caller_name TEXT NOT NULL DEFAULT '', extension TEXT NOT NULL DEFAULT '', started_at REAL NOT NULL,
-    answered_at REAL, ended_at REAL, end_reason TEXT, duration_s REAL, mode TEXT, stats TEXT, cost REAL);
+    answered_at REAL, ended_at REAL, end_reason TEXT, duration_s REAL, mode TEXT, stats TEXT, cost REAL,
+    recording TEXT);
 CREATE INDEX calls_started_at ON calls (started_at);
 CREATE INDEX calls_caller_number ON calls (caller_number);
 CREATE TABLE turns (call_id TEXT NOT NULL, seq INTEGER NOT NULL,
@@ -51,6 +52,7 @@ CREATE TABLE events (call_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT 
 # what turns a database of version N - 1 into version N (run in one transaction, in order)
 MIGRATIONS = {
     2: "ALTER TABLE calls ADD COLUMN cost REAL;",   # the call's AI cost in USD (the cost plugin's CostUpdated)
+    3: "ALTER TABLE calls ADD COLUMN recording TEXT;",   # the call's WAV file (plugins/recording), deleted with it
 }
 CALL_COLUMNS = ("id", "caller_number", "caller_name", "extension", "started_at", "answered_at", "ended_at",
                 "end_reason", "duration_s", "mode", "cost")
@@ -280,9 +282,14 @@ class HistoryStore:
                 live.seq += 1
                 conn.execute("INSERT INTO tools VALUES (?, ?, ?, ?, '', ?, ?, ?, ?)",
                              (cid, live.seq, event.tool, event.tool_call_id, *done[:3], ts))
+        elif isinstance(event, ev.OutboundOutcome) and event.outcome in ("no_answer", "busy", "failed"):
+            # a placed call never answered (plugins/outbound) has no CallEnded: its outcome ends the record
+            conn.execute("UPDATE calls SET ended_at = ?, end_reason = ?, duration_s = 0, extension = 'outbound' "
+                         "WHERE id = ? AND answered_at IS NULL AND ended_at IS NULL", (ts, event.outcome, cid))
         if event.name not in NOT_IN_TIMELINE:
             self._timeline(live, event)
-        if isinstance(event, ev.CallEnded):
+        if isinstance(event, ev.CallEnded) or isinstance(event, ev.OutboundOutcome) and conn.execute(
+                "SELECT 1 FROM calls WHERE id = ? AND ended_at IS NOT NULL", (cid,)).fetchone():
             self._live.pop(cid, None)
         elif first:
             self._live[cid] = live
@@ -336,12 +343,43 @@ class HistoryStore:
         return await self._run(self._purge, time.time() - retention_days * 86400)
 
     def _purge(self, cutoff: float) -> int:
-        old = "SELECT id FROM calls WHERE started_at < ? AND ended_at IS NOT NULL"
+        return self._delete_calls("started_at < ? AND ended_at IS NOT NULL", (cutoff,))
+
+    async def delete(self, call_id: str) -> bool:
+        """Delete one call's record and its recording file; False if there was none."""
+        return bool(await self._run(self._delete_calls, "id = ?", (call_id,)))
+
+    def _delete_calls(self, where: str, params: tuple[Any, ...]) -> int:
+        """Delete the calls matching ``where`` with everything of theirs, then their recording files."""
         with self.conn as conn:
+            files = [row[0] for row in conn.execute(f"SELECT recording FROM calls WHERE {where} AND recording IS NOT "
+                                                    "NULL", params)]
             for table in ("turns", "tools", "events"):
-                conn.execute(f"DELETE FROM {table} WHERE call_id IN ({old})", (cutoff,))
-            return conn.execute("DELETE FROM calls WHERE started_at < ? AND ended_at IS NOT NULL",
-                                (cutoff,)).rowcount
+                conn.execute(f"DELETE FROM {table} WHERE call_id IN (SELECT id FROM calls WHERE {where})", params)
+            deleted = conn.execute(f"DELETE FROM calls WHERE {where}", params).rowcount
+        for path in files:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.error("call history: could not delete the recording %s (%s); delete it yourself", path,
+                          exc.strerror)
+        return deleted
+
+    def set_recording(self, call_id: str, path: str | None) -> None:
+        """Point the call's record at its recording file (None: at none); written by the worker, after
+        the events submitted before, and never waited for. A failure is one log line."""
+        if self._executor is not None:
+            self._executor.submit(self._set_recording, call_id, path)
+
+    def _set_recording(self, call_id: str, path: str | None) -> None:
+        try:
+            with self.conn as conn:
+                conn.execute("INSERT OR IGNORE INTO calls (id, started_at) VALUES (?, ?)", (call_id, time.time()))
+                conn.execute("UPDATE calls SET recording = ? WHERE id = ?", (path, call_id))
+        except (sqlite3.Error, HistoryError) as exc:
+            log.error("call history: could not note the recording of call %s (%s)", call_id, exc)
 
     # --- reading ------------------------------------------------------------------------------
     async def search(self, caller: str | None = None, since: float | None = None, until: float | None = None,
@@ -401,6 +439,9 @@ class HistoryStore:
                           **({"latency_ms": latency.get(r["item_id"])} if r["role"] == "assistant" else {})}
                          for r in self.conn.execute(q.format("turns", "ts, seq"), (call_id,))]
         call["tools"] = [dict(r) for r in self.conn.execute(q.format("tools", "seq"), (call_id,))]
+        outcomes = [e["data"].get("outcome") for e in call["timeline"] if e["type"] == ev.OutboundOutcome.name]
+        if outcomes:   # a call aribot placed: human, machine, no_answer, busy or failed
+            call["outcome"] = outcomes[-1]
         for part in ("turns", "tools", "timeline"):
             for item in call[part]:
                 del item["call_id"]

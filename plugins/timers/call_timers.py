@@ -23,7 +23,8 @@ from aribot.core import events as ev
 
 log = logging.getLogger("aribot.timers")
 ACTIVITY = (ev.SpeechStarted, ev.SpeechStopped, ev.TalkingStarted, ev.TalkingFinished, ev.ResponseStarted,
-            ev.ResponseDone, ev.BotAudioStarted, ev.BotAudioStopped, ev.ActivationOpened, ev.TranscriptDelta)
+            ev.ResponseDone, ev.BotAudioStarted, ev.BotAudioStopped, ev.ActivationOpened, ev.TranscriptDelta,
+            ev.TransferProgress)
 
 
 async def first_of(*events: asyncio.Event, timeout: float | None = None) -> None:
@@ -104,7 +105,9 @@ class CallTimers:
             self.activity.clear()
             if self.no_input.is_set():
                 self.no_input.clear()
-            elif call.bot_speaking or self.caller_speaking:
+            elif call.bot_speaking or self.caller_speaking or call.input_held:
+                # the AI is not listening (e.g. the caller is on hold during a warm transfer): no
+                # silence of the caller's counts until something happens again
                 await self.activity.wait()
                 continue
             else:

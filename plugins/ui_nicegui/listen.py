@@ -42,13 +42,10 @@ from fastapi import WebSocket
 from fastapi.responses import FileResponse
 
 from aribot.core import events as ev
-from aribot.core.rtp import SILENCE_BYTE
+from aribot.core.audio_tap import DELAY_S, RATE, SLACK_S, AlignedTap
 
 log = logging.getLogger("aribot.ui")
-RATE = 8000                # G.711 samples per second, one byte each
-CHUNK_S = 0.1              # one WebSocket message per this much audio
-DELAY_S = 0.04             # what a side may be late (RTP jitter) before it is padded with silence
-SLACK_S = 0.5              # a side ahead of real time keeps at most this much; older audio is dropped
+CHUNK_S = 0.1              # one WebSocket message per this much audio (DELAY_S, SLACK_S: core/audio_tap.py)
 QUEUE_CHUNKS = 10          # messages waiting for a slow browser (1 s); beyond, the oldest is dropped
 TOKEN_TTL_S = 60.0         # a listen token is valid this long, and once
 MAX_TOKENS = 1000          # tokens not yet used; beyond, the oldest are forgotten
@@ -93,60 +90,24 @@ def _live_call(app: Any, call_id: str) -> Any:
     return call
 
 
-class Listener:
-    """Collects both sides of one call for one browser socket and cuts them into stereo chunks
-    every ~100 ms (its own task): left = caller, right = AI, interleaved G.711 bytes."""
+class Listener(AlignedTap):
+    """Collects both sides of one call for one browser socket (the aligned tap of
+    core/audio_tap.py) and cuts them into stereo chunks every ~100 ms (its own task): left =
+    caller, right = AI, interleaved G.711 bytes."""
 
     def __init__(self, call: Any, operator: str, client: str, fmt: str, *, loop: Any = None) -> None:
+        super().__init__(fmt, loop=loop, delay_s=DELAY_S, slack_s=SLACK_S, max_due_s=QUEUE_CHUNKS * CHUNK_S)
         self.call, self.operator, self.client = call, operator, client
-        self.format = fmt
-        self.silence = SILENCE_BYTE[fmt]
-        self.caller = bytearray()
-        self.ai = bytearray()
         self.queue: deque[bytes] = deque()
         self.ready = asyncio.Event()     # a chunk waits in the queue
         self.closed = asyncio.Event()
         self.dropped_chunks = 0          # messages a slow browser missed
-        self.dropped_bytes = 0           # audio of a side beyond SLACK_S ahead of real time
-        self.sent_samples = 0            # per channel
-        self._loop = loop or asyncio.get_running_loop()
-        self._t0 = self._loop.time()
         self.started = time.monotonic()
-
-    # --- the audio path (Call): append only ----------------------------------------------------
-    def caller_audio(self, payload: bytes) -> None:
-        self.caller += payload
-
-    def ai_audio(self, frame: bytes) -> None:
-        self.ai += frame
 
     # --- the listener's own task -----------------------------------------------------------------
     def header(self) -> str:
         return json.dumps({"format": self.format, "rate": RATE, "channels": 2, "interleaved": True,
                            "chunk_ms": int(CHUNK_S * 1000)})
-
-    def cut(self) -> bytes | None:
-        """One stereo chunk of the audio due since the last one (None if nothing is due yet)."""
-        due = int((self._loop.time() - self._t0 - DELAY_S) * RATE) - self.sent_samples
-        if due <= 0:
-            return None
-        if due > QUEUE_CHUNKS * CHUNK_S * RATE:   # the loop stalled: skip the time nobody can hear any more
-            self.sent_samples += due - int(QUEUE_CHUNKS * CHUNK_S * RATE)
-            due = int(QUEUE_CHUNKS * CHUNK_S * RATE)
-        out = bytearray(2 * due)
-        out[0::2] = self._take(self.caller, due)
-        out[1::2] = self._take(self.ai, due)
-        self.sent_samples += due
-        return bytes(out)
-
-    def _take(self, buf: bytearray, n: int) -> bytes:
-        chunk = bytes(buf[:n])
-        del buf[:n]
-        if len(buf) > SLACK_S * RATE:
-            excess = len(buf) - int(SLACK_S * RATE)
-            del buf[:excess]
-            self.dropped_bytes += excess
-        return chunk + bytes([self.silence]) * (n - len(chunk)) if len(chunk) < n else chunk
 
     def put(self, chunk: bytes) -> None:
         """Queue a chunk for the socket; a full queue (a slow browser) drops the oldest, counted."""

@@ -13,6 +13,7 @@ from nicegui import PageArguments, ui
 
 from aribot.core.controls import SessionUpdateRefused, transfer_targets
 from aribot.core.pages import Page
+from aribot.plugins.recording.route import recording_url
 from aribot.plugins.ui_nicegui.listen import listen_controls
 from aribot.plugins.ui_nicegui.live import CallView, LiveState, TimelineEntry, TurnView
 from aribot.plugins.ui_nicegui.timeline import describe
@@ -393,6 +394,8 @@ class Dashboard:
         cost = f", cost {_usd(record['cost'])}" if record.get("cost") is not None else ""
         ui.label(f"{_when(record['started_at'])}, {_duration(record.get('duration_s') or 0)}, "
                  f"ended: {record.get('end_reason') or 'unknown'}{cost}")
+        if record.get("recording"):   # plugins/recording: the call's stereo WAV (caller left, AI right)
+            ui.audio(recording_url(call_id)).mark("recording")
         for turn in [t for t in record.get("turns", []) if (t.get("text") or "").strip()]:   # no empty bubble
             latency = turn.get("latency_ms")
             ui.chat_message(turn["text"], name="AI" if turn["role"] == "assistant" else "Caller",

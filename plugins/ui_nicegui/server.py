@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aribot.core.browser_guard import BrowserGuard
 from aribot.core.settings import is_loopback_host
+from aribot.plugins.recording.route import mount_recordings
 from aribot.plugins.ui_nicegui.listen import mount_listen
 
 log = logging.getLogger("aribot.ui")
@@ -163,6 +164,7 @@ class DashboardServer:
 
         web = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)  # serve the dashboard, nothing else
         mount_listen(web, self.cfg)  # before NiceGUI's mount at "/": listen-in's socket and script
+        mount_recordings(web, getattr(self.root, "__self__", None))  # /recording/{call}: the Dashboard's app
         ui.run_with(web, root=self.root, title="aribot", show_welcome_message=False, reconnect_timeout=10.0)
         bind_page_messages(core.sio)
         asgi: ASGIApp = web

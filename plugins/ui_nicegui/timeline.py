@@ -51,6 +51,10 @@ FORMATS: dict[str, Callable[[dict[str, Any]], str]] = {
                                     + f"{d.get('code')}: {_clip(d.get('message'))}",
     "call.listen_started": lambda d: f"listen-in started by {d.get('operator') or 'an operator'}",
     "call.listen_stopped": lambda d: f"listen-in by {d.get('operator') or 'an operator'} stopped",
+    "call.transfer": lambda d: f"warm transfer to {d.get('target')}: {str(d.get('stage')).replace('_', ' ')}"
+                               + (f" ({_clip(d.get('detail'))})" if d.get("detail") else ""),
+    "call.outbound_outcome": lambda d: f"outbound call: {d.get('outcome')}" + (f" ({_clip(d['detail'])})"
+                                                                              if d.get("detail") else ""),
     "call.ended": lambda d: f"ended: {_clip(d.get('reason'))}",
 }
 

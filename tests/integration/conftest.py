@@ -4,12 +4,14 @@ Realtime server per test, and aribot itself in-process with settings pointing at
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from nicegui.testing.general import nicegui_reset_globals
 
 from aribot.core.app import App, configure
 from aribot.core.ari import AriClient
@@ -85,11 +87,14 @@ async def make_aribot(
     """Start aribot in-process (``await make_aribot(url, section={...})``); at teardown it is
     stopped, Asterisk must be clean within 2 s and every ARI request must match the api-docs."""
     apps: list[App] = []
+    fresh_ui = contextlib.ExitStack()
 
     async def make(realtime_url: str, **overrides: dict[str, Any]) -> App:
         path = write_settings(tmp_path / f"settings-{len(apps)}.toml",
                               lab_settings(asterisk_lab, realtime_url, **overrides))
         settings, plugins = configure(path)
+        if settings.ui.enabled and not any(a.settings.ui.enabled for a in apps):
+            fresh_ui.enter_context(nicegui_reset_globals())   # NiceGUI's app is process-global: a fresh one
         app = App(settings, plugins)
         await app.start()
         apps.append(app)
@@ -101,6 +106,7 @@ async def make_aribot(
     channels, bridges = await asterisk_lab.wait_clean(2.0)
     for app in apps:
         await app.stop()
+    fresh_ui.close()
     assert (channels, bridges) == ([], []), f"left in Asterisk: {channels} {bridges}"
     problems = [p for op, params in ari_requests for p in validate_request(op, params)]
     assert problems == [], problems

@@ -134,7 +134,8 @@ async def test_http_api_healthz_tools_and_logs(
             assert resp.status == 200 and (await resp.json())["ari"] == "connected"
         async with session.get(base + "/tools") as resp:
             tools = {t["name"]: t for t in await resp.json()}
-            assert resp.status == 200 and set(tools) == {"end_call", "transfer_call", "send_dtmf", "current_time"}
+            assert resp.status == 200 and set(tools) == {"end_call", "transfer_call", "send_dtmf", "current_time",
+                                                         "warm_transfer", "warm_transfer_answer"}
             assert tools["end_call"]["plugin"] == "tools_end_call" and tools["end_call"]["enabled"] is True
             assert tools["transfer_call"]["parameters"]["required"] == ["extension"]
         async with session.ws_connect(base + "/logs") as ws:

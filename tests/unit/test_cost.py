@@ -22,7 +22,7 @@ from aribot.core.defaults import CORE_SETTINGS
 from aribot.core.events import EventBus
 from aribot.core.settings import SettingsError, load_settings
 from aribot.plugins.cost.prices import PRICE_SETTINGS, UsageError, token_counts
-from aribot.plugins.history.store import SCHEMA, HistoryStore
+from aribot.plugins.history.store import SCHEMA_VERSION, HistoryStore
 from tests.unit.test_metrics import fake_app as metrics_app
 from tests.unit.test_metrics import scrape, value
 
@@ -42,6 +42,23 @@ USAGE = {"total_tokens": 821, "input_tokens": 789, "output_tokens": 32,
 #   audio output               23 × $64   = 1472.0
 #                                           5044.0 per 1M → $0.005044
 USAGE_USD = 0.005044
+
+# the history schema as aribot 0.2.0 wrote it (version 1): the upgrade must start from exactly this
+SCHEMA_1 = """
+CREATE TABLE calls (id TEXT PRIMARY KEY, caller_number TEXT NOT NULL DEFAULT '',
+    caller_name TEXT NOT NULL DEFAULT '', extension TEXT NOT NULL DEFAULT '', started_at REAL NOT NULL,
+    answered_at REAL, ended_at REAL, end_reason TEXT, duration_s REAL, mode TEXT, stats TEXT);
+CREATE INDEX calls_started_at ON calls (started_at);
+CREATE INDEX calls_caller_number ON calls (caller_number);
+CREATE TABLE turns (call_id TEXT NOT NULL, seq INTEGER NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('caller', 'assistant')), item_id TEXT NOT NULL DEFAULT '',
+    text TEXT NOT NULL, ts REAL NOT NULL, interrupted INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (call_id, seq));
+CREATE TABLE tools (call_id TEXT NOT NULL, seq INTEGER NOT NULL, tool TEXT NOT NULL, tool_call_id TEXT NOT NULL,
+    arguments TEXT NOT NULL DEFAULT '', result TEXT, error TEXT, duration_ms REAL, ts REAL NOT NULL,
+    PRIMARY KEY (call_id, seq));
+CREATE TABLE events (call_id TEXT NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, ts REAL NOT NULL,
+    data TEXT NOT NULL DEFAULT '{}', PRIMARY KEY (call_id, seq));
+"""
 
 
 def settings_with(tmp_path: Path, toml: str = "") -> Any:
@@ -244,14 +261,14 @@ async def test_history_keeps_the_latest_cost_out_of_the_timeline_and_upgrades_a_
 ) -> None:
     path = tmp_path / "history.sqlite3"
     with sqlite3.connect(path) as conn:                 # a database as aribot's history schema 1 wrote it
-        conn.executescript(SCHEMA.replace(", cost REAL", "") + "PRAGMA user_version = 1;")
+        conn.executescript(SCHEMA_1 + "PRAGMA user_version = 1;")
         conn.execute("INSERT INTO calls (id, caller_number, started_at, ended_at, end_reason) "
                      "VALUES ('old', '+4930', 1.0, 2.0, 'caller_hangup')")
     store = HistoryStore(path)
     await store.open()
     try:
         with sqlite3.connect(path) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+            assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)   # every step since 1
         old = await store.get("old")
         assert old is not None and old["cost"] is None and old["caller_number"] == "+4930"
         for event in (ev.CallStarted(call_id="c1", channel_id="c1", caller_number="+4940", ts=10.0),

@@ -395,3 +395,21 @@ def test_a_long_call_keeps_only_its_latest_turns_tools_and_keys() -> None:
     assert len(view.turns) == live.KEEP_TURNS and view.turns[-1].text == f"turn {live.KEEP_TURNS + 19}"
     assert len(view.tools) == live.KEEP_TOOLS and view.tools[-1].tool_call_id == f"t{live.KEEP_TOOLS + 4}"
     assert view.dtmf == "5" * live.KEEP_KEYS
+
+
+@pytest.mark.parametrize(("event", "line"), [
+    (ev.OutboundOutcome(call_id="c1", outcome="machine", detail="beep after 6.1 s"),
+     "outbound call: machine (beep after 6.1 s)"),
+    (ev.OutboundOutcome(call_id="c1", outcome="busy", detail=""), "outbound call: busy"),
+    (ev.TransferProgress(call_id="c1", stage="no_answer", target="200@sales", detail="no answer within 5 s"), None),
+    (ev.ListenStarted(call_id="c1", operator="aribot", client="127.0.0.1:5"), "listen-in started by aribot"),
+    (ev.SpeechStarted(call_id="c1", item_id="i1"), None),
+])
+def test_the_timeline_says_what_a_telephony_event_means(event: ev.Event, line: str | None) -> None:
+    from aribot.plugins.ui_nicegui.timeline import describe
+
+    text = describe(event.name, event.to_json())
+    if isinstance(event, ev.TransferProgress):
+        assert text is not None and "200@sales" in text and "no answer" in text
+    else:
+        assert text == line

@@ -130,3 +130,15 @@ def test_other_phone_username_and_extra_dialplan() -> None:
 def test_unsafe_phone_accounts_are_refused(field: dict[str, str]) -> None:
     with pytest.raises(ValueError):
         LabConfig(**BASE, **field)
+
+
+def test_asterisks_amd_is_loaded_configured_and_reachable() -> None:
+    """app_amd with amd.conf (Asterisk's defaults, written out) and the [aribot-amd] context the outbound
+    tests originate to, to measure AMD() beside aribot's own detector."""
+    cfg = LabConfig(**BASE)
+    assert "load => app_amd.so" in cfg.modules_conf()
+    amd = cfg.files()["amd.conf"]
+    assert amd.startswith("[general]\n") and "greeting = 1500\n" in amd and "after_greeting_silence = 800\n" in amd
+    ext = cfg.extensions_conf()
+    context = ext[ext.index("[aribot-amd]"):ext.index("[aribot-continue]")]
+    assert "exten => s,1,AMD()" in context and "AMDSTATUS=${AMDSTATUS}" in context and "Stasis" not in context

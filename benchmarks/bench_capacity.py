@@ -31,7 +31,9 @@ window of ``--window`` seconds is measured:
 - the rig: the simulator's own send lateness p99 and the load processes' CPU.
 
 It prints a table, writes the figures as JSON and, with ``--plot``, a PNG of CPU and memory
-against calls. This is a benchmark: it prints figures and asserts nothing.
+against calls. This is a benchmark: it prints figures and asserts nothing. ``run_step`` also takes
+a ``Watch``, something a run adds around its window (``benchmarks/bench_browser.py``: browsers on
+the dashboard).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -86,6 +88,8 @@ class Step:
     appends: int = 0
     buffer_ms: float = 0.0   # the backend's deliberate playout buffer, which bot-audio latency includes
     notes: list[str] = field(default_factory=list)
+    watch_cpu_s: float = 0.0  # CPU of what a Watch added (bench_browser: the browsers), in the window; not the rig's
+    watch_checks: list[str] = field(default_factory=list)  # what the Watch saw (bench_browser: the pages' contents)
 
     def hist(self, name: str, q: float) -> float | None:
         return histogram_percentile(self.histograms.get(name, {}), q)
@@ -136,6 +140,20 @@ def pin(cpus: set[int]) -> Any:
     return apply
 
 
+class Watch(Protocol):
+    """What a run adds besides the calls, around its measured window (bench_browser: browsers on the
+    dashboard). ``open`` runs once every call is connected (given aribot's pid), ``cpu_s`` brackets the
+    window, ``check`` runs after it, ``close`` always."""
+
+    async def open(self, step: Step, aribot_pid: int) -> None: ...
+
+    def cpu_s(self) -> float: ...
+
+    async def check(self, step: Step) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class Proc:
     """A child speaking JSON lines on stdin/stdout (the simulator)."""
 
@@ -157,7 +175,7 @@ class Proc:
 
 
 async def run_step(calls: int, args: argparse.Namespace, workdir: Path, aribot_cpus: set[int],
-                   load_cpus: set[int]) -> Step:
+                   load_cpus: set[int], watch: Watch | None = None) -> Step:
     step = Step(calls, buffer_ms=PLAYOUT_BUFFER_MS.get(args.backend, 0.0))
     workdir.mkdir(parents=True, exist_ok=True)
     history = workdir / "history.sqlite3"
@@ -199,9 +217,12 @@ async def run_step(calls: int, args: argparse.Namespace, workdir: Path, aribot_c
         if reply["failed"]:
             step.notes.append(f"{reply['failed']} call(s) did not connect")
         await asyncio.sleep(3.0)
+        if watch is not None:
+            await watch.open(step, aribot.pid)
         await sim.ask(cmd="window", on=True)
         cpu0, sys0, t0 = proc_cpu_s(aribot.pid), proc_times(aribot.pid)[1], time.monotonic()
         load0 = {name: proc_cpu_s(pid) for name, pid in load_pids.items()}
+        watch0 = watch.cpu_s() if watch is not None else 0.0
         profiler = None
         if args.profile:
             profiler = await asyncio.create_subprocess_exec(
@@ -215,9 +236,12 @@ async def run_step(calls: int, args: argparse.Namespace, workdir: Path, aribot_c
         step.sys_s = proc_times(aribot.pid)[1] - sys0  # on loopback: includes delivery to the peers
         step.load_cpu = {name: proc_cpu_s(pid) - load0[name] for name, pid in load_pids.items()}
         step.load_cpu_s = sum(step.load_cpu.values())
+        step.watch_cpu_s = watch.cpu_s() - watch0 if watch is not None else 0.0
         step.window_s = time.monotonic() - t0
         step.rss_kb = proc_rss_kb(aribot.pid)
         await sim.ask(cmd="window", on=False)
+        if watch is not None:
+            await watch.check(step)
         ended: list[dict[str, Any]] = []
         async with aiohttp.ClientSession() as session, session.ws_connect(
                 f"http://127.0.0.1:{http_port}/logs", max_msg_size=0) as ws:
@@ -265,6 +289,8 @@ async def run_step(calls: int, args: argparse.Namespace, workdir: Path, aribot_c
         if done["slot_skips"]:
             step.notes.append(f"simulator stalled: {done['slot_skips']} ms of send slots skipped")
     finally:
+        if watch is not None:
+            await watch.close()
         for proc in (aribot, sim_proc, fake):
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
@@ -399,15 +425,26 @@ def plot(steps: list[Step], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, nargs="+", default=[50, 100, 200, 300, 400],
-                        help="concurrent calls per step")
+def placement(no_pin: bool) -> tuple[set[int], set[int], int]:
+    """(aribot's CPUs, the load's CPUs, cores aribot has): aribot alone on the first CPU, the rest
+    for the load; nothing pinned (empty sets, every CPU) with ``no_pin`` or a single CPU."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if no_pin or len(cpus) < 2:
+        return set(), set(), len(cpus)
+    return {cpus[0]}, set(cpus[1:]), 1
+
+
+def where(aribot_cpus: set[int], load_cpus: set[int], backend: str) -> str:
+    if not aribot_cpus:
+        return f"no pinning, {len(os.sched_getaffinity(0))} CPUs shared"
+    return (f"aribot pinned to CPU {min(aribot_cpus)}, the simulated Asterisk and the fake {backend} server on CPU "
+            f"{','.join(map(str, sorted(load_cpus)))}")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of how a step runs (run_step reads them), shared with bench_browser."""
     parser.add_argument("--window", type=float, default=30.0, help="seconds measured per step, all calls live")
-    parser.add_argument("--runs", type=int, default=1, help="runs of each step (the table shows each)")
     parser.add_argument("--rate", type=float, default=50.0, help="new calls per second while ramping up")
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/aribot-capacity"), help="logs and history")
-    parser.add_argument("--plot", type=Path, help="write a PNG of CPU and memory against calls here")
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
     parser.add_argument("--set", dest="aribot_env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra aribot settings as ARIBOT_* env vars, e.g. ARIBOT_OPENAI__APPEND_FRAMES=5")
@@ -417,6 +454,16 @@ async def main() -> None:
     parser.add_argument("--backend", choices=sorted(FAKES), default="openai_realtime",
                         help="the speech backend, against its strict fake (default openai_realtime)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin aribot to CPU 0 and the load to the rest")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, nargs="+", default=[50, 100, 200, 300, 400],
+                        help="concurrent calls per step")
+    parser.add_argument("--runs", type=int, default=1, help="runs of each step (the table shows each)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/aribot-capacity"), help="logs and history")
+    parser.add_argument("--plot", type=Path, help="write a PNG of CPU and memory against calls here")
+    add_run_arguments(parser)
     parser.add_argument("--from-json", type=Path, metavar="JSON",
                         help="print the table (and --plot) of a run saved with --json, without running anything")
     args = parser.parse_args()
@@ -431,13 +478,7 @@ async def main() -> None:
             plot(steps, args.plot, saved["title"])
         return
     args.aribot_env = dict(item.split("=", 1) for item in args.aribot_env)
-    cpus = sorted(os.sched_getaffinity(0))
-    if args.no_pin or len(cpus) < 2:
-        aribot_cpus: set[int] = set()
-        load_cpus: set[int] = set()
-        cores = len(cpus)
-    else:
-        aribot_cpus, load_cpus, cores = {cpus[0]}, set(cpus[1:]), 1
+    aribot_cpus, load_cpus, cores = placement(args.no_pin)
     steps: list[Step] = []
     profiles: list[tuple[int, str]] = []
     for calls in args.calls:
@@ -449,11 +490,9 @@ async def main() -> None:
                 print(f"  {note}", file=sys.stderr)
             if args.profile:
                 profiles.append((calls, summarize_profile(args.workdir / str(calls) / "profile.txt")))
-    where = (f"aribot pinned to CPU {cpus[0]}, the simulated Asterisk and the fake {args.backend} server on CPU "
-             f"{','.join(map(str, sorted(load_cpus)))}" if aribot_cpus else f"no pinning, {len(cpus)} CPUs shared")
     settings = " ".join(f"{k}={v}" for k, v in args.aribot_env.items()) or "default settings"
-    title = (f"aribot capacity, backend {args.backend}, {time.strftime('%Y-%m-%d')}, {where}; {settings}; "
-             f"{args.window:.0f} s window")
+    title = (f"aribot capacity, backend {args.backend}, {time.strftime('%Y-%m-%d')}, "
+             f"{where(aribot_cpus, load_cpus, args.backend)}; {settings}; {args.window:.0f} s window")
     if args.backend in PLAYOUT_BUFFER_MS:
         title += f"; bot-audio latency includes the backend's {PLAYOUT_BUFFER_MS[args.backend]:.0f} ms playout buffer"
     print(title + "\n")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import logging
+import time
 from typing import Any
 
 from nicegui import PageArguments, ui
@@ -23,6 +24,7 @@ log = logging.getLogger("aribot.ui")
 VOICES = ["marin", "cedar", "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse"]
 TURN_DETECTION = ["server_vad", "semantic_vad", "none"]
 HISTORY_PAGE = 25  # calls per history page
+TABLE_ROWS = 12    # live-call rows the table may send per redraw period (more calls: fewer redraws)
 
 
 class Dashboard:
@@ -136,12 +138,17 @@ class Dashboard:
                      "speaking": {"caller": "caller", "assistant": "AI"}.get(c.speaking, ""),
                      "tool": c.tool_in_progress, "cost": _usd(c.cost_usd)} for c in self.state.live()]
 
-        seen: list[Any] = [None]
+        seen: list[Any] = [None, 0.0]   # the rows sent, when
 
         def tick() -> None:
+            # each redraw sends the whole table: with many calls, redraw less often, so that at most
+            # refresh_hz x TABLE_ROWS rows a second go out (50 calls at 4 Hz: about once a second; at
+            # 4 Hz the table alone doubled the calls' pacing p99, docs/capacity.md)
+            if time.monotonic() - seen[1] < self.interval * max(1.0, len(self.state.calls) / TABLE_ROWS):
+                return
             now = rows()
             if now != seen[0]:
-                seen[0] = now
+                seen[0], seen[1] = now, time.monotonic()
                 table.update_rows(now)
                 empty.set_visibility(not now)
         tick()
@@ -171,14 +178,7 @@ class Dashboard:
             meter_out.set_value(round(sent, 2))
         ui.timer(0.2, levels)
 
-        @ui.refreshable
-        def summary() -> None:
-            _call_summary(view)
-            if view.ended_at:
-                ui.link("Call history", f"/history/{call_id}")
-        summary()
-        self._every_change(summary, lambda: (view.state, view.mode, view.end_reason, len(view.latencies_ms),
-                                             view.dtmf, int(view.duration_s), _usd(view.cost_usd)))
+        summary = CallSummary(view, call_id)
         with ui.row().classes("w-full items-start no-wrap gap-8"):
             with ui.column().classes("w-2/3"):
                 transcript = Transcript(view)
@@ -187,6 +187,7 @@ class Dashboard:
                 timeline = Timeline(view)
 
         def update() -> None:
+            summary.update()
             transcript.update()
             timeline.update()
         ui.timer(self.interval, update)
@@ -508,19 +509,42 @@ class Timeline(InPlace):
                 self.shown[id(entry)] = (entry, label.classes("font-mono text-sm").mark("timeline-entry"))
 
 
-def _call_summary(view: CallView) -> None:
-    with ui.row().classes("items-center gap-4"):
-        ui.badge(view.state)
-        ui.label(f"mode {view.mode}")
-        ui.label(_duration(view.duration_s))
-        if view.end_reason:
-            ui.label(f"ended: {view.end_reason}").mark("end-reason")
-        if view.latencies_ms:
-            ui.label("AI answered in " + ", ".join(f"{ms:.0f} ms" for ms in view.latencies_ms[-5:]))
-        if view.dtmf:
-            ui.label(f"keys: {view.dtmf}")
-        if view.cost_usd is not None:
-            ui.label(f"cost so far {_usd(view.cost_usd)}").mark("call-cost")
+class CallSummary:
+    """State, mode, duration, end, latencies, keys and cost of a call, drawn once and then only
+    re-texted when a value changed: rebuilding it every second (the duration ticks) made garbage
+    whose collection delayed the pacer (docs/capacity.md, "With the dashboard open")."""
+
+    def __init__(self, view: CallView, call_id: str) -> None:
+        self.view = view
+        with ui.row().classes("items-center gap-4"):
+            self.state = ui.badge("")
+            self.labels = {name: ui.label("").mark(marker) if marker else ui.label("")
+                           for name, marker in (("mode", ""), ("duration", ""), ("ended", "end-reason"),
+                                                ("latency", ""), ("keys", ""), ("cost", "call-cost"))}
+            self.history = ui.link("Call history", f"/history/{call_id}")
+        for element in (*self.labels.values(), self.history):
+            element.set_visibility(False)   # shown once they have something to say
+        self.update()
+
+    def texts(self) -> dict[str, str]:
+        view = self.view
+        return {"mode": f"mode {view.mode}", "duration": _duration(view.duration_s),
+                "ended": f"ended: {view.end_reason}" if view.end_reason else "",
+                "latency": "AI answered in " + ", ".join(f"{ms:.0f} ms" for ms in view.latencies_ms[-5:])
+                           if view.latencies_ms else "",
+                "keys": f"keys: {view.dtmf}" if view.dtmf else "",
+                "cost": f"cost so far {_usd(view.cost_usd)}" if view.cost_usd is not None else ""}
+
+    def update(self) -> None:
+        if self.state.text != self.view.state:
+            self.state.set_text(self.view.state)
+        for name, text in self.texts().items():
+            label = self.labels[name]
+            if label.text != text:
+                label.set_text(text)
+                label.set_visibility(bool(text))
+        if self.history.visible != bool(self.view.ended_at):
+            self.history.set_visibility(bool(self.view.ended_at))
 
 
 def _usd(value: float | None) -> str:

@@ -165,7 +165,11 @@ class DashboardServer:
         web = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)  # serve the dashboard, nothing else
         mount_listen(web, self.cfg)  # before NiceGUI's mount at "/": listen-in's socket and script
         mount_recordings(web, getattr(self.root, "__self__", None))  # /recording/{call}: the Dashboard's app
-        ui.run_with(web, root=self.root, title="aribot", show_welcome_message=False, reconnect_timeout=10.0)
+        # no gzip: NiceGUI compressed its ~43 static files at level 9 in aribot's own event loop each
+        # time a page opened, which delayed 50 calls' audio frames (docs/capacity.md); the dashboard
+        # is on loopback or a LAN, where compression saves little
+        ui.run_with(web, root=self.root, title="aribot", show_welcome_message=False, reconnect_timeout=10.0,
+                    gzip_middleware_factory=None)
         bind_page_messages(core.sio)
         asgi: ASGIApp = web
         if self.cfg.password:

@@ -176,7 +176,7 @@ def mount_listen(web: Any, cfg: Any) -> None:
         elif app is not None and call is None:
             why = "the call is not live"
         if why or call is None:
-            log.warning("dashboard: listen-in to call %s from %s refused: %s", call_id[:64], client, why)
+            log.warning("dashboard: listen-in to call %r from %s refused: %s", call_id[:64], client, why)
             await websocket.close(code=1008)
             return
         await serve_listener(websocket, call, operator_of(websocket.scope, cfg), client)

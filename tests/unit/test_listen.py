@@ -104,7 +104,7 @@ async def test_the_socket_needs_a_fresh_token_of_its_own_call(dashboard: tuple[s
             caplog.clear()
             assert await refused_status(http, ws_url(base, "c1", token)) == 403, token
             lines = refusals(caplog)
-            assert len(lines) == 1 and "listen-in to call c1" in lines[0] and why in lines[0], lines
+            assert len(lines) == 1 and "listen-in to call 'c1'" in lines[0] and why in lines[0], lines
         token = listen.mint_token(app, "c1")
         async with http.ws_connect(ws_url(base, "c1", token)) as ws:
             header = await ws.receive_json()

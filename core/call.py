@@ -351,7 +351,7 @@ class Call(PlayoutViews, CallControls):
                              turn_detection=choices.turn_detection)
         backend_type = self.app.backends[choices.backend]
         self.conversation = Conversation(self, backend_type, setup)
-        if not backend_type.capabilities.turn_events:   # no speech_stopped to date the caller's last word
+        if not backend_type.capabilities.turn_events:   # no SpeechStopped dates the caller's last word
             self._voice_fmt = self.settings.rtp.format
 
     async def _run_feature(self, name: str, factory: Any) -> None:

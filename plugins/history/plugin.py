@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aribot import Setting, SettingsError, as_bool, as_str, hookimpl, number
+from aribot import Setting, SettingsError, as_bool, hookimpl, number
+from aribot.core.settings import nonempty
 from aribot.plugins.history.routes import SLOT, Slot, add_routes
 from aribot.plugins.history.store import HistoryError, HistoryStore
 
@@ -34,18 +35,11 @@ class Recorder:
     purger: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
-def _path_setting(value: Any) -> str:
-    text = as_str(value).strip()
-    if not text:
-        raise ValueError(value)
-    return text
-
-
 @hookimpl
 def register_settings(register):
     register(Setting("history.enabled", True, as_bool, "true or false",
                      "record every call (caller, timings, transcript, tool calls, end reason) in SQLite"))
-    register(Setting("history.path", "history.sqlite3", _path_setting, "a file path for the SQLite database",
+    register(Setting("history.path", "history.sqlite3", nonempty, "a file path for the SQLite database",
                      "SQLite file of the call history, created private (0600); relative to [storage] data_dir"))
     register(Setting("history.retention_days", 90, number(int, 0, 36500), "whole days 0..36500 (0 = keep forever)",
                      "calls older than this many days are deleted (at start and hourly); 0 = keep forever"))

@@ -22,6 +22,7 @@ from typing import Any
 from aribot import Setting, SettingsError, as_bool, as_str, hookimpl
 from aribot.core import events as ev
 from aribot.core.choices import CONTROL, SOUND
+from aribot.core.settings import nonempty
 from aribot.plugins.recording.recorder import CallRecording, Recordings, is_sound
 
 __all__ = ["CallRecording", "Recordings"]
@@ -45,8 +46,8 @@ def consent_setting(value: Any) -> str:
 
 
 def folder_setting(value: Any) -> str:
-    text = as_str(value).strip()
-    if not text or "\0" in text:
+    text = nonempty(value)
+    if "\0" in text:
         raise ValueError(value)
     return text
 

@@ -149,10 +149,7 @@ class DayStats:
         self._handlers: dict[type, Callable[[Any], None]] = {
             ev.CallStarted: self._started, ev.CallAnswered: self._answered, ev.CallEnded: self._ended_call,
             ev.BotAudioStarted: self._latency, ev.BargeIn: self._barge_in, ev.ToolCalled: self._tool_called,
-            ev.ToolFinished: self._tool_finished}
-        cost = getattr(ev, "CostUpdated", None)
-        if cost is not None:
-            self._handlers[cost] = self._cost
+            ev.ToolFinished: self._tool_finished, ev.CostUpdated: self._cost}
         self._reset(clock())
 
     @property
@@ -241,7 +238,7 @@ class DayStats:
             self.tool_errors += 1
             self.version += 1
 
-    def _cost(self, event: Any) -> None:
+    def _cost(self, event: ev.CostUpdated) -> None:
         call = self.live.get(event.call_id) or self._ended.get(event.call_id)
         if call is None or not call.today:
             return

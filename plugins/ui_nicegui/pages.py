@@ -100,10 +100,6 @@ class Dashboard:
 
     def every_change(self, draw: Any, version: Any) -> None:
         """Redraw ``draw`` (a ``ui.refreshable``) whenever ``version()`` changes, at most refresh_hz."""
-        self._every_change(draw, version)
-
-    def _every_change(self, draw: Any, version: Any) -> None:
-        """Redraw ``draw`` (a refreshable) whenever ``version()`` changes, at most refresh_hz."""
         seen = [version()]
 
         def tick() -> None:
@@ -215,7 +211,7 @@ class Dashboard:
                     box = ui.input("Answer").mark(f"answer-{tool.tool_call_id}")
                     ui.button("Send answer", on_click=lambda b=box, t=tool: self._act(call_id, "answer", (t.tool_call_id, b.value)))
         answers()
-        self._every_change(answers, lambda: sum(t.awaiting_answer for t in view.tools))
+        self.every_change(answers, lambda: sum(t.awaiting_answer for t in view.tools))
 
     async def _act(self, call_id: str, action: str, arg: Any = None) -> None:
         call = self.app.calls.get(call_id)

@@ -4,11 +4,15 @@ Asterisk), and once in a real headless Chromium (Debian's; no browser download) 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nicegui.testing import user_simulation
@@ -197,6 +201,42 @@ async def wait_page(driver, text: str, timeout: float = 15.0) -> None:
         await asyncio.sleep(0.1)
 
 
+@dataclass
+class Console:
+    """`aribot serve` with its dashboard, and one headless Chromium on it."""
+
+    server: asyncio.subprocess.Process
+    ui_port: int
+    http_port: int
+    driver: Any = None
+    output: str = ""   # what aribot printed, once it stopped
+
+
+@contextlib.asynccontextmanager
+async def console(asterisk_lab: AsteriskLab, fake_url: str, tmp_path: Path, history: Path) -> AsyncIterator[Console]:
+    """`aribot serve` (env vars only, the dashboard on, the history at ``history``) and Chromium
+    on its home page once that shows no call; at exit the browser quits, aribot gets SIGTERM and
+    what it printed is kept in ``output``."""
+    ui_port, http_port = free_tcp_port(), free_tcp_port()
+    server = await asyncio.create_subprocess_exec(
+        Path(sys.executable).parent / "aribot", "serve", cwd=tmp_path,
+        env=console_env(asterisk_lab, fake_url, http_port, ui_port, history),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    run = Console(server, ui_port, http_port)
+    try:
+        await wait_healthy(http_port)
+        run.driver = await asyncio.to_thread(chromium, tmp_path / "chromium")
+        await asyncio.to_thread(run.driver.get, f"http://127.0.0.1:{ui_port}/")
+        await wait_page(run.driver, "No calls right now.")
+        yield run
+    finally:
+        if run.driver is not None:
+            await asyncio.to_thread(run.driver.quit)
+        if server.returncode is None:
+            server.send_signal(signal.SIGTERM)
+        run.output = (await asyncio.wait_for(server.communicate(), 15))[0].decode()
+
+
 async def tile(driver, label: str) -> str:
     """The figure of the overview tile labelled ``label``, as the browser shows it."""
     xpath = f"//div[contains(@class, 'q-card')][div[normalize-space(text())='{label}']]/div[1]"
@@ -228,17 +268,8 @@ async def test_the_console_in_a_real_browser_during_a_real_call(
     go to test-artifacts/ (docs/console-*.png are copies of them)."""
     fake.script = Script(turns=[Turn.audio(speech(1500, seed=3), "Your parcel left the depot this morning.")],
                          caller_transcripts=["Where is my parcel?"], speed=1.0)
-    ui_port, http_port = free_tcp_port(), free_tcp_port()
-    env = console_env(asterisk_lab, fake.url, http_port, ui_port, tmp_path / "history.sqlite3")
-    server = await asyncio.create_subprocess_exec(Path(sys.executable).parent / "aribot", "serve", cwd=tmp_path,
-                                                  env=env, stdout=asyncio.subprocess.PIPE,
-                                                  stderr=asyncio.subprocess.STDOUT)
-    driver = None
-    try:
-        await wait_healthy(http_port)
-        driver = await asyncio.to_thread(chromium, tmp_path / "chromium")
-        await asyncio.to_thread(driver.get, f"http://127.0.0.1:{ui_port}/")
-        await wait_page(driver, "No calls right now.")
+    async with console(asterisk_lab, fake.url, tmp_path, tmp_path / "history.sqlite3") as served:
+        driver, ui_port = served.driver, served.ui_port
         await wait_tile(driver, "Calls today", "0")
         charts = await asyncio.to_thread(driver.find_elements, "css selector", "[_echarts_instance_]")
         assert len(charts) == 2                                # ECharts drew both charts
@@ -283,11 +314,5 @@ async def test_the_console_in_a_real_browser_during_a_real_call(
         await wait_page(driver, "ended: caller_hangup")          # the stored timeline
         await wait_page(driver, ", cost $0.0")
         await screenshot(driver, "console-history.png")
-    finally:
-        if driver is not None:
-            await asyncio.to_thread(driver.quit)
-        if server.returncode is None:
-            server.send_signal(signal.SIGTERM)
-        output = (await asyncio.wait_for(server.communicate(), 15))[0].decode()
-    assert server.returncode == 0, output
+    assert served.server.returncode == 0, served.output
     assert await asterisk_lab.wait_clean(2.0) == ([], [])

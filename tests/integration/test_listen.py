@@ -9,25 +9,19 @@ socket closed cleanly), and the call's history records both."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import sqlite3
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from aribot.plugins.local_backend.realtime.script import Script, Turn
 from aribot.sandbox.asterisk import AsteriskLab
-from aribot.sandbox.ports import free_tcp_port
 from tests.fake_realtime.server import FakeRealtimeServer
-from tests.integration.test_dashboard import chromium, wait_page
+from tests.integration.test_dashboard import console, screenshot, wait_page
 from tests.lab.audio import speech
 from tests.lab.calls import caller_turns
-from tests.lab.serve import console_env, wait_healthy
 from tests.lab.sipp import SippCaller
 
-REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "test-artifacts"
 STEREO_BYTES_PER_S = 2 * 8000
 READ_STATS = "return window.aribotListen ? JSON.parse(JSON.stringify(window.aribotListen)) : null"
 
@@ -64,18 +58,9 @@ async def test_listen_in_to_a_real_call_in_a_real_browser(
 ) -> None:
     fake.script = Script(turns=[Turn.audio(speech(2000, seed=10 + n), f"Answer number {n}.") for n in range(4)],
                          caller_transcripts=[f"Question {n}" for n in range(4)], speed=1.0)
-    ui_port, http_port = free_tcp_port(), free_tcp_port()
     history = tmp_path / "history.sqlite3"
-    env = console_env(asterisk_lab, fake.url, http_port, ui_port, history)
-    server = await asyncio.create_subprocess_exec(Path(sys.executable).parent / "aribot", "serve", cwd=tmp_path,
-                                                  env=env, stdout=asyncio.subprocess.PIPE,
-                                                  stderr=asyncio.subprocess.STDOUT)
-    driver = None
-    try:
-        await wait_healthy(http_port)
-        driver = await asyncio.to_thread(chromium, tmp_path / "chromium")
-        await asyncio.to_thread(driver.get, f"http://127.0.0.1:{ui_port}/")
-        await wait_page(driver, "No calls right now.")
+    async with console(asterisk_lab, fake.url, tmp_path, history) as served:
+        driver = served.driver
         # four questions of 1 s, each followed by 3.5 s in which the AI answers for 2 s
         caller = SippCaller(asterisk_lab, tmp_path / "sipp", caller_turns(1000, 1000, 1000, 1000, gap_ms=3500),
                             audio_delay_ms=300, hold_ms_after_audio=300)
@@ -99,10 +84,7 @@ async def test_listen_in_to_a_real_call_in_a_real_browser(
         assert 0.7 * STEREO_BYTES_PER_S < rate < 1.3 * STEREO_BYTES_PER_S, (rate, first, last)
         assert last["samples"] * 2 == last["bytes"]
         await wait_page(driver, "listening: caller left, AI right")   # the page's status label
-        ARTIFACTS.mkdir(exist_ok=True)
-        shot = ARTIFACTS / "dashboard-listen-in.png"
-        await asyncio.to_thread(driver.save_screenshot, str(shot))
-        assert shot.stat().st_size > 10_000
+        await screenshot(driver, "dashboard-listen-in.png")
         await click_button(driver, "Stop")
         stopped = await wait_stats(driver, lambda s: s["state"] == "closed", "closed after Stop")
         assert stopped["closeCode"] == 1000
@@ -115,14 +97,8 @@ async def test_listen_in_to_a_real_call_in_a_real_browser(
         assert ended["closeCode"] == 1000, ended
         await wait_page(driver, "stopped: the call ended")
         await wait_page(driver, "ended: caller_hangup")
-    finally:
-        if driver is not None:
-            await asyncio.to_thread(driver.quit)
-        if server.returncode is None:
-            server.send_signal(signal.SIGTERM)
-        output = (await asyncio.wait_for(server.communicate(), 15))[0].decode()
-    assert server.returncode == 0, output
-    assert "started listening" in output and "stopped listening" in output, output
+    assert served.server.returncode == 0, served.output
+    assert "started listening" in served.output and "stopped listening" in served.output, served.output
     print(f"listen-in in Chromium: {both['sumAbs']} (sum |sample| caller, AI) when both were heard; "
           f"{rate:.0f} B/s; scheduled {last['latencyMs']} ms ahead (max {last['maxLatencyMs']} ms)")
     with sqlite3.connect(history) as db:

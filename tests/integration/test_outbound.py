@@ -20,7 +20,7 @@ from aribot.plugins.outbound.dialer import wait_done
 from aribot.sandbox.asterisk import AsteriskLab
 from aribot.sandbox.ports import free_tcp_port
 from tests.fake_realtime.server import FakeRealtimeServer
-from tests.lab.amd_corpus import Greeting, greetings
+from tests.lab.amd_corpus import Greeting, confusion, greetings
 from tests.lab.audio import speech
 from tests.lab.calls import heard
 from tests.lab.probe import Probe
@@ -209,16 +209,6 @@ async def test_aribot_call_command(asterisk_lab: AsteriskLab, fake: FakeRealtime
     stopped.write_text(f'[http]\nhost = "127.0.0.1"\nport = {free_tcp_port()}\ntoken = "{TOKEN}"\n')
     away = await asyncio.to_thread(run, "PJSIP/100", path=stopped)
     assert away.returncode == 1 and away.stderr.count("\n") == 1 and "aribot is not running" in away.stderr
-
-
-def confusion(pairs: list[tuple[str, str]]) -> str:
-    """A printed confusion matrix: rows = what the greeting was, columns = what was decided."""
-    columns = sorted({got for _, got in pairs} | {"human", "machine"})
-    lines = ["actual \\ decided  " + "  ".join(f"{c:>8}" for c in columns)]
-    for actual in ("human", "machine"):
-        row = [sum(1 for a, g in pairs if a == actual and g == c) for c in columns]
-        lines.append(f"{actual:<17}  " + "  ".join(f"{n:>8}" for n in row))
-    return "\n".join(lines)
 
 
 async def test_asterisk_amd_accuracy_for_comparison(asterisk_lab: AsteriskLab, tmp_path: Path,

@@ -91,3 +91,13 @@ def greetings(cache: Path) -> list[Greeting]:
             beep_at = int((cache / f"{label}-{index:02d}.beep").read_text())
             found.append(Greeting(label, text, voice, wpm, path.read_bytes(), beep_at))
     return found
+
+
+def confusion(pairs: list[tuple[str, str]]) -> str:
+    """A printed confusion matrix: rows = what the greeting was, columns = what was decided."""
+    columns = sorted({got for _, got in pairs} | {"human", "machine"})
+    lines = ["actual \\ decided  " + "  ".join(f"{c:>8}" for c in columns)]
+    for actual in ("human", "machine"):
+        row = [sum(1 for a, g in pairs if a == actual and g == c) for c in columns]
+        lines.append(f"{actual:<17}  " + "  ".join(f"{n:>8}" for n in row))
+    return "\n".join(lines)

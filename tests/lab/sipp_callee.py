@@ -40,15 +40,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aribot.sandbox.ports import free_udp_port, free_udp_port_range
+from aribot.sandbox.ports import _bindable, free_udp_port, free_udp_port_range
 from tests.lab.audio import FRAME_BYTES, RATE
-from tests.lab.sipp import SIPP, _killpg, _last_event, _read
+from tests.lab.sipp import _TAIL, SIPP, _killpg, _last_event, _read
 from tests.lab.sipp_scenario import DTMF_PCAP_MS, _log, _media_timeline, _pause
 
 ANSWER_MODES = ("answer", "busy", "no_answer")
 CALLEE_HANGUPS = ("either", "callee", "caller")
 DTMF_GAP_MS = 100  # silence between two keys (and before the first, after the audio)
-_TAIL = 2000
 
 # Log lines (sipp <log> actions) that tell the Python side what happened.
 LOG_INVITE = "aribot-callee: invite received"
@@ -274,7 +273,7 @@ class SippCallee:
             stderr=asyncio.subprocess.PIPE, cwd=self.workdir, start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + 5.0
-        while _udp_free(self.sip_port):
+        while _bindable(self.sip_port, socket.SOCK_DGRAM):   # until sipp has bound it
             if self._proc.returncode is not None or time.monotonic() > deadline:
                 out, err = await self._proc.communicate() if self._proc.returncode is not None else (b"", b"")
                 await self.stop()
@@ -340,12 +339,4 @@ class SippCallee:
             stderr_tail=err.decode(errors="replace")[-_TAIL:], workdir=self.workdir,
         )  # fmt: skip
 
-
-def _udp_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 

@@ -15,22 +15,13 @@ from aribot.plugins.local_backend.voice import synthesize
 from aribot.plugins.outbound import SETTINGS
 from aribot.plugins.outbound.amd import AmdParams, BeepDetector, MachineDetector, classify
 from aribot.plugins.outbound.dialer import ENDPOINT, Dialer, Rejected, cause_outcome, endpoint_allowed
-from tests.lab.amd_corpus import Greeting, greetings
+from tests.lab.amd_corpus import Greeting, confusion, greetings
 from tests.lab.audio import silence, speech, ulaw_encode
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> list[Greeting]:
     return greetings(tmp_path_factory.getbasetemp() / "amd-corpus")
-
-
-def confusion(pairs: list[tuple[str, str]]) -> str:
-    columns = sorted({got for _, got in pairs} | {"human", "machine"})
-    lines = ["actual \\ decided  " + "  ".join(f"{c:>8}" for c in columns)]
-    for actual in ("human", "machine"):
-        row = [sum(1 for a, g in pairs if a == actual and g == c) for c in columns]
-        lines.append(f"{actual:<17}  " + "  ".join(f"{n:>8}" for n in row))
-    return "\n".join(lines)
 
 
 def test_detector_accuracy_on_espeak_greetings(corpus: list[Greeting]) -> None:
